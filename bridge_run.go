@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+	"golang.org/x/term"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+func newLogger(cfg *Config, w io.Writer) zerolog.Logger {
+	lvl, _ := parseLevel(cfg.LogLevel) // validated in loadConfig
+	console := cfg.LogFormat == "console"
+	if cfg.LogFormat == "auto" {
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			console = true
+		}
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+func runBridge(ctx context.Context, vars map[string]string, stderr io.Writer) error {
+	cfg, err := loadConfig(vars)
+	if err != nil {
+		return err
+	}
+	if cfg.APIToken == "" {
+		return &configError{"configuration: ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE) is required"}
+	}
+	log := newLogger(cfg, stderr)
+	return serve(ctx, cfg, log, nil)
+}
+
+// serve runs the bridge until ctx ends. sink, when not nil, wraps the
+// bridge's sink (the demo prints changes through it).
+func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(poller.Sink) poller.Sink) error {
+	started := time.Now().UTC().Truncate(time.Second)
+	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
+	api, err := connect.New(connect.Options{
+		BaseURL:     cfg.APIURL,
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"}),
+		Timeout:     cfg.APITimeout,
+		UserAgent:   "ultimaker2mqtt/" + buildVersion(),
+	})
+	if err != nil {
+		return &configError{"ULTIMAKER_API_URL: " + err.Error()}
+	}
+	mq, err := mqttpub.New(mqttpub.Config{
+		URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
+		ClientID: clientID(cfg), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
+		StateTopic: tree.BridgeState(),
+	}, log)
+	if err != nil {
+		return &configError{"MQTT_URL: " + err.Error()}
+	}
+	br := bridge.New(tree, mq, bridge.Info{
+		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: "api_token",
+		Intervals: map[string]string{
+			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
+			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
+			"maintenance": cfg.PollMaintenanceInterval.String(),
+		},
+	}, log)
+	var sink poller.Sink = br
+	if wrap != nil {
+		sink = wrap(br)
+	}
+	pl := poller.New(poller.Config{
+		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
+		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
+		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
+	}, api, sink, log)
+
+	log.Info().Str("version", buildVersion()).Str("broker", redact(cfg.MQTTURL)).Str("api", cfg.APIURL).
+		Str("base_topic", cfg.MQTTBaseTopic).Msg("starting")
+
+	// The broker connection outlives the poller: on shutdown the poller
+	// stops first, so "offline" is the last thing published.
+	mqCtx, stopMQ := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMQ()
+	mqDone := make(chan error, 1)
+	go func() { mqDone <- mq.Run(mqCtx) }()
+
+	br.Start(ctx)
+	pollErr := pl.Run(ctx)
+	stopMQ()
+	mqErr := <-mqDone
+	log.Info().Msg("stopped")
+	if pollErr != nil {
+		return pollErr
+	}
+	return mqErr
+}
+
+// clientID is stable across restarts and distinct per host and base
+// topic, so two instances never kick each other off the broker.
+func clientID(cfg *Config) string {
+	if cfg.MQTTClientID != "" {
+		return cfg.MQTTClientID
+	}
+	host, _ := os.Hostname()
+	id := "ultimaker2mqtt-" + topics.Segment(cfg.MQTTBaseTopic) + "-" + topics.Segment(host)
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
+}
+
+func redact(raw string) string {
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + raw[i+1:]
+		}
+	}
+	return raw
+}

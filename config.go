@@ -1,0 +1,271 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// Secret is a string that never prints: logs and errors show [redacted].
+type Secret string
+
+func (s Secret) String() string { return "[redacted]" }
+
+// MarshalText keeps secrets out of JSON and zerolog output.
+func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret's value, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is every setting, read from the environment. The help tags feed
+// -h and config.example.env.
+type Config struct {
+	MQTTURL       string `env:"MQTT_URL" envDefault:"tcp://localhost:1883" help:"Broker URL: tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://host:port"`
+	MQTTUsername  string `env:"MQTT_USERNAME" help:"Broker user name"`
+	MQTTPassword  Secret `env:"MQTT_PASSWORD" help:"Broker password (or MQTT_PASSWORD_FILE)"`
+	MQTTClientID  string `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance"`
+	MQTTBaseTopic string `env:"MQTT_BASE_TOPIC" envDefault:"ultimaker" help:"Topic prefix of everything the bridge publishes"`
+	MQTTCAFile    string `env:"MQTT_CA_FILE" help:"PEM CA bundle to trust for ssl:// and wss:// (default: system roots)"`
+	MQTTCertFile  string `env:"MQTT_CERT_FILE" help:"PEM client certificate for TLS client authentication"`
+	MQTTKeyFile   string `env:"MQTT_KEY_FILE" help:"PEM private key of MQTT_CERT_FILE"`
+
+	APIURL     string        `env:"ULTIMAKER_API_URL" envDefault:"https://api.ultimaker.com/connect/v1" help:"Connect API root"`
+	APIToken   Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run"`
+	APITimeout time.Duration `env:"ULTIMAKER_API_TIMEOUT" envDefault:"20s" help:"Timeout of one Connect API request"`
+
+	PollInterval            time.Duration `env:"POLL_INTERVAL" envDefault:"10s" help:"Cluster status interval while printing or just after a command (the API asks for no more than one status call per 10s)"`
+	PollIdleInterval        time.Duration `env:"POLL_IDLE_INTERVAL" envDefault:"60s" help:"Cluster status interval when nothing prints"`
+	PollOfflineInterval     time.Duration `env:"POLL_OFFLINE_INTERVAL" envDefault:"5m" help:"Cluster status interval when the cluster is offline"`
+	PollClustersInterval    time.Duration `env:"POLL_CLUSTERS_INTERVAL" envDefault:"5m" help:"Interval of the cluster list (new and removed clusters)"`
+	PollMaintenanceInterval time.Duration `env:"POLL_MAINTENANCE_INTERVAL" envDefault:"1h" help:"Interval of pending maintenance per cluster"`
+	PollBackoffMax          time.Duration `env:"POLL_BACKOFF_MAX" envDefault:"10m" help:"Longest wait between retries of a failing cluster"`
+	PollMaxInFlight         int           `env:"POLL_MAX_IN_FLIGHT" envDefault:"4" help:"Most Connect API requests at once"`
+	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
+
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" help:"auto (console on a terminal, else JSON), json or console"`
+
+	DemoMQTTListen string  `env:"DEMO_MQTT_LISTEN" envDefault:"127.0.0.1:1883" help:"demo only: address of the embedded broker, used unless MQTT_URL is set"`
+	DemoSpeed      float64 `env:"DEMO_SPEED" envDefault:"30" help:"demo only: simulated seconds per real second"`
+}
+
+// secretVars may also be given as <NAME>_FILE, a path to read.
+var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN"}
+
+// configError is a bad setting; the process exits 2.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+// loadConfig reads the configuration from environ (KEY=VALUE entries),
+// checks every value and returns one error naming each bad variable.
+func loadConfig(environ map[string]string) (*Config, error) {
+	vars := make(map[string]string, len(environ))
+	for k, v := range environ {
+		vars[k] = v
+	}
+	var problems []string
+	for _, name := range secretVars {
+		path, ok := vars[name+"_FILE"]
+		if !ok || path == "" {
+			continue
+		}
+		if vars[name] != "" {
+			problems = append(problems, fmt.Sprintf("%s and %s_FILE are both set; use one", name, name))
+			continue
+		}
+		b, err := readSecretFile(path)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s_FILE: %v", name, err))
+			continue
+		}
+		vars[name] = b
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: vars})
+	if err != nil {
+		problems = append(problems, envProblems(err)...)
+	}
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		return nil, &configError{"configuration: " + strings.Join(problems, "; ")}
+	}
+	return &cfg, nil
+}
+
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s", path)
+	}
+	// Files written with echo end in a newline that is not the secret.
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// envProblems turns env's aggregate error into one phrase per variable,
+// never echoing a value (it might be a secret).
+func envProblems(err error) []string {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			out = append(out, fmt.Sprintf("%s: not a valid %s", varOfField(pe.Name), typeWord(pe.Type)))
+			continue
+		}
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func varOfField(field string) string {
+	if f, ok := reflect.TypeFor[Config]().FieldByName(field); ok {
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		return name
+	}
+	return field
+}
+
+func typeWord(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "duration (e.g. 10s, 5m, 1h)"
+	case t.Kind() == reflect.Int:
+		return "whole number"
+	case t.Kind() == reflect.Float64:
+		return "number"
+	case t.Kind() == reflect.Bool:
+		return "boolean (true or false)"
+	}
+	return t.String()
+}
+
+func (c *Config) validate() []string {
+	var p []string
+	if err := checkBrokerURL(c.MQTTURL); err != "" {
+		p = append(p, "MQTT_URL: "+err)
+	}
+	if !topics.ValidBase(c.MQTTBaseTopic) {
+		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
+	}
+	if (c.MQTTCertFile == "") != (c.MQTTKeyFile == "") {
+		p = append(p, "MQTT_CERT_FILE and MQTT_KEY_FILE: set both or neither")
+	}
+	for _, f := range []struct{ name, path string }{{"MQTT_CA_FILE", c.MQTTCAFile}, {"MQTT_CERT_FILE", c.MQTTCertFile}, {"MQTT_KEY_FILE", c.MQTTKeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				p = append(p, f.name+": cannot read "+f.path)
+			}
+		}
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p = append(p, "ULTIMAKER_API_URL: want http(s)://host/path")
+	}
+	durations := []struct {
+		name string
+		d    time.Duration
+		min  time.Duration
+	}{
+		{"ULTIMAKER_API_TIMEOUT", c.APITimeout, time.Second},
+		{"POLL_INTERVAL", c.PollInterval, 100 * time.Millisecond},
+		{"POLL_IDLE_INTERVAL", c.PollIdleInterval, 100 * time.Millisecond},
+		{"POLL_OFFLINE_INTERVAL", c.PollOfflineInterval, 100 * time.Millisecond},
+		{"POLL_CLUSTERS_INTERVAL", c.PollClustersInterval, 100 * time.Millisecond},
+		{"POLL_MAINTENANCE_INTERVAL", c.PollMaintenanceInterval, 100 * time.Millisecond},
+		{"POLL_BACKOFF_MAX", c.PollBackoffMax, 100 * time.Millisecond},
+	}
+	for _, d := range durations {
+		if d.d < d.min {
+			p = append(p, fmt.Sprintf("%s: must be at least %s", d.name, d.min))
+		}
+	}
+	if c.PollMaxInFlight < 1 || c.PollMaxInFlight > 64 {
+		p = append(p, "POLL_MAX_IN_FLIGHT: must be 1 to 64")
+	}
+	c.ClusterIDs = slices.DeleteFunc(c.ClusterIDs, func(s string) bool { return strings.TrimSpace(s) == "" })
+	for i := range c.ClusterIDs {
+		c.ClusterIDs[i] = strings.TrimSpace(c.ClusterIDs[i])
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		p = append(p, "LOG_LEVEL: "+err.Error())
+	}
+	if !slices.Contains([]string{"auto", "json", "console"}, c.LogFormat) {
+		p = append(p, "LOG_FORMAT: want auto, json or console")
+	}
+	if c.DemoSpeed <= 0 || c.DemoSpeed > 10000 {
+		p = append(p, "DEMO_SPEED: must be above 0 and at most 10000")
+	}
+	return p
+}
+
+func checkBrokerURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "want scheme://host:port"
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps", "ws", "wss":
+		return ""
+	}
+	return "scheme " + u.Scheme + " not supported"
+}
+
+// parseLevel accepts the five levels we document. zerolog's own parser
+// maps "" to NoLevel, which silently drops every message.
+func parseLevel(s string) (zerolog.Level, error) {
+	switch s {
+	case "trace", "debug", "info", "warn", "error":
+		return zerolog.ParseLevel(s)
+	}
+	return zerolog.NoLevel, errors.New("want trace, debug, info, warn or error")
+}
+
+// configVar describes one variable for -h and the example file.
+type configVar struct{ Name, Default, Help string }
+
+func configVars() []configVar {
+	var out []configVar
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		out = append(out, configVar{name, f.Tag.Get("envDefault"), f.Tag.Get("help")})
+		if slices.Contains(secretVars, name) {
+			out = append(out, configVar{name + "_FILE", "", "Path of a file holding " + name + " (Docker secrets)"})
+		}
+	}
+	return out
+}
+
+func printConfigHelp(w io.Writer) {
+	fmt.Fprintln(w, "Environment variables:")
+	for _, v := range configVars() {
+		def := v.Default
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(w, "  %-26s %s\n  %-26s default: %s\n", v.Name, v.Help, "", def)
+	}
+}

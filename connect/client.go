@@ -1,0 +1,296 @@
+// Package connect is a typed client for the UltiMaker Connect API (Digital Factory).
+package connect
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultBaseURL is the production Connect API root.
+const DefaultBaseURL = "https://api.ultimaker.com/connect/v1"
+
+// maxBody bounds what one answer may make us read; a status of a large
+// cluster is far below this.
+const maxBody = 16 << 20
+
+// maxPages bounds pagination so a server that always offers a next page
+// cannot keep us busy forever.
+const maxPages = 1000
+
+// Options configure a Client.
+type Options struct {
+	// BaseURL is the API root, e.g. DefaultBaseURL.
+	BaseURL string
+	// TokenSource supplies bearer tokens. It is the seam for API tokens
+	// (oauth2.StaticTokenSource) and OAuth2 refresh; nil sends no header.
+	TokenSource oauth2.TokenSource
+	// HTTPClient is the transport to use; its Transport is wrapped with the
+	// token source. Nil means a fresh client on http.DefaultTransport.
+	HTTPClient *http.Client
+	// Timeout bounds each request, including reading the body. Default 20s.
+	Timeout time.Duration
+	// UserAgent is sent on every request.
+	UserAgent string
+}
+
+// Client calls the Connect API. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	http      *http.Client
+	timeout   time.Duration
+	userAgent string
+	now       func() time.Time
+}
+
+// New returns a Client for opts.BaseURL.
+func New(opts Options) (*Client, error) {
+	if opts.BaseURL == "" {
+		opts.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(strings.TrimRight(opts.BaseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("connect: base URL %q: want http(s)://host/path", opts.BaseURL)
+	}
+	hc := &http.Client{}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
+		hc = &c
+	}
+	if opts.TokenSource != nil {
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = &oauth2.Transport{Source: opts.TokenSource, Base: base}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 20 * time.Second
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "ultimaker2mqtt"
+	}
+	return &Client{base: u, http: hc, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now}, nil
+}
+
+// Clusters lists every cluster the token can see, following all pages.
+func (c *Client) Clusters(ctx context.Context) ([]Cluster, error) {
+	var all []Cluster
+	for page := 1; page <= maxPages; page++ {
+		var list []Cluster
+		var meta struct {
+			Meta  *Pagination `json:"meta"`
+			Links *Links      `json:"links"`
+		}
+		q := url.Values{"page": {strconv.Itoa(page)}}
+		if err := c.do(ctx, http.MethodGet, "/clusters", q, nil, &list, &meta); err != nil {
+			return nil, err
+		}
+		all = append(all, list...)
+		// Stop on the last page, or when the server gives no page info and
+		// no next link (an unpaginated answer), or on an empty page.
+		if len(list) == 0 {
+			break
+		}
+		if meta.Meta != nil && meta.Meta.Page.TotalPages > 0 {
+			if float64(page) >= meta.Meta.Page.TotalPages {
+				break
+			}
+			continue
+		}
+		if meta.Links == nil || meta.Links.Next == "" {
+			break
+		}
+	}
+	return all, nil
+}
+
+// Cluster fetches one cluster.
+func (c *Client) Cluster(ctx context.Context, clusterID string) (*Cluster, error) {
+	var v Cluster
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID), nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// ClusterStatus fetches the live status of one cluster: printers, queue and
+// recently completed jobs.
+func (c *Client) ClusterStatus(ctx context.Context, clusterID string) (*ClusterStatus, error) {
+	var v ClusterStatus
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID)+"/status", nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// PendingMaintenance lists a cluster's pending maintenance tasks.
+func (c *Client) PendingMaintenance(ctx context.Context, clusterID string) ([]MaintenanceTask, error) {
+	var v []MaintenanceTask
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID)+"/maintenance/pending", nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// PrintJob fetches one print job with its source file.
+func (c *Client) PrintJob(ctx context.Context, clusterID, jobUUID string) (*PrintJobDetails, error) {
+	var v PrintJobDetails
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID)+"/print_jobs/"+seg(jobUUID), nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// ActionStatus fetches the state of an asynchronous action.
+func (c *Client) ActionStatus(ctx context.Context, clusterID, actionID string) (*ActionStatus, error) {
+	var v ActionStatus
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID)+"/action_status/"+seg(actionID), nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// PrinterAction starts a printer action such as get_webcam_snapshot. body
+// may be nil.
+func (c *Client) PrinterAction(ctx context.Context, clusterID, printerUUID, action string, body *PrinterActionBody) (*ActionStatus, error) {
+	var v ActionStatus
+	path := "/clusters/" + seg(clusterID) + "/printers/" + seg(printerUUID) + "/action/" + seg(action)
+	if err := c.do(ctx, http.MethodPost, path, nil, dataOf(body), &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// PrintJobAction starts a print-job action: pause, print (resume), abort,
+// move, remove, force. body may be nil.
+func (c *Client) PrintJobAction(ctx context.Context, clusterID, jobUUID, action string, body *PrintJobActionBody) (*ActionStatus, error) {
+	var v ActionStatus
+	path := "/clusters/" + seg(clusterID) + "/print_jobs/" + seg(jobUUID) + "/action/" + seg(action)
+	if err := c.do(ctx, http.MethodPost, path, nil, dataOf(body), &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// MakerBotPrinters lists the account's MakerBot printers.
+func (c *Client) MakerBotPrinters(ctx context.Context) ([]MakerBotPrinter, error) {
+	var v []MakerBotPrinter
+	if err := c.do(ctx, http.MethodGet, "/makerbot/printers", nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// dataOf wraps a request body in the {"data": …} envelope; a nil body is
+// sent as {"data":{}}, which the API accepts for every action.
+func dataOf[T any](body *T) any {
+	if body == nil {
+		return map[string]any{"data": map[string]any{}}
+	}
+	return map[string]any{"data": body}
+}
+
+func seg(s string) string { return url.PathEscape(s) }
+
+// do performs one request. out receives the envelope's data; extra, when
+// non-nil, receives the whole envelope (for meta and links).
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out, extra any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawPath = ""
+	if strings.Contains(path, "%") {
+		u.RawPath = c.base.EscapedPath() + path
+	}
+	if query != nil {
+		u.RawQuery = query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode body: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &APIError{Kind: KindNetwork, Method: method, Path: path, Err: scrubURLError(err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return &APIError{Kind: KindNetwork, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: scrubURLError(err)}
+	}
+	if len(raw) > maxBody {
+		return &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: errors.New("body too large")}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newHTTPError(method, path, resp, raw, c.now())
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := decodeData(raw, out, extra); err != nil {
+		return &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: err}
+	}
+	return nil
+}
+
+// decodeData decodes a {"data": …} envelope into out, and the whole
+// envelope into extra when it is non-nil. A body without "data" is an
+// error: the API always wraps, and a bare object would decode to zero values
+// that look like a real, empty answer.
+func decodeData(raw []byte, out, extra any) error {
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return fmt.Errorf("decode envelope: %w", err)
+	}
+	if len(env.Data) == 0 || bytes.Equal(env.Data, []byte("null")) {
+		return errors.New("decode envelope: no data")
+	}
+	if err := json.Unmarshal(env.Data, out); err != nil {
+		return fmt.Errorf("decode data: %w", err)
+	}
+	if extra != nil {
+		if err := json.Unmarshal(raw, extra); err != nil {
+			return fmt.Errorf("decode envelope meta: %w", err)
+		}
+	}
+	return nil
+}
+
+// scrubURLError drops the URL from a *url.Error: the path is already in
+// the APIError, and a URL could carry a query we do not want in logs.
+func scrubURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+// Command ultimaker2mqtt bridges UltiMaker Digital Factory printers to MQTT.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; without
+// it the module version from the build info is used.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore default handling so a second one
+		// kills a shutdown that hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	err := run(ctx, os.Args, os.Environ(), os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err once and maps it to the process exit code: 2 for
+// bad usage or configuration, 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "ultimaker2mqtt:", err)
+	var ce *configError
+	if errors.As(err, &ce) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `ultimaker2mqtt bridges UltiMaker Digital Factory (Connect API) printers to MQTT.
+
+Usage:
+  ultimaker2mqtt [run]       poll the cloud and publish to the broker (default)
+  ultimaker2mqtt demo        simulated printers + embedded broker, no account needed
+  ultimaker2mqtt simulate    serve the simulated Connect API (see simulate -h)
+  ultimaker2mqtt version     print the version
+  ultimaker2mqtt -h          this help
+
+`
+
+// run is the whole program; main only wires signals and exit codes.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	vars := envMap(environ)
+	cmd, rest := "run", []string(nil)
+	if len(args) > 1 {
+		cmd, rest = args[1], args[2:]
+	}
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		printConfigHelp(stdout)
+		return flag.ErrHelp
+	case "version", "--version":
+		fmt.Fprintln(stdout, "ultimaker2mqtt", buildVersion())
+		return nil
+	case "run":
+		if len(rest) > 0 {
+			return &configError{"run takes no arguments; configure it with environment variables (see -h)"}
+		}
+		return runBridge(ctx, vars, stderr)
+	case "demo":
+		if len(rest) > 0 {
+			return &configError{"demo takes no arguments; configure it with environment variables (see -h)"}
+		}
+		return runDemo(ctx, vars, stdout, stderr)
+	case "simulate":
+		return runSimulate(ctx, rest, stdout, stderr)
+	}
+	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate or version; -h for help)", cmd)}
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}

@@ -1,0 +1,435 @@
+// Package mqttpub owns the broker connection: last will, QoS 1 publishing, retained-state memory and subscriptions.
+package mqttpub
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rs/zerolog"
+)
+
+// Config configures the connection.
+type Config struct {
+	URL      string // tcp://, mqtt://, ssl://, tls://, mqtts://, ws://, wss://
+	Username string
+	Password string
+	ClientID string
+	// CAFile, CertFile and KeyFile set up TLS: a CA bundle to trust and a
+	// client certificate. Without CAFile the system roots are used.
+	CAFile, CertFile, KeyFile string
+	// StateTopic gets the retained last will "offline", and "online" on
+	// every connect.
+	StateTopic string
+	// KeepAlive, ConnectTimeout and MaxReconnectInterval tune paho; zero
+	// picks defaults suited to a daemon.
+	KeepAlive            time.Duration
+	ConnectTimeout       time.Duration
+	MaxReconnectInterval time.Duration
+	// InboxSize bounds messages waiting for handlers; beyond it new
+	// messages are dropped (and logged) rather than stalling the client.
+	InboxSize int
+}
+
+// Message is one outgoing message. An empty retained payload clears the
+// retained message on the broker.
+type Message struct {
+	Topic   string
+	Payload []byte
+	Retain  bool
+}
+
+// Inbound is one received message.
+type Inbound struct {
+	Topic    string
+	Payload  []byte
+	Retained bool
+}
+
+// Handler handles a received message. Handlers run one at a time on the
+// client's worker goroutine, never on paho's.
+type Handler func(ctx context.Context, m Inbound)
+
+// Payloads of the state topic.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// Client is a broker connection that remembers every retained topic it
+// published, publishes a retained topic only when its payload changed, and
+// republishes them all after every (re)connect, because a broker without
+// persistence comes back empty.
+type Client struct {
+	cfg Config
+	log zerolog.Logger
+	cli mqtt.Client
+
+	mu       sync.Mutex // orders publishes and guards retained
+	retained map[string][]byte
+	clears   map[string]bool // clears that wait for a connection
+	order    []string        // retained topics in first-publish order
+
+	subs      []subscription
+	onConnect []func(ctx context.Context)
+	inbox     chan inboundFor
+	runCtx    context.Context
+	started   chan struct{}
+	connects  int // guarded by mu; for tests and logs
+}
+
+type subscription struct {
+	filter string
+	h      Handler
+}
+
+type inboundFor struct {
+	h Handler
+	m Inbound
+}
+
+// New validates cfg and returns an unconnected Client.
+func New(cfg Config, log zerolog.Logger) (*Client, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt url %q: want scheme://host:port", cfg.URL)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "tcps", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("mqtt url %q: scheme %q not supported", cfg.URL, u.Scheme)
+	}
+	if cfg.StateTopic == "" {
+		return nil, errors.New("mqtt: state topic required")
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "ultimaker2mqtt"
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxReconnectInterval <= 0 {
+		cfg.MaxReconnectInterval = time.Minute
+	}
+	if cfg.InboxSize <= 0 {
+		cfg.InboxSize = 256
+	}
+	c := &Client{
+		cfg: cfg, log: log.With().Str("component", "mqtt").Logger(),
+		retained: map[string][]byte{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
+		started: make(chan struct{}),
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(cfg.URL).
+		SetClientID(cfg.ClientID).
+		SetCleanSession(true).
+		SetOrderMatters(false). // handlers only enqueue; see receive
+		SetAutoReconnect(true).
+		SetConnectRetry(false). // Run retries the first connect itself, with backoff
+		SetKeepAlive(cfg.KeepAlive).
+		SetPingTimeout(min(10*time.Second, cfg.KeepAlive)).
+		SetConnectTimeout(cfg.ConnectTimeout).
+		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
+		SetWriteTimeout(10*time.Second).
+		SetWill(cfg.StateTopic, Offline, 1, true).
+		SetOnConnectHandler(func(mqtt.Client) { go c.connected() }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
+		})
+	if cfg.Username != "" {
+		opts.SetUsername(cfg.Username)
+		opts.SetPassword(cfg.Password)
+	}
+	if tlsCfg, err := tlsConfig(u.Scheme, cfg); err != nil {
+		return nil, err
+	} else if tlsCfg != nil {
+		opts.SetTLSConfig(tlsCfg)
+	}
+	c.cli = mqtt.NewClient(opts)
+	return c, nil
+}
+
+func tlsConfig(scheme string, cfg Config) (*tls.Config, error) {
+	secure := scheme == "ssl" || scheme == "tls" || scheme == "mqtts" || scheme == "tcps" || scheme == "wss"
+	if !secure && cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt ca file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt ca file %s: no PEM certificates", cfg.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
+}
+
+// Handle registers h for filter. Subscriptions are made on every connect.
+// Call it before Run.
+func (c *Client) Handle(filter string, h Handler) {
+	c.subs = append(c.subs, subscription{filter, h})
+}
+
+// OnConnect registers f to run after every (re)connect, once the state
+// topic, subscriptions and retained topics are republished. Call it
+// before Run.
+func (c *Client) OnConnect(f func(ctx context.Context)) {
+	c.onConnect = append(c.onConnect, f)
+}
+
+// Connected reports whether the broker connection is up now.
+func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
+
+// Publish sends msgs with QoS 1, in order. A retained message whose payload
+// equals the last one published on its topic is skipped. While the broker
+// is away retained messages are only remembered (the reconnect republishes
+// them); others are queued by paho. It waits for the broker's
+// acknowledgements while connected, until ctx is done.
+func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
+	var tokens []mqtt.Token
+	c.mu.Lock()
+	open := c.cli.IsConnectionOpen()
+	for _, m := range msgs {
+		if m.Retain {
+			old, known := c.retained[m.Topic]
+			switch {
+			case len(m.Payload) == 0:
+				// A clear is sent even for a topic we never published this
+				// run: the broker may hold it from an earlier one.
+				delete(c.retained, m.Topic)
+				if !open {
+					c.clears[m.Topic] = true
+					continue
+				}
+			case known && bytes.Equal(old, m.Payload):
+				continue
+			default:
+				if !known {
+					c.order = append(c.order, m.Topic)
+				}
+				delete(c.clears, m.Topic)
+				c.retained[m.Topic] = bytes.Clone(m.Payload)
+				if !open {
+					continue
+				}
+			}
+		}
+		tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
+	}
+	c.mu.Unlock()
+	return waitAll(ctx, tokens)
+}
+
+// Forget drops topics from the retained memory without publishing, for
+// topics another component cleared.
+func (c *Client) Forget(topics ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range topics {
+		delete(c.retained, t)
+		delete(c.clears, t)
+	}
+}
+
+// Retained returns the remembered payload of topic.
+func (c *Client) Retained(topic string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.retained[topic]
+	return p, ok
+}
+
+func waitAll(ctx context.Context, tokens []mqtt.Token) error {
+	var errs []error
+	for _, t := range tokens {
+		select {
+		case <-t.Done():
+			if err := t.Error(); err != nil {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt publish: %w", ctx.Err())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("mqtt publish: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Run connects, retrying with backoff while the broker is down, serves
+// handlers, and on ctx cancellation publishes "offline" and disconnects.
+// It returns nil after a clean shutdown.
+func (c *Client) Run(ctx context.Context) error {
+	c.runCtx = ctx
+	close(c.started)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.serve(ctx)
+	}()
+	defer wg.Wait()
+
+	if !c.connect(ctx) {
+		c.cli.Disconnect(0)
+		return nil
+	}
+	<-ctx.Done()
+	c.shutdown()
+	return nil
+}
+
+// connect makes the first connection; paho's auto-reconnect covers later
+// drops. It reports false if ctx ended first.
+func (c *Client) connect(ctx context.Context) bool {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		t := c.cli.Connect()
+		select {
+		case <-t.Done():
+		case <-ctx.Done():
+			return false
+		}
+		if t.Error() == nil {
+			return true
+		}
+		if attempt == 1 {
+			c.log.Warn().Err(t.Error()).Str("broker", redactURL(c.cfg.URL)).Msg("broker unreachable; retrying")
+		} else {
+			c.log.Debug().Err(t.Error()).Int("attempt", attempt).Msg("broker still unreachable")
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return false
+		}
+		delay = min(delay*2, c.cfg.MaxReconnectInterval)
+	}
+}
+
+// connected runs on every (re)connect, in its own goroutine.
+func (c *Client) connected() {
+	<-c.started
+	ctx := c.runCtx
+	if ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	c.connects++
+	n := c.connects
+	c.mu.Unlock()
+	c.log.Info().Str("broker", redactURL(c.cfg.URL)).Int("connects", n).Msg("broker connected")
+
+	wait := func(t mqtt.Token, what string) {
+		if !t.WaitTimeout(c.cfg.ConnectTimeout) {
+			c.log.Warn().Str("op", what).Msg("broker did not acknowledge in time")
+		} else if err := t.Error(); err != nil {
+			c.log.Warn().Err(err).Str("op", what).Msg("broker refused")
+		}
+	}
+	wait(c.cli.Publish(c.cfg.StateTopic, 1, true, Online), "publish online")
+	for _, s := range c.subs {
+		wait(c.cli.Subscribe(s.filter, 1, c.receive(s.h)), "subscribe "+s.filter)
+	}
+	c.mu.Lock()
+	tokens := make([]mqtt.Token, 0, len(c.retained))
+	kept := c.order[:0]
+	seen := make(map[string]bool, len(c.retained))
+	for _, topic := range c.order {
+		p, ok := c.retained[topic]
+		if !ok || seen[topic] {
+			continue // cleared since, or cleared and published again
+		}
+		seen[topic] = true
+		kept = append(kept, topic)
+		tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+	}
+	c.order = kept
+	for topic := range c.clears {
+		tokens = append(tokens, c.cli.Publish(topic, 1, true, []byte{}))
+	}
+	clear(c.clears)
+	c.mu.Unlock()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitAll(tctx, tokens); err != nil {
+		c.log.Warn().Err(err).Msg("republish after connect incomplete")
+	} else {
+		c.log.Debug().Int("topics", len(tokens)).Msg("retained topics republished")
+	}
+	for _, f := range c.onConnect {
+		f(ctx)
+	}
+}
+
+// receive adapts h to paho. It copies the message and queues it: paho
+// callbacks must not block or acknowledgements stall.
+func (c *Client) receive(h Handler) mqtt.MessageHandler {
+	return func(_ mqtt.Client, m mqtt.Message) {
+		in := inboundFor{h: h, m: Inbound{Topic: m.Topic(), Payload: bytes.Clone(m.Payload()), Retained: m.Retained()}}
+		select {
+		case c.inbox <- in:
+		default:
+			c.log.Warn().Str("topic", in.m.Topic).Msg("inbox full; message dropped")
+		}
+	}
+}
+
+func (c *Client) serve(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case in := <-c.inbox:
+			in.h(ctx, in.m)
+		}
+	}
+}
+
+// shutdown says goodbye: a clean DISCONNECT does not trigger the will, so
+// publish "offline" ourselves first. Bounded so SIGTERM exits quickly.
+func (c *Client) shutdown() {
+	if c.cli.IsConnectionOpen() {
+		t := c.cli.Publish(c.cfg.StateTopic, 1, true, Offline)
+		if !t.WaitTimeout(time.Second) {
+			c.log.Warn().Msg("offline not acknowledged before shutdown")
+		}
+	}
+	c.cli.Disconnect(250)
+	c.log.Info().Msg("broker disconnected")
+}
+
+// redactURL drops credentials from a broker URL for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid url)"
+	}
+	u.User = nil
+	return strings.TrimSuffix(u.String(), "/")
+}

@@ -1,0 +1,542 @@
+// Package poller schedules polite polls of the Connect API and turns the answers into state updates and events.
+package poller
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
+)
+
+// Source is the part of the Connect API the poller reads.
+type Source interface {
+	Clusters(ctx context.Context) ([]connect.Cluster, error)
+	ClusterStatus(ctx context.Context, clusterID string) (*connect.ClusterStatus, error)
+	PendingMaintenance(ctx context.Context, clusterID string) ([]connect.MaintenanceTask, error)
+}
+
+// Sink receives what changed. Apply is called from the poller's own
+// goroutine, one update at a time, and should not block for long.
+type Sink interface {
+	Apply(ctx context.Context, u Update)
+}
+
+// Update is the outcome of one poll: only what changed.
+type Update struct {
+	Cluster         *state.Cluster  // nil when unchanged
+	Printers        []state.Printer // printers whose state changed, or new
+	RemovedPrinters []state.Printer // printers that left the account
+	RemovedClusters []state.Cluster // clusters that left the account
+	Events          []state.Event
+	Stats           *Stats // nil when not worth publishing
+}
+
+// Stats describe the poller for the bridge's info topic.
+type Stats struct {
+	Clusters         int        `json:"clusters"`
+	Printers         int        `json:"printers"`
+	ClustersFailing  int        `json:"clusters_failing"`
+	LastPoll         *time.Time `json:"last_poll"`
+	PollErrors       int64      `json:"poll_errors"`
+	LastError        string     `json:"last_error"`
+	RateLimitedUntil *time.Time `json:"rate_limited_until"`
+}
+
+// Config sets the schedule.
+type Config struct {
+	Interval            time.Duration // status while printing or after a command
+	IdleInterval        time.Duration // status when nothing prints
+	OfflineInterval     time.Duration // status of an offline cluster
+	ClustersInterval    time.Duration // the cluster list
+	MaintenanceInterval time.Duration // pending maintenance
+	BackoffMax          time.Duration // cap of the per-cluster backoff
+	BoostFor            time.Duration // fast polling after Refresh
+	MaxInFlight         int           // requests at once for the account
+	ClusterIDs          []string      // only these clusters; empty = all
+	Jitter              float64       // ± fraction of each interval
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Interval, 10*time.Second)
+	def(&c.IdleInterval, time.Minute)
+	def(&c.OfflineInterval, 5*time.Minute)
+	def(&c.ClustersInterval, 5*time.Minute)
+	def(&c.MaintenanceInterval, time.Hour)
+	def(&c.BackoffMax, 10*time.Minute)
+	def(&c.BoostFor, time.Minute)
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4
+	}
+	if c.Jitter < 0 || c.Jitter > 0.5 {
+		c.Jitter = 0.1
+	}
+}
+
+// defaultRetryAfter is how long a 429 without Retry-After pauses polling.
+const defaultRetryAfter = time.Minute
+
+// Poller polls one account. Create it with New and start it with Run.
+type Poller struct {
+	cfg     Config
+	src     Source
+	sink    Sink
+	log     zerolog.Logger
+	refresh chan string
+	rng     *rand.Rand
+}
+
+// New returns a Poller reading src and reporting to sink.
+func New(cfg Config, src Source, sink Sink, log zerolog.Logger) *Poller {
+	cfg.defaults()
+	return &Poller{
+		cfg: cfg, src: src, sink: sink,
+		log:     log.With().Str("component", "poller").Logger(),
+		refresh: make(chan string, 64),
+		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+	}
+}
+
+// Refresh asks for a poll of clusterID now, and fast polls for a while
+// after (BoostFor); "" means every cluster. It never blocks.
+func (p *Poller) Refresh(clusterID string) {
+	select {
+	case p.refresh <- clusterID:
+	default: // a refresh is already pending; it covers this one
+	}
+}
+
+// clusterSched is the poller's record of one cluster. Only Run's
+// goroutine touches it.
+type clusterSched struct {
+	info       connect.Cluster
+	view       *state.View
+	nextStatus time.Time
+	nextMaint  time.Time
+	boostUntil time.Time
+	failures   int
+	inFlight   bool
+	lastErr    error
+}
+
+type result struct {
+	list     bool
+	id       string
+	clusters []connect.Cluster
+	status   *connect.ClusterStatus
+	maint    []connect.MaintenanceTask
+	maintErr error
+	err      error
+	at       time.Time
+}
+
+// run holds the loop's state.
+type run struct {
+	*Poller
+	clusters     map[string]*clusterSched
+	order        []string
+	nextList     time.Time
+	listInFlight bool
+	listFails    int
+	listErr      error
+	inFlight     int
+	pausedUntil  time.Time
+	stats        Stats
+	sentStats    Stats
+	sentAt       time.Time
+	results      chan result
+}
+
+// Run polls until ctx is cancelled, then waits for requests in flight and
+// returns nil.
+func (p *Poller) Run(ctx context.Context) error {
+	r := &run{Poller: p, clusters: map[string]*clusterSched{}, results: make(chan result, p.cfg.MaxInFlight+1)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	r.nextList = time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		r.dispatch(ctx, &wg, now)
+		wake := r.nextWake(now)
+		timer.Reset(max(wake.Sub(now), 0))
+		select {
+		case <-ctx.Done():
+			return nil
+		case res := <-r.results:
+			r.inFlight--
+			r.handle(ctx, res)
+		case id := <-p.refresh:
+			r.boost(id, time.Now())
+		case <-timer.C:
+		}
+	}
+}
+
+func (r *run) jitter(d time.Duration) time.Duration {
+	if r.cfg.Jitter == 0 {
+		return d
+	}
+	f := 1 + r.cfg.Jitter*(2*r.rng.Float64()-1)
+	return time.Duration(float64(d) * f)
+}
+
+// backoff is the delay after n consecutive failures: the fast interval
+// doubled per failure, capped.
+func (r *run) backoff(n int) time.Duration {
+	d := r.cfg.Interval
+	for i := 1; i < n && d < r.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	return r.jitter(min(d, r.cfg.BackoffMax))
+}
+
+func (r *run) boost(id string, now time.Time) {
+	for _, cid := range r.order {
+		if id != "" && cid != id {
+			continue
+		}
+		c := r.clusters[cid]
+		c.boostUntil = now.Add(r.cfg.BoostFor)
+		if c.nextStatus.After(now) {
+			c.nextStatus = now
+		}
+	}
+	if id == "" {
+		r.nextList = now
+	}
+}
+
+// dispatch starts every request that is due, within MaxInFlight, unless
+// the account is rate limited.
+func (r *run) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
+	if now.Before(r.pausedUntil) {
+		return
+	}
+	if !r.listInFlight && !now.Before(r.nextList) && r.inFlight < r.cfg.MaxInFlight {
+		r.listInFlight = true
+		r.start(ctx, wg, func(ctx context.Context) result {
+			cl, err := r.src.Clusters(ctx)
+			return result{list: true, clusters: cl, err: err}
+		})
+	}
+	// Most overdue first, so a slow account still gets round to everyone.
+	due := make([]*clusterSched, 0, len(r.order))
+	for _, id := range r.order {
+		c := r.clusters[id]
+		if !c.inFlight && !now.Before(c.nextStatus) {
+			due = append(due, c)
+		}
+	}
+	slices.SortStableFunc(due, func(a, b *clusterSched) int { return a.nextStatus.Compare(b.nextStatus) })
+	for _, c := range due {
+		if r.inFlight >= r.cfg.MaxInFlight {
+			return
+		}
+		c.inFlight = true
+		id, wantMaint := c.info.ClusterID, !now.Before(c.nextMaint)
+		r.start(ctx, wg, func(ctx context.Context) result {
+			res := result{id: id}
+			res.status, res.err = r.src.ClusterStatus(ctx, id)
+			if res.err == nil && wantMaint {
+				res.maint, res.maintErr = r.src.PendingMaintenance(ctx, id)
+				if res.maint == nil && res.maintErr == nil {
+					res.maint = []connect.MaintenanceTask{}
+				}
+			}
+			return res
+		})
+	}
+}
+
+func (r *run) start(ctx context.Context, wg *sync.WaitGroup, f func(context.Context) result) {
+	r.inFlight++
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res := f(ctx)
+		res.at = time.Now()
+		r.results <- res // buffered for every request in flight: never blocks
+	}()
+}
+
+func (r *run) nextWake(now time.Time) time.Time {
+	if now.Before(r.pausedUntil) {
+		return r.pausedUntil
+	}
+	wake := now.Add(time.Hour)
+	if !r.listInFlight {
+		wake = minTime(wake, r.nextList)
+	}
+	if r.inFlight >= r.cfg.MaxInFlight {
+		return wake // a result will wake us
+	}
+	for _, c := range r.clusters {
+		if !c.inFlight {
+			wake = minTime(wake, c.nextStatus)
+		}
+	}
+	return wake
+}
+
+func (r *run) handle(ctx context.Context, res result) {
+	if ctx.Err() != nil {
+		return // shutting down: cancelled requests are not failures
+	}
+	if res.list {
+		r.listInFlight = false
+		r.handleList(ctx, res)
+		return
+	}
+	c := r.clusters[res.id]
+	if c == nil {
+		return // removed while its request was in flight
+	}
+	c.inFlight = false
+	if res.err != nil {
+		r.statusFailed(ctx, c, res)
+		return
+	}
+	if c.failures > 0 {
+		r.log.Info().Str("cluster", c.info.ClusterID).Int("failures", c.failures).Msg("cluster poll recovered")
+	}
+	c.failures, c.lastErr = 0, nil
+
+	if res.maintErr != nil {
+		r.log.Debug().Err(res.maintErr).Str("cluster", c.info.ClusterID).Msg("pending maintenance poll failed")
+		c.nextMaint = res.at.Add(r.backoff(2))
+	} else if res.maint != nil {
+		c.nextMaint = res.at.Add(r.jitter(r.cfg.MaintenanceInterval))
+	}
+	r.publish(ctx, c, state.Observation{Cluster: c.info, Status: res.status, Maintenance: res.maint, Now: res.at})
+	c.nextStatus = res.at.Add(r.jitter(r.interval(c, res.at)))
+	t := res.at.UTC().Truncate(time.Second)
+	r.stats.LastPoll = &t
+	r.sendStats(ctx, false)
+}
+
+// interval picks the next status interval for c: fast while something
+// happens, slow when idle, slower when offline.
+func (r *run) interval(c *clusterSched, now time.Time) time.Duration {
+	if now.Before(c.boostUntil) {
+		return r.cfg.Interval
+	}
+	if c.view == nil || !c.view.Cluster.Online {
+		return r.cfg.OfflineInterval
+	}
+	for _, p := range c.view.Printers {
+		if p.Job != nil {
+			return r.cfg.Interval
+		}
+	}
+	return r.cfg.IdleInterval
+}
+
+func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observation) {
+	view := state.Build(obs, c.view)
+	var u Update
+	if c.view == nil || !view.Cluster.UpdatedAt.Equal(c.view.Cluster.UpdatedAt) {
+		cl := view.Cluster
+		u.Cluster = &cl
+	}
+	old := map[string]state.Printer{}
+	if c.view != nil {
+		for _, p := range c.view.Printers {
+			old[p.ID] = p
+		}
+		u.Events = state.Events(*c.view, view)
+	}
+	for _, p := range view.Printers {
+		if was, ok := old[p.ID]; !ok || !was.UpdatedAt.Equal(p.UpdatedAt) {
+			u.Printers = append(u.Printers, p)
+		}
+		delete(old, p.ID)
+	}
+	for _, p := range old {
+		u.RemovedPrinters = append(u.RemovedPrinters, p)
+	}
+	c.view = &view
+	r.recount()
+	if u.Cluster != nil || len(u.Printers) > 0 || len(u.RemovedPrinters) > 0 || len(u.Events) > 0 {
+		r.sink.Apply(ctx, u)
+	}
+}
+
+func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {
+	c.failures++
+	r.stats.PollErrors++
+	r.stats.LastError = string(connect.KindOf(res.err))
+	if c.failures == 1 {
+		// Once per failure streak: a cloud outage must not flood the log.
+		r.log.Warn().Err(res.err).Str("cluster", c.info.ClusterID).Str("kind", r.stats.LastError).Msg("cluster poll failed")
+	}
+	c.lastErr = res.err
+	c.nextStatus = res.at.Add(r.backoff(c.failures))
+	var ae *connect.APIError
+	if errors.As(res.err, &ae) {
+		switch ae.Kind {
+		case connect.KindRateLimited:
+			r.rateLimited(ae, res.at)
+		case connect.KindNotFound:
+			r.nextList = minTime(r.nextList, res.at) // the cluster may have left the account
+		}
+	}
+	// An offline cluster whose status cannot be read still has printers
+	// users want to see as offline: publish what the list says.
+	if c.view == nil && !c.info.IsOnline && c.info.HostPrinter != nil {
+		r.publish(ctx, c, state.Observation{Cluster: c.info, Now: res.at})
+	}
+	r.recount()
+	r.sendStats(ctx, true)
+}
+
+// rateLimited pauses every request of the account: the limit is per
+// account, so polling other clusters would only prolong it.
+func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
+	d := ae.RetryAfter
+	if d <= 0 {
+		d = defaultRetryAfter
+	}
+	until := now.Add(d)
+	if until.After(r.pausedUntil) {
+		r.pausedUntil = until
+		shown := until.UTC().Truncate(time.Second)
+		r.stats.RateLimitedUntil = &shown
+		r.log.Warn().Dur("retry_after", d).Msg("rate limited: pausing all polls")
+	}
+	for _, c := range r.clusters {
+		if c.nextStatus.Before(until) {
+			c.nextStatus = until
+		}
+	}
+	r.nextList = maxTime(r.nextList, until)
+}
+
+func (r *run) handleList(ctx context.Context, res result) {
+	if res.err != nil {
+		r.listFails++
+		r.stats.PollErrors++
+		r.stats.LastError = string(connect.KindOf(res.err))
+		if r.listFails == 1 {
+			r.log.Warn().Err(res.err).Str("kind", r.stats.LastError).Msg("cluster list poll failed")
+		}
+		r.listErr = res.err
+		r.nextList = res.at.Add(min(r.backoff(r.listFails), r.cfg.ClustersInterval))
+		var ae *connect.APIError
+		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
+			r.rateLimited(ae, res.at)
+		}
+		r.sendStats(ctx, true)
+		return
+	}
+	if r.listFails > 0 {
+		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
+	}
+	r.listFails, r.listErr = 0, nil
+	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
+
+	seen := map[string]bool{}
+	for _, cl := range res.clusters {
+		if cl.ClusterID == "" || seen[cl.ClusterID] || (len(r.cfg.ClusterIDs) > 0 && !slices.Contains(r.cfg.ClusterIDs, cl.ClusterID)) {
+			continue
+		}
+		seen[cl.ClusterID] = true
+		c := r.clusters[cl.ClusterID]
+		if c == nil {
+			c = &clusterSched{nextStatus: res.at, nextMaint: res.at}
+			r.clusters[cl.ClusterID] = c
+			r.order = append(r.order, cl.ClusterID)
+			r.log.Debug().Str("cluster", cl.ClusterID).Str("name", cl.FriendlyName).Msg("cluster found")
+		} else if c.info.IsOnline != cl.IsOnline && !c.inFlight {
+			c.nextStatus = res.at // came online or went offline: look now
+		}
+		c.info = cl
+	}
+	var gone []state.Cluster
+	var gonePrinters []state.Printer
+	r.order = slices.DeleteFunc(r.order, func(id string) bool {
+		if seen[id] {
+			return false
+		}
+		c := r.clusters[id]
+		delete(r.clusters, id)
+		if c.view != nil {
+			gone = append(gone, c.view.Cluster)
+			gonePrinters = append(gonePrinters, c.view.Printers...)
+		}
+		r.log.Info().Str("cluster", id).Msg("cluster left the account")
+		return true
+	})
+	if len(gone) > 0 {
+		r.sink.Apply(ctx, Update{RemovedClusters: gone, RemovedPrinters: gonePrinters})
+	}
+	r.recount()
+	r.sendStats(ctx, true)
+}
+
+func (r *run) recount() {
+	r.stats.Clusters, r.stats.Printers, r.stats.ClustersFailing = len(r.clusters), 0, 0
+	for _, c := range r.clusters {
+		if c.view != nil {
+			r.stats.Printers += len(c.view.Printers)
+		}
+		if c.failures > 0 {
+			r.stats.ClustersFailing++
+		}
+	}
+	if r.stats.RateLimitedUntil != nil && !time.Now().Before(*r.stats.RateLimitedUntil) {
+		r.stats.RateLimitedUntil = nil
+	}
+}
+
+// sendStats hands the stats to the sink when something other than the
+// poll time changed, or the poll time is an interval old: last_poll
+// alone must not cost a publish per cluster poll.
+func (r *run) sendStats(ctx context.Context, force bool) {
+	s := r.stats
+	cmp, sent := s, r.sentStats
+	cmp.LastPoll, sent.LastPoll = nil, nil
+	cmp.RateLimitedUntil, sent.RateLimitedUntil = nil, nil
+	changed := cmp != sent || !timeEq(s.RateLimitedUntil, r.sentStats.RateLimitedUntil)
+	if !changed && !force && time.Since(r.sentAt) < r.cfg.Interval {
+		return
+	}
+	if !changed && timeEq(s.LastPoll, r.sentStats.LastPoll) {
+		return
+	}
+	r.sentStats, r.sentAt = s, time.Now()
+	r.sink.Apply(ctx, Update{Stats: &s})
+}
+
+func timeEq(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

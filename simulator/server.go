@@ -1,0 +1,759 @@
+// Package simulator is a fake UltiMaker Connect cloud with scripted printers, for demos and tests.
+package simulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+)
+
+// BasePath is where the Connect API is served, as on api.ultimaker.com.
+const BasePath = "/connect/v1"
+
+// Options configure a Server.
+type Options struct {
+	// Speed is how many simulated seconds pass per real second (default 1).
+	Speed float64
+	// Seed makes job names, durations, pauses and aborts repeatable.
+	Seed uint64
+	// Tokens are the bearer tokens accepted; empty accepts any non-empty one.
+	Tokens []string
+	// ExtraPrinters adds that many single-printer clusters (load tests).
+	ExtraPrinters int
+	// OnlyExtra drops the scripted world, leaving only the extra printers.
+	OnlyExtra bool
+	// Latency delays every API answer.
+	Latency time.Duration
+	// ErrorRate is the probability (0–1) of a random 500 on any API request.
+	ErrorRate float64
+	// Now is the real clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// FaultKind names an injected failure.
+type FaultKind string
+
+// Fault kinds.
+const (
+	FaultServerError FaultKind = "server_error" // 500 unexpectedError
+	FaultUnavailable FaultKind = "unavailable"  // 503, no body
+	FaultRateLimit   FaultKind = "rate_limit"   // 429 with Retry-After
+	FaultMalformed   FaultKind = "malformed"    // 200 with truncated JSON
+	FaultNonJSON     FaultKind = "non_json"     // 200 with an HTML page
+	FaultWrongShape  FaultKind = "wrong_shape"  // 200 with data of the wrong type
+	FaultHang        FaultKind = "hang"         // no answer until the client gives up
+	FaultFailAction  FaultKind = "fail_action"  // the next actions end "failed"
+)
+
+// Fault is a failure injected into requests whose path contains
+// PathContains ("" matches all API paths).
+type Fault struct {
+	Kind         FaultKind     `json:"kind"`
+	PathContains string        `json:"path_contains,omitempty"`
+	Count        int           `json:"count,omitempty"` // 0 = until cleared
+	RetryAfter   time.Duration `json:"retry_after,omitempty"`
+}
+
+// Server is the simulated Connect API. Serve it with net/http.
+type Server struct {
+	opts     Options
+	mux      *http.ServeMux
+	realT0   time.Time
+	simT0    time.Time
+	mu       sync.Mutex
+	world    *world
+	faults   []*Fault
+	actions  map[string]*action
+	expired  map[string]bool
+	tokens   map[string]bool
+	requests map[string]int
+	inFlight int
+	maxIn    int
+	rng      *rand.Rand
+}
+
+type action struct {
+	id, clusterID, kind string
+	polls               int
+	fail                bool
+	imageURL            string
+}
+
+// New returns a Server whose world starts at the current time.
+func New(opts Options) *Server {
+	if opts.Speed <= 0 {
+		opts.Speed = 1
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	now := opts.Now()
+	specs := defaultSpecs()
+	if opts.OnlyExtra {
+		specs = nil
+	}
+	specs = append(specs, farmSpecs(opts.ExtraPrinters)...)
+	s := &Server{
+		opts: opts, mux: http.NewServeMux(), realT0: now, simT0: now,
+		world:   newWorld(specs, opts.Seed, now),
+		actions: map[string]*action{}, expired: map[string]bool{}, tokens: map[string]bool{},
+		requests: map[string]int{}, rng: rand.New(rand.NewPCG(opts.Seed, 7)),
+	}
+	for _, t := range opts.Tokens {
+		s.tokens[t] = true
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request, now time.Time)) {
+		method, path, _ := strings.Cut(pattern, " ")
+		wrapped := s.api(h)
+		s.mux.Handle(method+" "+BasePath+path, wrapped)
+		// The API routes /cluster and /clusters alike (a "clusters?" regex).
+		if strings.HasPrefix(path, "/clusters") {
+			s.mux.Handle(method+" "+BasePath+"/cluster"+strings.TrimPrefix(path, "/clusters"), wrapped)
+		}
+	}
+	s.mux.HandleFunc("GET "+BasePath+"/{$}", s.root)
+	api("GET /clusters", s.listClusters)
+	api("GET /clusters/{cid}", s.getCluster)
+	api("GET /clusters/{cid}/status", s.getStatus)
+	api("GET /clusters/{cid}/maintenance/pending", s.getMaintenance)
+	api("GET /clusters/{cid}/print_jobs/{jid}", s.getPrintJob)
+	api("GET /clusters/{cid}/action_status/{aid}", s.getActionStatus)
+	api("POST /clusters/{cid}/print_jobs/{jid}/action/{action}", s.postPrintJobAction)
+	api("POST /clusters/{cid}/printers/{pid}/action/{action}", s.postPrinterAction)
+	api("GET /makerbot/printers", s.listMakerBots)
+	s.mux.Handle(BasePath+"/", s.api(func(w http.ResponseWriter, r *http.Request, _ time.Time) {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+	}))
+	s.mux.HandleFunc("POST /_sim/faults", s.addFaultHTTP)
+	s.mux.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, _ *http.Request) { s.ClearFaults(); w.WriteHeader(http.StatusNoContent) })
+	s.mux.HandleFunc("GET /_sim/snapshots/{id}", s.snapshot)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// SimNow is the simulated time now.
+func (s *Server) SimNow() time.Time {
+	real := s.opts.Now().Sub(s.realT0)
+	return s.simT0.Add(time.Duration(float64(real) * s.opts.Speed))
+}
+
+// AddFault injects a failure.
+func (s *Server) AddFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+// ClearFaults removes every injected failure.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// ExpireToken makes the API answer 403 tokenExpired for tok.
+func (s *Server) ExpireToken(tok string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expired[tok] = true
+}
+
+// Requests counts API requests whose path contains sub ("" counts all).
+func (s *Server) Requests(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for p, c := range s.requests {
+		if strings.Contains(p, sub) {
+			n += c
+		}
+	}
+	return n
+}
+
+// MaxInFlight is the most API requests the server has handled at once.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxIn
+}
+
+// ClusterIDs lists the ids of the simulated clusters, in order.
+func (s *Server) ClusterIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, len(s.world.clusters))
+	for i, c := range s.world.clusters {
+		ids[i] = c.id
+	}
+	return ids
+}
+
+// RemoveCluster drops a cluster from the account, as when it is unshared.
+func (s *Server) RemoveCluster(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, c := range s.world.clusters {
+		if c.id == id {
+			s.world.clusters = append(s.world.clusters[:i], s.world.clusters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// SetClusterOnline switches a cluster's connection to the cloud.
+func (s *Server) SetClusterOnline(id string, online bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.world.cluster(id); c != nil {
+		c.spec.online = online
+		return true
+	}
+	return false
+}
+
+// api wraps a handler with accounting, faults, latency, the bearer check
+// and advancing the world to the current simulated time.
+func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Time)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests[r.URL.Path]++
+		s.inFlight++
+		s.maxIn = max(s.maxIn, s.inFlight)
+		fault := s.takeFault(r.URL.Path)
+		random500 := s.opts.ErrorRate > 0 && s.rng.Float64() < s.opts.ErrorRate
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.inFlight--
+			s.mu.Unlock()
+		}()
+
+		if s.opts.Latency > 0 {
+			select {
+			case <-time.After(s.opts.Latency):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if !s.authorized(w, r) {
+			return
+		}
+		if fault != nil && s.writeFault(w, r, fault) {
+			return
+		}
+		if random500 {
+			writeError(w, http.StatusInternalServerError, "unexpectedError", "An unexpected error has occurred", "")
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now := s.SimNow()
+		s.world.advance(now)
+		h(w, r, now)
+	})
+}
+
+// takeFault returns the first fault matching path, using up one count.
+// fail_action faults are taken by the action handlers instead.
+func (s *Server) takeFault(path string) *Fault {
+	for i, f := range s.faults {
+		if f.Kind == FaultFailAction || !strings.Contains(path, f.PathContains) {
+			continue
+		}
+		cp := *f
+		if f.Count > 0 {
+			f.Count--
+			if f.Count == 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			}
+		}
+		return &cp
+	}
+	return nil
+}
+
+func (s *Server) takeActionFailure() bool {
+	for i, f := range s.faults {
+		if f.Kind != FaultFailAction {
+			continue
+		}
+		if f.Count > 0 {
+			f.Count--
+			if f.Count == 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
+	switch f.Kind {
+	case FaultServerError:
+		writeError(w, http.StatusInternalServerError, "unexpectedError", "An unexpected error has occurred", "")
+	case FaultUnavailable:
+		w.WriteHeader(http.StatusServiceUnavailable)
+	case FaultRateLimit:
+		ra := f.RetryAfter
+		if ra <= 0 {
+			ra = 30 * time.Second
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(ra.Round(time.Second).Seconds())))
+		writeError(w, http.StatusTooManyRequests, "tooManyRequests", "Too many requests", "")
+	case FaultMalformed:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"data":{"printers":[{"uuid":"`)
+	case FaultNonJSON:
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+	case FaultWrongShape:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"data":"maintenance window"}`)
+	case FaultHang:
+		<-r.Context().Done()
+	default:
+		return false
+	}
+	return true
+}
+
+// authorized checks the bearer token the way the API does: 401
+// noBearerToken without one, 403 tokenExpired for an expired one.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		tok, ok = strings.CutPrefix(h, "bearer ")
+	}
+	tok = strings.TrimSpace(tok)
+	if !ok || tok == "" {
+		writeError(w, http.StatusUnauthorized, "noBearerToken", "No bearer token given", "")
+		return false
+	}
+	s.mu.Lock()
+	expired := s.expired[tok]
+	known := len(s.tokens) == 0 || s.tokens[tok]
+	s.mu.Unlock()
+	if expired {
+		writeError(w, http.StatusForbidden, "tokenExpired", "The given token has expired", "")
+		return false
+	}
+	if !known {
+		// The real status for an unknown token is undocumented; 401 is
+		// what an OAuth2 resource server sends.
+		writeError(w, http.StatusUnauthorized, "invalidBearerToken", "The given bearer token is invalid", "")
+		return false
+	}
+	return true
+}
+
+func (s *Server) root(w http.ResponseWriter, _ *http.Request) {
+	up := s.opts.Now().Sub(s.realT0).Seconds()
+	writeData(w, http.StatusOK, map[string]any{"ok": true, "time": s.opts.Now().UTC().Format("2006-01-02 15:04:05"),
+		"uptime": up, "version": "simulator"})
+}
+
+func (s *Server) clusterJSON(c *cluster, now time.Time) connect.Cluster {
+	cc := connect.Cluster{
+		ClusterID: c.id, HostGUID: c.spec.hostGUID, HostName: c.spec.hostName, FriendlyName: c.spec.name,
+		PrinterCount: float64(len(c.printers)), Status: "active", IsOnline: c.spec.online,
+		HostVersion: c.spec.hostVersion, PrinterType: c.spec.printerType,
+		Capabilities:   []string{"queue", "status", "print_job_action", "printer_action", "webcam_snapshot", "print_job_recent_history"},
+		OrganizationID: c.orgID, OrganizationShared: true, TeamIDs: []string{}, UserID: s.world.userID,
+		HostPrintJobCount: float64(len(c.queue)),
+	}
+	if len(c.printers) > 0 {
+		hp := s.world.printerJSON(c.printers[0], now)
+		cc.HostPrinter = &hp
+		cc.HostInternalIP = hp.IPAddress
+		if j := c.printers[0].job; j != nil {
+			pj := s.world.jobJSON(c, j, now)
+			cc.HostCurrentPrintJob = &pj
+			cc.HostRemainingPrintTime = pj.TimeRemaining
+		}
+	}
+	for _, m := range c.maintenance {
+		cc.MaintenanceDue = cc.MaintenanceDue || m.due
+	}
+	return cc
+}
+
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, now time.Time) {
+	q := r.URL.Query()
+	page, limit := atoiDefault(q.Get("page"), 1), atoiDefault(q.Get("limit"), 999999)
+	if page < 1 || limit < 1 {
+		writeError(w, http.StatusBadRequest, "invalidPagination", "page and limit must be positive", "")
+		return
+	}
+	all := s.world.clusters
+	pages := max(1, (len(all)+limit-1)/limit)
+	lo, hi := min((page-1)*limit, len(all)), min(page*limit, len(all))
+	items := make([]connect.Cluster, 0, hi-lo)
+	for _, c := range all[lo:hi] {
+		items = append(items, s.clusterJSON(c, now))
+	}
+	link := func(p int) string {
+		u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawQuery: fmt.Sprintf("page=%d&limit=%d", p, limit)}
+		return u.String()
+	}
+	links := map[string]string{"first": link(1), "last": link(pages)}
+	if page < pages {
+		links["next"] = link(page + 1)
+	}
+	if page > 1 {
+		links["prev"] = link(page - 1)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"data":  items,
+		"meta":  map[string]any{"limit_reached": false, "page": map[string]any{"total_count": len(all), "total_pages": pages}},
+		"links": links,
+	})
+}
+
+func (s *Server) findCluster(w http.ResponseWriter, r *http.Request) *cluster {
+	c := s.world.cluster(r.PathValue("cid"))
+	if c == nil {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+	}
+	return c
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, now time.Time) {
+	if c := s.findCluster(w, r); c != nil {
+		writeData(w, http.StatusOK, s.clusterJSON(c, now))
+	}
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	online := c.spec.online
+	st := connect.ClusterStatus{GeneratedTime: connect.Time{Time: now}, IsOnline: &online,
+		Printers: []connect.Printer{}, PrintJobs: []connect.PrintJob{}, RecentlyCompleted: []connect.PrintJob{}}
+	for _, p := range c.printers {
+		st.Printers = append(st.Printers, s.world.printerJSON(p, now))
+		if p.job != nil {
+			st.PrintJobs = append(st.PrintJobs, s.world.jobJSON(c, p.job, now))
+		}
+	}
+	for _, j := range c.queue {
+		st.PrintJobs = append(st.PrintJobs, s.world.jobJSON(c, j, now))
+	}
+	for _, j := range c.recent {
+		st.RecentlyCompleted = append(st.RecentlyCompleted, s.world.jobJSON(c, j, now))
+	}
+	writeData(w, http.StatusOK, st)
+}
+
+func (s *Server) getMaintenance(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	out := []connect.MaintenanceTask{}
+	for _, m := range c.maintenance {
+		due := now.Add(m.dueIn)
+		details, _ := json.Marshal(map[string]any{"type": "time_based", "value": map[string]any{"interval": 7776000}})
+		out = append(out, connect.MaintenanceTask{IsDue: m.due, DueDate: connect.Time{Time: due},
+			TaskRule: connect.TaskRule{Code: m.code, TaskDetails: details}})
+	}
+	writeData(w, http.StatusOK, out)
+}
+
+func (s *Server) getPrintJob(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	j := c.findJob(r.PathValue("jid"))
+	if j == nil {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return
+	}
+	d := connect.PrintJobDetails{PrintJob: s.world.jobJSON(c, j, now), Source: &connect.PrintJobSource{
+		JobID: j.cloudID, Status: "uploaded", JobName: j.name, ContentType: "application/x-ufp",
+		FileSize: 2_400_000, UploadedAt: connect.Time{Time: j.createdAt}, Username: j.owner}}
+	writeData(w, http.StatusOK, d)
+}
+
+func (s *Server) newAction(c *cluster, kind string, r *http.Request) *action {
+	a := &action{id: uuidOf(fmt.Sprintf("action:%d:%d", len(s.actions), s.rng.Uint64())), clusterID: c.id, kind: kind,
+		fail: s.takeActionFailure()}
+	if kind == "get_webcam_snapshot" {
+		a.imageURL = "http://" + r.Host + "/_sim/snapshots/" + a.id + ".jpg"
+	}
+	s.actions[a.id] = a
+	return a
+}
+
+// postPrintJobAction obeys a print-job action at once and answers 201 with
+// a pending action, as the API does.
+func (s *Server) postPrintJobAction(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	var body struct {
+		Data connect.PrintJobActionBody `json:"data"`
+	}
+	if !readBody(w, r, &body) {
+		return
+	}
+	j := c.findJob(r.PathValue("jid"))
+	if j == nil {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return
+	}
+	act := r.PathValue("action")
+	a := s.newAction(c, act, r)
+	if !a.fail {
+		if msg := s.applyJobAction(c, j, act, body.Data, now); msg != "" {
+			delete(s.actions, a.id)
+			writeError(w, http.StatusConflict, "printJobActionNotAllowed", "The action is not allowed in the job's current state", msg)
+			return
+		}
+	}
+	writeData(w, http.StatusCreated, connect.ActionStatus{ActionID: a.id, Status: connect.ActionPending})
+}
+
+// applyJobAction changes the world for a job action, or says why it cannot.
+func (s *Server) applyJobAction(c *cluster, j *job, act string, body connect.PrintJobActionBody, now time.Time) string {
+	switch act {
+	case "pause":
+		if j.status != "printing" {
+			return "only a printing job can pause"
+		}
+		j.elapsed = j.elapsedAt(now)
+		j.status, j.phaseStart, j.phaseDur = "pausing", now, transitionDur
+		j.pauseAt = 0
+	case "print":
+		if j.status != "paused" && j.status != "pausing" {
+			return "only a paused job can resume"
+		}
+		j.status, j.phaseStart, j.phaseDur = "resuming", now, transitionDur
+	case "abort":
+		switch j.status {
+		case "pre_print", "printing", "pausing", "paused", "resuming":
+			j.elapsed = j.elapsedAt(now)
+			j.status, j.phaseStart, j.phaseDur = "aborting", now, transitionDur
+		case "queued":
+			s.removeQueued(c, j)
+			j.status, j.state, j.endedAt = "aborted", "history", now
+			c.recent = append([]*job{j}, c.recent...)
+		default:
+			return "job is not active"
+		}
+	case "move":
+		if j.status != "queued" {
+			return "only a queued job can move"
+		}
+		pos := 0
+		if body.ToPosition != nil {
+			pos = *body.ToPosition
+		}
+		s.removeQueued(c, j)
+		pos = max(0, min(pos, len(c.queue)))
+		c.queue = append(c.queue[:pos], append([]*job{j}, c.queue[pos:]...)...)
+	case "remove":
+		if j.status != "queued" {
+			return "only a queued job can be removed"
+		}
+		s.removeQueued(c, j)
+	case "force":
+		if j.status != "queued" {
+			return "only a queued job can be forced"
+		}
+		j.force = true
+	default:
+		return "unknown action " + act
+	}
+	return ""
+}
+
+func (s *Server) removeQueued(c *cluster, j *job) {
+	for i, q := range c.queue {
+		if q == j {
+			c.queue = append(c.queue[:i], c.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Server) postPrinterAction(w http.ResponseWriter, r *http.Request, _ time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	var body struct {
+		Data connect.PrinterActionBody `json:"data"`
+	}
+	if !readBody(w, r, &body) {
+		return
+	}
+	var p *printer
+	for _, cand := range c.printers {
+		if cand.spec.uuid != "" && cand.spec.uuid == r.PathValue("pid") {
+			p = cand
+		}
+	}
+	if p == nil {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return
+	}
+	act := r.PathValue("action")
+	switch act {
+	case "get_webcam_snapshot", "identify":
+	case "rename":
+		if body.Data.Name != "" {
+			p.spec.name = body.Data.Name
+		}
+	case "set_availability":
+		if body.Data.Enabled != nil {
+			p.enabled = *body.Data.Enabled
+		}
+	default:
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "unknown printer action")
+		return
+	}
+	if !c.spec.online {
+		writeError(w, http.StatusConflict, "printerNotAcceptingJobs", "Printer is not accepting jobs", "Printer is busy or unavailable.")
+		return
+	}
+	a := s.newAction(c, act, r)
+	writeData(w, http.StatusCreated, connect.ActionStatus{ActionID: a.id, Status: connect.ActionPending})
+}
+
+// getActionStatus moves an action one step along pending → sent →
+// success|failed per poll, the lifecycle the official SDK polls for.
+func (s *Server) getActionStatus(w http.ResponseWriter, r *http.Request, _ time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	a := s.actions[r.PathValue("aid")]
+	if a == nil || a.clusterID != c.id {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return
+	}
+	a.polls++
+	st := connect.ActionStatus{ActionID: a.id}
+	switch {
+	case a.polls <= 1:
+		st.Status = connect.ActionPending
+	case a.polls == 2:
+		st.Status = connect.ActionSent
+	case a.fail:
+		st.Status = connect.ActionFailed
+	default:
+		st.Status = connect.ActionSuccess
+		if a.imageURL != "" {
+			st.StatusDetails, _ = json.Marshal(map[string]any{"type": "webcam_snapshot", "value": map[string]any{"image_url": a.imageURL}})
+		}
+	}
+	writeData(w, http.StatusOK, st)
+}
+
+func (s *Server) listMakerBots(w http.ResponseWriter, _ *http.Request, _ time.Time) {
+	out := []connect.MakerBotPrinter{}
+	for _, c := range s.world.clusters {
+		if !strings.HasPrefix(c.spec.printerType, "lava") && !strings.HasPrefix(c.spec.printerType, "fire") && !strings.HasPrefix(c.spec.printerType, "magma") {
+			continue
+		}
+		out = append(out, connect.MakerBotPrinter{FriendlyName: c.spec.name, HostGUID: c.spec.hostGUID, IsAuthorized: true,
+			IsOnline: c.spec.online, PrinterType: c.spec.printerType, OrganizationID: c.orgID, UserID: s.world.userID})
+	}
+	writeData(w, http.StatusOK, out)
+}
+
+// snapshot serves a webcam image: a 1×1 grey JPEG is enough for clients.
+func (s *Server) snapshot(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Write(tinyJPEG)
+}
+
+func (s *Server) addFaultHTTP(w http.ResponseWriter, r *http.Request) {
+	var f Fault
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&f); err != nil || f.Kind == "" {
+		http.Error(w, "want {\"kind\":…}", http.StatusBadRequest)
+		return
+	}
+	s.AddFault(f)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readBody accepts what the API accepts: no body, {} or {"data":{…}}.
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return err == nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		writeError(w, http.StatusBadRequest, "requiredField", "The request body is not valid JSON", err.Error())
+		return false
+	}
+	return true
+}
+
+func atoiDefault(s string, d int) int {
+	if s == "" {
+		return d
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func writeData(w http.ResponseWriter, status int, v any) {
+	writeJSON(w, status, map[string]any{"data": v})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the API's error object; http_status is a string there.
+func writeError(w http.ResponseWriter, status int, code, title, detail string) {
+	obj := map[string]any{"id": uuidOf(fmt.Sprintf("err:%s:%d", code, time.Now().UnixNano())), "code": code,
+		"title": title, "http_status": strconv.Itoa(status)}
+	if detail != "" {
+		obj["detail"] = detail
+	}
+	writeJSON(w, status, map[string]any{"errors": []any{obj}})
+}
+
+var tinyJPEG = []byte{
+	0xff, 0xd8, 0xff, 0xdb, 0x00, 0x43, 0x00, 0x08, 0x06, 0x06, 0x07, 0x06, 0x05, 0x08, 0x07, 0x07,
+	0x07, 0x09, 0x09, 0x08, 0x0a, 0x0c, 0x14, 0x0d, 0x0c, 0x0b, 0x0b, 0x0c, 0x19, 0x12, 0x13, 0x0f,
+	0x14, 0x1d, 0x1a, 0x1f, 0x1e, 0x1d, 0x1a, 0x1c, 0x1c, 0x20, 0x24, 0x2e, 0x27, 0x20, 0x22, 0x2c,
+	0x23, 0x1c, 0x1c, 0x28, 0x37, 0x29, 0x2c, 0x30, 0x31, 0x34, 0x34, 0x34, 0x1f, 0x27, 0x39, 0x3d,
+	0x38, 0x32, 0x3c, 0x2e, 0x33, 0x34, 0x32, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x01, 0x00, 0x01,
+	0x01, 0x01, 0x11, 0x00, 0xff, 0xc4, 0x00, 0x14, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0xff, 0xc4, 0x00, 0x14,
+	0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x54, 0xbf,
+	0xff, 0xd9,
+}

@@ -1,0 +1,493 @@
+// Package state is the bridge's own model of clusters, printers and print jobs, built once from Connect responses.
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// etaJitter is how far a new finish-time estimate may move before we
+// publish it: estimates wobble by seconds every poll, and a timestamp that
+// changes every poll floods recorders.
+const etaJitter = 2 * time.Minute
+
+// Printer is one printer as the bridge publishes it on <base>/printers/<id>/state.
+type Printer struct {
+	ID             string      `json:"id"`
+	UUID           string      `json:"uuid"`
+	UniqueName     string      `json:"unique_name"`
+	FriendlyName   string      `json:"friendly_name"`
+	MachineVariant string      `json:"machine_variant"`
+	Cluster        string      `json:"cluster"`
+	ClusterID      string      `json:"cluster_id"`
+	Status         string      `json:"status"`
+	PrinterStatus  string      `json:"printer_status"`
+	Online         bool        `json:"online"`
+	Enabled        bool        `json:"enabled"`
+	Printing       bool        `json:"printing"`
+	Job            *Job        `json:"job"`
+	LastJob        *LastJob    `json:"last_job"`
+	Extruders      []Extruder  `json:"extruders"`
+	BuildPlate     *BuildPlate `json:"build_plate"`
+	Firmware       Firmware    `json:"firmware"`
+	Maintenance    Maintenance `json:"maintenance"`
+	Errors         []string    `json:"errors"`
+	IPAddress      string      `json:"ip_address"`
+	UpdatedAt      time.Time   `json:"updated_at"`
+}
+
+// Job is the print job currently on a printer.
+type Job struct {
+	UUID          string     `json:"uuid"`
+	Name          string     `json:"name"`
+	Status        string     `json:"status"`
+	Owner         string     `json:"owner"`
+	Progress      float64    `json:"progress"`
+	TimeElapsed   int64      `json:"time_elapsed"`
+	TimeTotal     int64      `json:"time_total"`
+	TimeRemaining int64      `json:"time_remaining"`
+	StartedAt     *time.Time `json:"started_at"`
+	ETA           *time.Time `json:"eta"`
+	PreviewURL    string     `json:"preview_url,omitempty"`
+}
+
+// LastJob is the most recent job that ended on a printer; it stays after
+// the job leaves the cloud's history.
+type LastJob struct {
+	UUID    string     `json:"uuid"`
+	Name    string     `json:"name"`
+	Result  string     `json:"result"`
+	EndedAt *time.Time `json:"ended_at"`
+}
+
+// Extruder is one print core and its material.
+type Extruder struct {
+	Index             int      `json:"index"`
+	PrintCore         string   `json:"print_core"`
+	Material          string   `json:"material"`
+	Brand             string   `json:"brand,omitempty"`
+	Color             string   `json:"color,omitempty"`
+	MaterialGUID      string   `json:"material_guid,omitempty"`
+	MaterialRemaining *float64 `json:"material_remaining"`
+}
+
+// BuildPlate is the build plate type and temperature.
+type BuildPlate struct {
+	Type        string   `json:"type"`
+	Temperature *float64 `json:"temperature"`
+}
+
+// Firmware is the installed and the latest firmware.
+type Firmware struct {
+	Version         string `json:"version"`
+	Latest          string `json:"latest"`
+	UpdateStatus    string `json:"update_status"`
+	UpdateAvailable bool   `json:"update_available"`
+}
+
+// Maintenance is a printer's maintenance state.
+type Maintenance struct {
+	Required bool     `json:"required"`
+	TasksDue []string `json:"tasks_due"`
+}
+
+// Cluster is one cluster as published on <base>/clusters/<id>/state.
+type Cluster struct {
+	ID                string            `json:"id"`
+	ClusterID         string            `json:"cluster_id"`
+	HostName          string            `json:"host_name"`
+	FriendlyName      string            `json:"friendly_name"`
+	Online            bool              `json:"online"`
+	PrinterType       string            `json:"printer_type"`
+	HostVersion       string            `json:"host_version"`
+	Printers          []string          `json:"printers"`
+	PrintersOnline    int               `json:"printers_online"`
+	Queue             []QueuedJob       `json:"queue"`
+	RecentlyCompleted []CompletedJob    `json:"recently_completed"`
+	Maintenance       []MaintenanceTask `json:"maintenance"`
+	MaintenanceDue    bool              `json:"maintenance_due"`
+	UpdatedAt         time.Time         `json:"updated_at"`
+}
+
+// QueuedJob is a job waiting in a cluster's queue.
+type QueuedJob struct {
+	UUID      string `json:"uuid"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	Position  int    `json:"position"`
+	Owner     string `json:"owner"`
+	TimeTotal int64  `json:"time_total"`
+	Force     bool   `json:"force"`
+}
+
+// CompletedJob is a job from a cluster's recent history.
+type CompletedJob struct {
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	Result  string `json:"result"`
+	Printer string `json:"printer"`
+}
+
+// MaintenanceTask is a pending maintenance task of a cluster.
+type MaintenanceTask struct {
+	Code    string     `json:"code"`
+	Due     bool       `json:"due"`
+	DueDate *time.Time `json:"due_date"`
+}
+
+// View is everything the bridge knows of one cluster after a poll.
+type View struct {
+	Cluster  Cluster
+	Printers []Printer
+}
+
+// Observation is what one poll of a cluster returned. Status is nil when
+// only the cluster list is known (an offline cluster whose status failed).
+type Observation struct {
+	Cluster     connect.Cluster
+	Status      *connect.ClusterStatus
+	Maintenance []connect.MaintenanceTask // nil: not fetched yet, keep the previous
+	Now         time.Time
+}
+
+// ClusterKey is the topic id of a cluster: its host name, made topic-safe,
+// or its cloud id when the host name is empty.
+func ClusterKey(c connect.Cluster) string {
+	if k := topics.Segment(c.HostName); k != "" {
+		return k
+	}
+	if k := topics.Segment(c.ClusterID); k != "" {
+		return k
+	}
+	return "cluster"
+}
+
+// PrinterKey is the topic id of the i-th printer of cluster c: its unique
+// name, else its UUID, else the cluster's key (plus the position in the
+// cluster when it holds several printers). MakerBot printers have an empty
+// GUID, so the fallbacks matter.
+func PrinterKey(p connect.Printer, c connect.Cluster, i, n int) string {
+	if k := topics.Segment(p.UniqueName); k != "" {
+		return k
+	}
+	if k := topics.Segment(p.UUID); k != "" {
+		return k
+	}
+	if n <= 1 {
+		return ClusterKey(c)
+	}
+	return ClusterKey(c) + "-" + strconv.Itoa(i+1)
+}
+
+// Build turns an observation into the bridge's model. prev, when not nil,
+// is the previous view of the same cluster: held values (start time, ETA,
+// last job, maintenance, updated_at) carry over from it.
+func Build(obs Observation, prev *View) View {
+	now := obs.Now.UTC().Truncate(time.Second)
+	c := obs.Cluster
+	v := View{Cluster: Cluster{
+		ID: ClusterKey(c), ClusterID: c.ClusterID, HostName: c.HostName, FriendlyName: c.FriendlyName,
+		Online: c.IsOnline, PrinterType: c.PrinterType, HostVersion: c.HostVersion,
+		Printers: []string{}, Queue: []QueuedJob{}, RecentlyCompleted: []CompletedJob{}, Maintenance: []MaintenanceTask{},
+	}}
+	var printers []connect.Printer
+	var jobs, recent []connect.PrintJob
+	if st := obs.Status; st != nil {
+		if st.IsOnline != nil {
+			v.Cluster.Online = v.Cluster.Online && *st.IsOnline
+		}
+		printers, jobs, recent = st.Printers, st.PrintJobs, st.RecentlyCompleted
+	} else if c.HostPrinter != nil {
+		printers = []connect.Printer{*c.HostPrinter}
+	}
+
+	prevPrinters := map[string]*Printer{}
+	if prev != nil {
+		for i := range prev.Printers {
+			prevPrinters[prev.Printers[i].ID] = &prev.Printers[i]
+		}
+	}
+
+	// Maintenance is polled rarely; keep the last answer in between.
+	if obs.Maintenance != nil {
+		for _, m := range obs.Maintenance {
+			v.Cluster.Maintenance = append(v.Cluster.Maintenance, MaintenanceTask{Code: m.TaskRule.Code, Due: m.IsDue, DueDate: timePtr(m.DueDate.Time)})
+		}
+	} else if prev != nil {
+		v.Cluster.Maintenance = prev.Cluster.Maintenance
+	}
+	var tasksDue []string
+	for _, m := range v.Cluster.Maintenance {
+		if m.Due {
+			tasksDue = append(tasksDue, m.Code)
+		}
+	}
+	v.Cluster.MaintenanceDue = c.MaintenanceDue || len(tasksDue) > 0
+
+	pos := 0
+	for _, j := range jobs {
+		if isQueued(j.Status) {
+			v.Cluster.Queue = append(v.Cluster.Queue, QueuedJob{UUID: j.UUID, Name: j.Name, Status: j.Status, Position: pos,
+				Owner: j.Owner, TimeTotal: seconds(j.TimeTotal), Force: j.Force})
+			pos++
+		}
+	}
+	for _, j := range recent {
+		v.Cluster.RecentlyCompleted = append(v.Cluster.RecentlyCompleted, CompletedJob{UUID: j.UUID, Name: j.Name,
+			Result: jobResult(j), Printer: j.PrinterName})
+	}
+
+	for i, cp := range printers {
+		p := Printer{
+			ID: PrinterKey(cp, c, i, len(printers)), UUID: cp.UUID, UniqueName: cp.UniqueName, FriendlyName: cp.FriendlyName,
+			MachineVariant: cp.MachineVariant, Cluster: v.Cluster.ID, ClusterID: c.ClusterID, PrinterStatus: cp.Status,
+			Enabled: cp.Enabled, IPAddress: cp.IPAddress, Extruders: []Extruder{}, Errors: []string{},
+			Online: v.Cluster.Online && cp.Status != "unreachable",
+			Firmware: Firmware{Version: cp.FirmwareVersion, Latest: cp.LatestAvailableFirmware, UpdateStatus: cp.FirmwareUpdateStatus,
+				UpdateAvailable: cp.FirmwareUpdateStatus == "update_available" ||
+					(cp.LatestAvailableFirmware != "" && cp.FirmwareVersion != "" && cp.LatestAvailableFirmware != cp.FirmwareVersion &&
+						cp.FirmwareUpdateStatus != "up_to_date")},
+			Maintenance: Maintenance{Required: cp.MaintenanceRequired, TasksDue: []string{}},
+		}
+		// Pending maintenance is reported per cluster; it belongs to the
+		// printer only when the cluster is that one printer.
+		if len(printers) == 1 {
+			p.Maintenance.TasksDue = append(p.Maintenance.TasksDue, tasksDue...)
+			p.Maintenance.Required = p.Maintenance.Required || len(tasksDue) > 0
+		}
+		for _, e := range cp.Errors {
+			p.Errors = append(p.Errors, e.Code)
+		}
+		for _, f := range cp.Faults {
+			p.Errors = append(p.Errors, f.Code)
+		}
+		for _, cfg := range cp.Configuration {
+			p.Extruders = append(p.Extruders, extruderOf(cfg))
+		}
+		if cp.BuildPlate != nil {
+			p.BuildPlate = &BuildPlate{Type: cp.BuildPlate.Type, Temperature: round1(cp.BuildPlate.Temperature)}
+		}
+		pp := prevPrinters[p.ID]
+		if j := jobOn(cp, jobs, len(printers)); j != nil {
+			p.Job = buildJob(*j, now, pp)
+		}
+		p.LastJob = lastJob(cp, recent, len(printers), now, pp)
+		p.Status = printerStatus(p, cp)
+		p.Printing = p.Job != nil && isRunning(p.Job.Status)
+		if p.Online {
+			v.Cluster.PrintersOnline++
+		}
+		v.Cluster.Printers = append(v.Cluster.Printers, p.ID)
+
+		p.UpdatedAt = now
+		if pp != nil && sameContent(*pp, p) {
+			p.UpdatedAt = pp.UpdatedAt
+		}
+		v.Printers = append(v.Printers, p)
+	}
+	v.Cluster.UpdatedAt = now
+	if prev != nil && sameCluster(prev.Cluster, v.Cluster) {
+		v.Cluster.UpdatedAt = prev.Cluster.UpdatedAt
+	}
+	return v
+}
+
+// printerStatus merges printer and job status into one value: what a
+// person would say the printer is doing.
+func printerStatus(p Printer, cp connect.Printer) string {
+	switch {
+	case !p.Online:
+		return "offline"
+	case cp.Status == "error" || cp.Status == "maintenance" || cp.Status == "booting":
+		return cp.Status
+	case p.Job != nil && p.Job.Status != "":
+		return p.Job.Status
+	case !cp.Enabled:
+		return "disabled"
+	case cp.Status == "":
+		return "unknown"
+	}
+	return cp.Status
+}
+
+// isQueued reports whether a job with this status waits in the queue
+// rather than being on a printer. Cura treats "error" as queued too.
+func isQueued(status string) bool {
+	switch status {
+	case "queued", "wait_approval", "error", "wait_for_configuration", "sending":
+		return true
+	}
+	return false
+}
+
+// isRunning reports whether a print is in progress (paused counts).
+func isRunning(status string) bool {
+	switch status {
+	case "sent_to_printer", "pre_print", "printing", "pausing", "paused", "resuming", "post_print", "aborting":
+		return true
+	}
+	return false
+}
+
+// jobOn finds the job on printer cp. Jobs name their printer by UUID; a
+// MakerBot has none, so fall back to the name, or to the only printer.
+func jobOn(cp connect.Printer, jobs []connect.PrintJob, nPrinters int) *connect.PrintJob {
+	for i := range jobs {
+		j := &jobs[i]
+		if isQueued(j.Status) || j.Status == "finished" || j.Status == "aborted" {
+			continue
+		}
+		switch {
+		case cp.UUID != "" && (j.PrinterUUID == cp.UUID || j.PrintedOnUUID == cp.UUID):
+			return j
+		case cp.UUID == "" && cp.FriendlyName != "" && (j.PrinterName == cp.FriendlyName || j.AssignedTo == cp.FriendlyName):
+			return j
+		case cp.UUID == "" && nPrinters == 1 && j.Started:
+			return j
+		}
+	}
+	return nil
+}
+
+func buildJob(j connect.PrintJob, now time.Time, prev *Printer) *Job {
+	total := max(seconds(j.TimeTotal), 0)
+	elapsed := max(seconds(j.TimeElapsed), 0) // may pass total: estimates run over
+	remaining := seconds(j.TimeRemaining)
+	if remaining <= 0 && total > 0 {
+		remaining = max(total-elapsed, 0)
+	}
+	remaining = max(remaining, 0)
+	out := &Job{UUID: j.UUID, Name: j.Name, Status: j.Status, Owner: j.Owner, TimeElapsed: elapsed, TimeTotal: total,
+		TimeRemaining: remaining, PreviewURL: j.PreviewURL}
+	if total > 0 {
+		out.Progress = math.Round(min(float64(elapsed)/float64(total), 1)*1000) / 10
+	}
+	var held *Job
+	if prev != nil && prev.Job != nil && prev.Job.UUID == j.UUID {
+		held = prev.Job
+	}
+	switch {
+	case held != nil && held.StartedAt != nil:
+		out.StartedAt = held.StartedAt
+	case elapsed > 0 || j.Status == "printing":
+		out.StartedAt = timePtr(now.Add(-time.Duration(elapsed) * time.Second))
+	}
+	if isRunning(j.Status) || j.Status == "wait_cleanup" || j.Status == "wait_user_action" {
+		eta := now.Add(time.Duration(remaining) * time.Second)
+		if held != nil && held.ETA != nil && absDur(held.ETA.Sub(eta)) < etaJitter {
+			eta = *held.ETA
+		}
+		out.ETA = &eta
+	}
+	return out
+}
+
+// lastJob finds the newest completed job of cp in the cluster's history.
+func lastJob(cp connect.Printer, recent []connect.PrintJob, nPrinters int, now time.Time, prev *Printer) *LastJob {
+	for _, j := range recent { // newest first
+		mine := (cp.UUID != "" && (j.PrinterUUID == cp.UUID || j.PrintedOnUUID == cp.UUID)) ||
+			(cp.FriendlyName != "" && j.PrinterName == cp.FriendlyName) || nPrinters == 1
+		if !mine {
+			continue
+		}
+		lj := &LastJob{UUID: j.UUID, Name: j.Name, Result: jobResult(j)}
+		switch {
+		case prev != nil && prev.LastJob != nil && prev.LastJob.UUID == j.UUID:
+			lj.EndedAt = prev.LastJob.EndedAt
+		case prev != nil:
+			// Seen ending now; on the first poll we cannot know when.
+			lj.EndedAt = timePtr(now)
+		}
+		return lj
+	}
+	if prev != nil {
+		return prev.LastJob
+	}
+	return nil
+}
+
+// jobResult reduces a finished job's status to finished, aborted or
+// failed. A job left in wait_cleanup short of its total was aborted
+// (Cura's reading).
+func jobResult(j connect.PrintJob) string {
+	switch j.Status {
+	case "finished", "aborted", "failed":
+		return j.Status
+	case "error":
+		return "failed"
+	case "wait_cleanup":
+		if j.TimeTotal > 0 && j.TimeElapsed < j.TimeTotal-1 {
+			return "aborted"
+		}
+		return "finished"
+	}
+	return j.Status
+}
+
+func extruderOf(cfg connect.PrintCoreConfiguration) Extruder {
+	e := Extruder{Index: int(cfg.ExtruderIndex), PrintCore: cfg.PrintCoreID}
+	if m := cfg.Material; m != nil {
+		e.Material, e.Brand, e.Color, e.MaterialGUID = m.Material, m.Brand, m.Color, m.GUID
+	}
+	if cfg.EstimatedMaterialVolume != nil && cfg.OriginalMaterialVolume != nil && *cfg.OriginalMaterialVolume > 0 {
+		pct := math.Round(min(max(*cfg.EstimatedMaterialVolume / *cfg.OriginalMaterialVolume, 0), 1) * 100)
+		e.MaterialRemaining = &pct
+	}
+	return e
+}
+
+// sameContent reports whether two printers publish the same state apart
+// from updated_at.
+func sameContent(a, b Printer) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	return jsonEqual(a, b)
+}
+
+func sameCluster(a, b Cluster) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	return jsonEqual(a, b)
+}
+
+func jsonEqual(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// seconds converts an API number of seconds, which may arrive as a float,
+// NaN-safe and clamped to a sane range.
+func seconds(f float64) int64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return int64(math.Round(min(max(f, -1e9), 1e9)))
+}
+
+func round1(f *float64) *float64 {
+	if f == nil || math.IsNaN(*f) || math.IsInf(*f, 0) {
+		return nil
+	}
+	v := math.Round(*f*10) / 10
+	return &v
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC().Truncate(time.Second)
+	return &t
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
