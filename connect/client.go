@@ -209,11 +209,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
+	// path arrives escaped (seg); keep both forms so an id holding '/'
+	// stays one path segment.
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
-	if strings.Contains(path, "%") {
-		u.RawPath = c.base.EscapedPath() + path
+	u.RawPath = c.base.EscapedPath() + path
+	if p, err := url.PathUnescape(u.RawPath); err == nil {
+		u.Path = p
 	}
 	if query != nil {
 		u.RawQuery = query.Encode()

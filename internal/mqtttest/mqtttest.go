@@ -1,0 +1,272 @@
+// Package mqtttest starts a real mosquitto broker for tests and watches what it holds.
+package mqtttest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Broker is a mosquitto process on a loopback port, without persistence:
+// a restart loses every retained message, as a real broker without
+// persistence does.
+type Broker struct {
+	t    testing.TB
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// mosquittoPath finds the broker binary; Debian puts it in /usr/sbin,
+// which is not always on PATH.
+func mosquittoPath() (string, error) {
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("mosquitto not found: install it (apt-get install mosquitto) or run ./test.sh")
+}
+
+// Start runs mosquitto on a free loopback port until the test ends. It
+// fails the test when mosquitto is missing: these tests are not optional.
+func Start(t testing.TB) *Broker {
+	t.Helper()
+	b := &Broker{t: t, port: freePort(t), dir: t.TempDir()}
+	b.start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (b *Broker) start() {
+	b.t.Helper()
+	bin, err := mosquittoPath()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	conf := filepath.Join(b.dir, "mosquitto.conf")
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n", b.port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	var lastErr error
+	// The port can be taken between freePort and here, or still be in
+	// TIME_WAIT after a restart: retry briefly.
+	for range 50 {
+		cmd := exec.Command(bin, "-c", conf)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			b.t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		if waitPort(b.port, done, 3*time.Second) {
+			b.cmd, b.done = cmd, done
+			return
+		}
+		cmd.Process.Kill()
+		<-done
+		lastErr = fmt.Errorf("mosquitto did not listen on %d: %s", b.port, strings.TrimSpace(stderr.String()))
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.t.Fatal(lastErr)
+}
+
+func waitPort(port int, exited <-chan struct{}, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// URL is the broker's tcp:// URL.
+func (b *Broker) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port) }
+
+// Stop kills the broker abruptly, dropping every connection without a
+// DISCONNECT.
+func (b *Broker) Stop() {
+	if b.cmd == nil {
+		return
+	}
+	b.cmd.Process.Kill()
+	<-b.done
+	b.cmd = nil
+}
+
+// Restart stops the broker and starts an empty one on the same port.
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.Stop()
+	b.start()
+}
+
+// Message is one message a Watcher saw.
+type Message struct {
+	Topic    string
+	Payload  string
+	Retained bool
+}
+
+// Watcher is an MQTT client that records every message on a filter.
+type Watcher struct {
+	t   testing.TB
+	cli mqtt.Client
+	mu  sync.Mutex
+	all []Message
+	// last holds the latest message per topic; a deleted retained topic
+	// (empty payload) stays, with an empty payload.
+	last map[string]Message
+	note chan struct{}
+}
+
+// Watch subscribes to filter on url and records until the test ends.
+func Watch(t testing.TB, url, filter string) *Watcher {
+	t.Helper()
+	w := &Watcher{t: t, last: map[string]Message{}, note: make(chan struct{}, 1)}
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("watch-%d", time.Now().UnixNano())).
+		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+		SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(true)
+	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+			w.mu.Lock()
+			msg := Message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()}
+			w.all = append(w.all, msg)
+			w.last[msg.Topic] = msg
+			w.mu.Unlock()
+			select {
+			case w.note <- struct{}{}:
+			default:
+			}
+		})
+	})
+	w.cli = mqtt.NewClient(opts)
+	if tok := w.cli.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.cli.Disconnect(0) })
+	return w
+}
+
+// Publish sends a message from the watcher's own client.
+func (w *Watcher) Publish(topic, payload string, retain bool) {
+	w.t.Helper()
+	tok := w.cli.Publish(topic, 1, retain, payload)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		w.t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// All returns every message seen so far.
+func (w *Watcher) All() []Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Message(nil), w.all...)
+}
+
+// Last returns the latest message on topic.
+func (w *Watcher) Last(topic string) (Message, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.last[topic]
+	return m, ok
+}
+
+// Reset forgets everything seen so far.
+func (w *Watcher) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all, w.last = nil, map[string]Message{}
+}
+
+// WaitFor waits until cond holds for the messages seen, or fails the test
+// after within.
+func (w *Watcher) WaitFor(within time.Duration, what string, cond func(last map[string]Message) bool) {
+	w.t.Helper()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		w.mu.Lock()
+		snap := make(map[string]Message, len(w.last))
+		for k, v := range w.last {
+			snap[k] = v
+		}
+		w.mu.Unlock()
+		if cond(snap) {
+			return
+		}
+		select {
+		case <-w.note:
+		case <-tick.C:
+		case <-deadline.C:
+			w.t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+	}
+}
+
+// Retained connects a fresh client, collects every retained message on
+// filter, and returns them by topic: what a newcomer to the broker sees.
+func Retained(t testing.TB, url, filter string, settle time.Duration) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	var mu sync.Mutex
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("retained-%d", time.Now().UnixNano())).SetCleanSession(true)
+	cli := mqtt.NewClient(opts)
+	if tok := cli.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer cli.Disconnect(0)
+	tok := cli.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		if m.Retained() {
+			mu.Lock()
+			out[m.Topic()] = string(m.Payload())
+			mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	time.Sleep(settle)
+	mu.Lock()
+	defer mu.Unlock()
+	cp := make(map[string]string, len(out))
+	for k, v := range out {
+		cp[k] = v
+	}
+	return cp
+}

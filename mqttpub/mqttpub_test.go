@@ -1,0 +1,314 @@
+package mqttpub
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+)
+
+func newClient(t *testing.T, url, id string) *Client {
+	t.Helper()
+	c, err := New(Config{URL: url, ClientID: id, StateTopic: "t/bridge/state", KeepAlive: 2 * time.Second,
+		MaxReconnectInterval: 200 * time.Millisecond}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func run(t *testing.T, c *Client) (stop func() time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stopped := false
+	stop = func() time.Duration {
+		if stopped {
+			return 0
+		}
+		stopped = true
+		start := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		return time.Since(start)
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func waitConnected(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("client did not connect")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"NoHost":       {URL: "tcp://", StateTopic: "s"},
+		"BadScheme":    {URL: "http://localhost:1883", StateTopic: "s"},
+		"Opaque":       {URL: "localhost:1883", StateTopic: "s"},
+		"NoStateTopic": {URL: "tcp://localhost:1883"},
+		"MissingCA":    {URL: "ssl://localhost:8883", StateTopic: "s", CAFile: "/nonexistent/ca.pem"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := New(cfg, zerolog.Nop()); err == nil {
+				t.Fatal("New accepted a bad config")
+			}
+		})
+	}
+}
+
+func TestOnlineRetainedAndOfflineOnShutdown(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/#")
+	c := newClient(t, b.URL(), "c-online")
+	stop := run(t, c)
+	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Online })
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Online {
+		t.Fatalf("retained state = %q, want online", got)
+	}
+	if took := stop(); took > 2*time.Second {
+		t.Errorf("shutdown took %s, want under 2s", took)
+	}
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Offline {
+		t.Fatalf("retained state after shutdown = %q, want offline", got)
+	}
+}
+
+func TestRetainedPublishedOnlyWhenChanged(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/p/#")
+	c := newClient(t, b.URL(), "c-dedupe")
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	for _, p := range []string{"a", "a", "b", "b", "b", "a"} {
+		if err := c.Publish(ctx, Message{Topic: "t/p/state", Payload: []byte(p), Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Non-retained messages are never deduplicated: events repeat.
+	for range 2 {
+		if err := c.Publish(ctx, Message{Topic: "t/p/event", Payload: []byte("e")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A marker published last: once it arrives, everything before it has.
+	c.Publish(ctx, Message{Topic: "t/p/marker", Payload: []byte("end")})
+	w.WaitFor(5*time.Second, "marker", func(m map[string]mqtttest.Message) bool { return m["t/p/marker"].Payload == "end" })
+	var states, events []string
+	for _, m := range w.All() {
+		switch m.Topic {
+		case "t/p/state":
+			states = append(states, m.Payload)
+		case "t/p/event":
+			events = append(events, m.Payload)
+		}
+	}
+	if got, want := len(states), 3; got != want {
+		t.Errorf("state publishes = %v, want a, b, a", states)
+	}
+	if len(events) != 2 {
+		t.Errorf("event publishes = %v, want two", events)
+	}
+}
+
+// A broker restarted without persistence comes back empty; every retained
+// topic must be back within seconds of the reconnect.
+func TestRepublishAfterBrokerRestart(t *testing.T) {
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-restart")
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	want := map[string]string{"t/bridge/state": Online}
+	for i, topic := range []string{"t/a/state", "t/b/state", "t/c/availability"} {
+		payload := []byte{'x', byte('0' + i)}
+		want[topic] = string(payload)
+		if err := c.Publish(ctx, Message{Topic: topic, Payload: payload, Retain: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A topic cleared before the restart must not come back.
+	c.Publish(ctx, Message{Topic: "t/gone/state", Payload: []byte("x"), Retain: true})
+	c.Publish(ctx, Message{Topic: "t/gone/state", Retain: true})
+
+	b.Restart()
+	if got := mqtttest.Retained(t, b.URL(), "t/#", 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("restarted broker is not empty: %v", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := mqtttest.Retained(t, b.URL(), "t/#", 200*time.Millisecond)
+		if equalMaps(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retained after restart = %v, want %v", got, want)
+		}
+	}
+}
+
+// Changes made while the broker is away are not lost: the latest payload
+// is what the broker holds after the reconnect.
+func TestPublishWhileDisconnected(t *testing.T) {
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-offline")
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	c.Publish(ctx, Message{Topic: "t/x/state", Payload: []byte("old"), Retain: true})
+	c.Publish(ctx, Message{Topic: "t/y/state", Payload: []byte("doomed"), Retain: true})
+	b.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Connected() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c.Publish(pctx, Message{Topic: "t/x/state", Payload: []byte("new"), Retain: true})
+	c.Publish(pctx, Message{Topic: "t/y/state", Retain: true})
+	b.Restart()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		got := mqtttest.Retained(t, b.URL(), "t/#", 200*time.Millisecond)
+		if got["t/x/state"] == "new" {
+			if _, ok := got["t/y/state"]; ok {
+				t.Fatalf("cleared topic came back: %v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after reconnect retained = %v, want t/x/state=new", got)
+		}
+	}
+}
+
+// The broker publishes the last will when the bridge dies without a
+// DISCONNECT. The client runs in a child process that is killed.
+func TestLastWillOnAbruptLoss(t *testing.T) {
+	if url := os.Getenv("MQTTPUB_WILL_CHILD"); url != "" {
+		c := newClient(t, url, "c-will")
+		run(t, c)
+		waitConnected(t, c)
+		fmt.Println("connected")
+		select {} // until killed
+	}
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/bridge/state")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLastWillOnAbruptLoss$")
+	cmd.Env = append(os.Environ(), "MQTTPUB_WILL_CHILD="+b.URL())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "connected\n" {
+		cmd.Process.Kill()
+		t.Fatalf("child said %q", line)
+	}
+	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Online })
+	cmd.Process.Kill()
+	w.WaitFor(5*time.Second, "will", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Offline })
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Offline {
+		t.Fatalf("retained state after kill = %q, want offline", got)
+	}
+}
+
+func TestHandlersResubscribedAfterRestart(t *testing.T) {
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-sub")
+	got := make(chan Inbound, 10)
+	c.Handle("t/cmd/#", func(_ context.Context, m Inbound) { got <- m })
+	run(t, c)
+	waitConnected(t, c)
+	w := mqtttest.Watch(t, b.URL(), "t/none")
+	time.Sleep(100 * time.Millisecond)
+	w.Publish("t/cmd/x", "one", false)
+	expect(t, got, "t/cmd/x", "one", false)
+
+	b.Restart()
+	waitReconnect(t, c)
+	w2 := mqtttest.Watch(t, b.URL(), "t/none")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w2.Publish("t/cmd/y", "two", false)
+		select {
+		case m := <-got:
+			if m.Topic != "t/cmd/y" || string(m.Payload) != "two" {
+				t.Fatalf("got %+v", m)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message after the broker restart: not resubscribed")
+		}
+	}
+}
+
+func TestRetainedCommandIsFlagged(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/none")
+	w.Publish("t/cmd/old", "abort", true)
+	c := newClient(t, b.URL(), "c-retained")
+	got := make(chan Inbound, 10)
+	c.Handle("t/cmd/#", func(_ context.Context, m Inbound) { got <- m })
+	run(t, c)
+	expect(t, got, "t/cmd/old", "abort", true)
+}
+
+func expect(t *testing.T, ch chan Inbound, topic, payload string, retained bool) {
+	t.Helper()
+	select {
+	case m := <-ch:
+		if m.Topic != topic || !bytes.Equal(m.Payload, []byte(payload)) || m.Retained != retained {
+			t.Fatalf("got %s %q retained=%v, want %s %q retained=%v", m.Topic, m.Payload, m.Retained, topic, payload, retained)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no message on %s", topic)
+	}
+}
+
+func waitReconnect(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !c.Connected() {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnect")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
