@@ -60,7 +60,7 @@ type Config struct {
 	BoostFor            time.Duration // fast polling after Refresh
 	MaxInFlight         int           // requests at once for the account
 	ClusterIDs          []string      // only these clusters; empty = all
-	Jitter              float64       // ± fraction of each interval
+	Jitter              float64       // ± fraction of each interval; 0 = 0.1, negative = none
 }
 
 func (c *Config) defaults() {
@@ -79,8 +79,11 @@ func (c *Config) defaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4
 	}
-	if c.Jitter < 0 || c.Jitter > 0.5 {
+	switch {
+	case c.Jitter == 0 || c.Jitter > 0.5:
 		c.Jitter = 0.1
+	case c.Jitter < 0:
+		c.Jitter = 0
 	}
 }
 

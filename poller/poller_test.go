@@ -1,0 +1,443 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+)
+
+// fakeSource is an in-memory Connect account. Calls are recorded with the
+// (bubble) time they were made.
+type fakeSource struct {
+	mu       sync.Mutex
+	clusters []connect.Cluster
+	printing map[string]bool
+	errs     map[string]error // by cluster id, or "list"
+	latency  time.Duration
+	calls    []call
+	inFlight int
+	maxIn    int
+}
+
+type call struct {
+	what, id string
+	at       time.Time
+}
+
+var _ Source = (*fakeSource)(nil)
+
+func newFake(n int) *fakeSource {
+	f := &fakeSource{printing: map[string]bool{}, errs: map[string]error{}}
+	for i := range n {
+		id := fmt.Sprintf("c%d", i)
+		f.clusters = append(f.clusters, connect.Cluster{ClusterID: id, HostName: "host-" + id, IsOnline: true, FriendlyName: id})
+	}
+	return f
+}
+
+func (f *fakeSource) enter(what, id string) (error, func()) {
+	f.mu.Lock()
+	f.calls = append(f.calls, call{what, id, time.Now()})
+	f.inFlight++
+	f.maxIn = max(f.maxIn, f.inFlight)
+	key := id
+	if what == "list" {
+		key = "list"
+	}
+	err := f.errs[key]
+	lat := f.latency
+	f.mu.Unlock()
+	if lat > 0 {
+		time.Sleep(lat)
+	}
+	return err, func() { f.mu.Lock(); f.inFlight--; f.mu.Unlock() }
+}
+
+func (f *fakeSource) Clusters(ctx context.Context) ([]connect.Cluster, error) {
+	err, done := f.enter("list", "")
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]connect.Cluster(nil), f.clusters...), nil
+}
+
+func (f *fakeSource) ClusterStatus(ctx context.Context, id string) (*connect.ClusterStatus, error) {
+	err, done := f.enter("status", id)
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	online := true
+	for _, c := range f.clusters {
+		if c.ClusterID == id {
+			online = c.IsOnline
+		}
+	}
+	st := &connect.ClusterStatus{IsOnline: &online, Printers: []connect.Printer{{UUID: "p-" + id, UniqueName: "printer-" + id,
+		Status: "idle", Enabled: true}}}
+	if f.printing[id] {
+		st.Printers[0].Status = "printing"
+		st.PrintJobs = []connect.PrintJob{{UUID: "j-" + id, Status: "printing", PrinterUUID: "p-" + id, TimeTotal: 100, TimeElapsed: 10}}
+	}
+	return st, nil
+}
+
+func (f *fakeSource) PendingMaintenance(ctx context.Context, id string) ([]connect.MaintenanceTask, error) {
+	err, done := f.enter("maintenance", id)
+	defer done()
+	return nil, err
+}
+
+func (f *fakeSource) count(what, id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c.what == what && (id == "" || c.id == id) {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeSource) times(what, id string) []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []time.Duration
+	var first time.Time
+	for _, c := range f.calls {
+		if c.what == what && c.id == id {
+			if first.IsZero() {
+				first = c.at
+			}
+			out = append(out, c.at.Sub(first).Round(time.Second))
+		}
+	}
+	return out
+}
+
+// recorder is a Sink that keeps every update.
+type recorder struct {
+	mu      sync.Mutex
+	updates []Update
+}
+
+func (r *recorder) Apply(_ context.Context, u Update) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.updates = append(r.updates, u)
+}
+
+func (r *recorder) all() []Update {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Update(nil), r.updates...)
+}
+
+var exact = Config{Interval: 10 * time.Second, IdleInterval: time.Minute, OfflineInterval: 5 * time.Minute,
+	ClustersInterval: 5 * time.Minute, MaintenanceInterval: time.Hour, BackoffMax: 2 * time.Minute, Jitter: -1}
+
+// runFor runs a poller in the bubble, calls during (which may sleep), then
+// waits d more of fake time and stops the poller.
+func runFor(t *testing.T, cfg Config, src Source, sink Sink, log zerolog.Logger, d time.Duration, during func(p *Poller)) {
+	t.Helper()
+	p := New(cfg, src, sink, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	if during != nil {
+		during(p)
+	}
+	time.Sleep(d)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(3)
+		src.printing["c1"] = true
+		src.clusters[2].IsOnline = false
+		runFor(t, exact, src, &recorder{}, zerolog.Nop(), 10*time.Minute+time.Second, nil)
+		tests := []struct {
+			what, id string
+			want     int
+		}{
+			{"status", "c0", 11},     // idle: 0, 1m … 10m
+			{"status", "c1", 61},     // printing: every 10 s
+			{"status", "c2", 3},      // offline: 0, 5m, 10m
+			{"list", "", 3},          // 0, 5m, 10m
+			{"maintenance", "c0", 1}, // hourly
+			{"maintenance", "c1", 1},
+		}
+		for _, tt := range tests {
+			if got := src.count(tt.what, tt.id); got != tt.want {
+				t.Errorf("%s %s: %d calls, want %d", tt.what, tt.id, got, tt.want)
+			}
+		}
+	})
+}
+
+func TestJitterSpreadsPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		cfg := exact
+		cfg.Jitter = 0.1
+		runFor(t, cfg, src, &recorder{}, zerolog.Nop(), 30*time.Minute, nil)
+		ts := src.times("status", "c0")
+		distinct := map[time.Duration]bool{}
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i] - ts[i-1]
+			if gap < 54*time.Second || gap > 66*time.Second {
+				t.Errorf("gap %s outside 60s ± 10%%", gap)
+			}
+			distinct[gap] = true
+		}
+		if len(distinct) < 3 {
+			t.Errorf("gaps %v are not jittered", ts)
+		}
+	})
+}
+
+func TestBackoffIsPerClusterAndCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(2)
+		src.printing["c0"], src.printing["c1"] = true, true
+		src.errs["c1"] = &connect.APIError{Kind: connect.KindServer, HTTPStatus: 500}
+		var logs bytes.Buffer
+		runFor(t, exact, src, &recorder{}, zerolog.New(&logs), 10*time.Minute, nil)
+		want := []time.Duration{0, 10 * time.Second, 30 * time.Second, 70 * time.Second, 150 * time.Second, 270 * time.Second, 390 * time.Second, 510 * time.Second}
+		if got := src.times("status", "c1"); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("failing cluster polled at %v, want %v", got, want)
+		}
+		if got := src.count("status", "c0"); got != 61 {
+			t.Errorf("healthy cluster polled %d times, want 61 (0 s to 600 s, not held up)", got)
+		}
+		if n := strings.Count(logs.String(), "cluster poll failed"); n != 1 {
+			t.Errorf("failure logged %d times, want once per streak:\n%s", n, logs.String())
+		}
+	})
+}
+
+func TestRecoveryResetsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		src.printing["c0"] = true
+		src.errs["c0"] = &connect.APIError{Kind: connect.KindNetwork}
+		var logs bytes.Buffer
+		runFor(t, exact, src, &recorder{}, zerolog.New(&logs), 5*time.Minute, func(p *Poller) {
+			time.Sleep(75 * time.Second) // failures at 0, 10, 30, 70 s
+			src.mu.Lock()
+			delete(src.errs, "c0")
+			src.mu.Unlock()
+		})
+		ts := src.times("status", "c0")
+		if len(ts) < 5 || ts[4] != 150*time.Second || ts[5] != 160*time.Second {
+			t.Errorf("after recovery at 150s polls should be 10s apart again: %v", ts)
+		}
+		if !strings.Contains(logs.String(), "cluster poll recovered") {
+			t.Errorf("recovery not logged")
+		}
+	})
+}
+
+func TestRateLimitPausesAccount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(3)
+		for _, c := range []string{"c0", "c1", "c2"} {
+			src.printing[c] = true
+		}
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), 5*time.Minute, func(p *Poller) {
+			time.Sleep(25 * time.Second)
+			src.mu.Lock()
+			src.errs["c1"] = &connect.APIError{Kind: connect.KindRateLimited, HTTPStatus: 429, RetryAfter: 90 * time.Second}
+			src.mu.Unlock()
+			time.Sleep(10 * time.Second) // c1 is limited at 30 s
+			src.mu.Lock()
+			delete(src.errs, "c1")
+			src.mu.Unlock()
+		})
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		var limitedAt time.Time
+		start := src.calls[0].at
+		for _, c := range src.calls {
+			if c.id == "c1" && c.at.Sub(start) == 30*time.Second {
+				limitedAt = c.at
+			}
+		}
+		if limitedAt.IsZero() {
+			t.Fatalf("c1 not polled at 30s")
+		}
+		for _, c := range src.calls {
+			if d := c.at.Sub(limitedAt); d > 0 && d < 90*time.Second {
+				t.Errorf("%s %s polled %s into a 90s rate limit", c.what, c.id, d)
+			}
+		}
+		var sawLimited bool
+		for _, u := range rec.all() {
+			if u.Stats != nil && u.Stats.RateLimitedUntil != nil {
+				sawLimited = true
+			}
+		}
+		if !sawLimited {
+			t.Errorf("stats never showed the rate limit")
+		}
+	})
+}
+
+func TestMaxInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(20)
+		src.latency = 3 * time.Second
+		cfg := exact
+		cfg.MaxInFlight = 3
+		runFor(t, cfg, src, &recorder{}, zerolog.Nop(), 2*time.Minute, nil)
+		if src.maxIn != 3 {
+			t.Errorf("at most %d requests in flight, want 3", src.maxIn)
+		}
+		for i := range 20 {
+			if src.count("status", fmt.Sprintf("c%d", i)) == 0 {
+				t.Errorf("c%d never polled", i)
+			}
+		}
+	})
+}
+
+func TestClusterRemovedAndFiltered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(3)
+		cfg := exact
+		cfg.ClusterIDs = []string{"c0", "c1"}
+		rec := &recorder{}
+		runFor(t, cfg, src, rec, zerolog.Nop(), 6*time.Minute, func(p *Poller) {
+			time.Sleep(time.Minute)
+			src.mu.Lock()
+			src.clusters = src.clusters[1:] // c0 leaves the account
+			src.mu.Unlock()
+		})
+		if n := src.count("status", "c2"); n != 0 {
+			t.Errorf("c2 is not in CLUSTER_IDS but was polled %d times", n)
+		}
+		var removed []string
+		for _, u := range rec.all() {
+			for _, c := range u.RemovedClusters {
+				removed = append(removed, c.ClusterID)
+			}
+			for _, p := range u.RemovedPrinters {
+				removed = append(removed, p.ID)
+			}
+		}
+		if fmt.Sprint(removed) != "[c0 printer-c0]" {
+			t.Errorf("removed %v, want c0 and its printer", removed)
+		}
+		last := src.times("status", "c0")
+		if len(last) == 0 || last[len(last)-1] > 5*time.Minute {
+			t.Errorf("c0 polled after it left: %v", last)
+		}
+	})
+}
+
+func TestRefreshBoosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		cfg := exact
+		cfg.BoostFor = time.Minute
+		runFor(t, cfg, src, &recorder{}, zerolog.Nop(), 150*time.Second, func(p *Poller) {
+			time.Sleep(90 * time.Second)
+			p.Refresh("c0")
+		})
+		// Idle: 0, 60 s; refresh at 90 s, then every 10 s until 150 s;
+		// then back to idle.
+		got := src.times("status", "c0")
+		want := "[0s 1m0s 1m30s 1m40s 1m50s 2m0s 2m10s 2m20s 2m30s 3m30s]"
+		if fmt.Sprint(got) != want {
+			t.Errorf("polls at %v, want %s", got, want)
+		}
+	})
+}
+
+func TestUpdatesOnlyOnChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), 100*time.Second, func(p *Poller) {
+			time.Sleep(150 * time.Second)
+			src.mu.Lock()
+			src.printing["c0"] = true
+			src.mu.Unlock()
+		})
+		var printerUpdates, events int
+		for _, u := range rec.all() {
+			printerUpdates += len(u.Printers)
+			for _, e := range u.Events {
+				if e.Type == "print_started" {
+					events++
+				}
+			}
+		}
+		// First sight, then the start; the idle polls before it and the
+		// identical printing polls after it change nothing.
+		if printerUpdates != 2 || events != 1 {
+			t.Errorf("%d printer updates and %d print_started events, want 2 and 1", printerUpdates, events)
+		}
+	})
+}
+
+func TestShutdownWaitsForRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(2)
+		src.latency = time.Hour // requests that never finish on their own...
+		p := New(exact, ctxSource{src}, &recorder{}, zerolog.Nop())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(time.Second)
+		start := time.Now()
+		cancel()
+		<-done
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("shutdown took %s", d)
+		}
+	})
+}
+
+// ctxSource makes the fake's latency end with the context, like an HTTP
+// request does.
+type ctxSource struct{ f *fakeSource }
+
+func (c ctxSource) Clusters(ctx context.Context) ([]connect.Cluster, error) {
+	select {
+	case <-time.After(c.f.latency):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return c.f.clusters, nil
+}
+
+func (c ctxSource) ClusterStatus(ctx context.Context, id string) (*connect.ClusterStatus, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (c ctxSource) PendingMaintenance(ctx context.Context, id string) ([]connect.MaintenanceTask, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
