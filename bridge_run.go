@@ -33,12 +33,9 @@ func newLogger(cfg *Config, w io.Writer) zerolog.Logger {
 }
 
 func runBridge(ctx context.Context, vars map[string]string, stderr io.Writer) error {
-	cfg, err := loadConfig(vars)
+	cfg, err := loadConfig(vars, true)
 	if err != nil {
 		return err
-	}
-	if cfg.APIToken == "" {
-		return &configError{"configuration: ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE) is required"}
 	}
 	log := newLogger(cfg, stderr)
 	return serve(ctx, cfg, log, nil)

@@ -68,9 +68,9 @@ type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }
 
-// loadConfig reads the configuration from environ (KEY=VALUE entries),
-// checks every value and returns one error naming each bad variable.
-func loadConfig(environ map[string]string) (*Config, error) {
+// loadConfig reads the configuration from environ, checks every value
+// (and that an API token is given, when requireToken) and returns one error naming each bad variable.
+func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
 	vars := make(map[string]string, len(environ))
 	for k, v := range environ {
 		vars[k] = v
@@ -96,7 +96,17 @@ func loadConfig(environ map[string]string) (*Config, error) {
 	if err != nil {
 		problems = append(problems, envProblems(err)...)
 	}
-	problems = append(problems, cfg.validate()...)
+	// A variable that did not parse holds its zero value: do not report
+	// it twice.
+	for _, p := range cfg.validate() {
+		name, _, _ := strings.Cut(p, ":")
+		if !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, name+":") }) {
+			problems = append(problems, p)
+		}
+	}
+	if requireToken && cfg.APIToken == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
+		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE) is required")
+	}
 	if len(problems) > 0 {
 		return nil, &configError{"configuration: " + strings.Join(problems, "; ")}
 	}

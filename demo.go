@@ -49,19 +49,25 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 			merged["MQTT_URL"] = "tcp://127.0.0.1:1883"
 		}
 	}
-	cfg, err := loadConfig(merged)
+	cfg, err := loadConfig(merged, false)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
 
-	var broker *mochi.Server
 	if !ownBroker {
-		broker, err = startBroker(cfg.DemoMQTTListen)
+		broker, addr, err := startBroker(cfg.DemoMQTTListen)
+		if err != nil && vars["DEMO_MQTT_LISTEN"] == "" {
+			// The default port is often taken by a system mosquitto; any
+			// free loopback port will do for a demo.
+			fmt.Fprintf(stdout, "port %s is busy (%v); using a free port\n", cfg.DemoMQTTListen, errors.Unwrap(err))
+			broker, addr, err = startBroker("127.0.0.1:0")
+		}
 		if err != nil {
 			return &configError{fmt.Sprintf("DEMO_MQTT_LISTEN %s: %v (set DEMO_MQTT_LISTEN to a free address, or MQTT_URL to your broker)", cfg.DemoMQTTListen, err)}
 		}
 		defer broker.Close()
+		cfg.MQTTURL = "tcp://" + addr
 	}
 
 	sim := simulator.New(simulator.Options{Speed: cfg.DemoSpeed, Seed: uint64(time.Now().UnixNano()), Tokens: []string{demoToken}})
@@ -113,27 +119,27 @@ func describeChange(now time.Time, p state.Printer, previous string) string {
 // startBroker starts the embedded broker: anonymous, loopback, and with
 // retained messages that never expire (mochi expires them after a day by
 // default, even for MQTT 3 clients).
-func startBroker(addr string) (*mochi.Server, error) {
+func startBroker(addr string) (*mochi.Server, string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	caps := mochi.NewDefaultServerCapabilities()
 	caps.MaximumMessageExpiryInterval = 0
 	srv := mochi.New(&mochi.Options{Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		ln.Close()
-		return nil, err
+		return nil, "", err
 	}
 	if err := srv.AddListener(listeners.NewNet("demo", ln)); err != nil {
 		ln.Close()
-		return nil, err
+		return nil, "", err
 	}
 	if err := srv.Serve(); err != nil {
 		ln.Close()
-		return nil, err
+		return nil, "", err
 	}
-	return srv, nil
+	return srv, ln.Addr().String(), nil
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -45,10 +45,24 @@ func mosquittoPath() (string, error) {
 // fails the test when mosquitto is missing: these tests are not optional.
 func Start(t testing.TB) *Broker {
 	t.Helper()
-	b := &Broker{t: t, port: freePort(t), dir: t.TempDir()}
+	b := Prepare(t)
 	b.start()
+	return b
+}
+
+// Prepare picks a port for a broker without starting it, to test clients
+// that start before their broker; Begin starts it.
+func Prepare(t testing.TB) *Broker {
+	t.Helper()
+	b := &Broker{t: t, port: freePort(t), dir: t.TempDir()}
 	t.Cleanup(b.Stop)
 	return b
+}
+
+// Begin starts a prepared broker.
+func (b *Broker) Begin() {
+	b.t.Helper()
+	b.start()
 }
 
 func freePort(t testing.TB) int {

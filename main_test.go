@@ -1,0 +1,542 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+const testToken = "umapi-test-secret-token|main"
+
+type world struct {
+	broker *mqtttest.Broker
+	sim    *simulator.Server
+	api    string
+	env    []string
+}
+
+// newWorld starts mosquitto and the simulator and returns the environment
+// that points the bridge at them.
+func newWorld(t *testing.T, base string) *world {
+	t.Helper()
+	b := mqtttest.Start(t)
+	sim := simulator.New(simulator.Options{Speed: 1, Seed: 11, Tokens: []string{testToken}})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	w := &world{broker: b, sim: sim, api: srv.URL + simulator.BasePath}
+	w.env = []string{
+		"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=" + base, "MQTT_CLIENT_ID=test-" + base,
+		"ULTIMAKER_API_URL=" + w.api, "ULTIMAKER_API_TOKEN=" + testToken,
+		"POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_OFFLINE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=1s",
+		"LOG_FORMAT=json", "LOG_LEVEL=debug",
+	}
+	return w
+}
+
+// startBridge runs the bridge in process until the test ends.
+func startBridge(t *testing.T, env []string) (stop func() (error, time.Duration), logs *syncBuffer) {
+	t.Helper()
+	logs = &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"ultimaker2mqtt", "run"}, env, &syncBuffer{}, logs) }()
+	var once sync.Once
+	var err error
+	var took time.Duration
+	stop = func() (error, time.Duration) {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				err = errors.New("bridge did not stop within 10s")
+			}
+			took = time.Since(start)
+		})
+		return err, took
+	}
+	t.Cleanup(func() { stop() })
+	return stop, logs
+}
+
+// expectedTopics lists the retained topics the simulator's world must
+// produce below base.
+func expectedTopics(base string) []string {
+	printers := []string{"ultimakersystem-4b0fc38e95e3", "ultimakersystem-ccbdd30044ec", "ultimakersystem-ccbdd3005a11",
+		"ultimakersystem-ccbdd3007c42", "makerbot-method-x-23a9", "ultimakersystem-0030d6123abc"}
+	clusters := []string{"ultimakersystem-4b0fc38e95e3", "ultimakersystem-ccbdd30044ec", "makerbot-method-x-23a9", "ultimakersystem-0030d6123abc"}
+	out := []string{base + "/bridge/state", base + "/bridge/info"}
+	for _, p := range printers {
+		out = append(out, base+"/printers/"+p+"/state", base+"/printers/"+p+"/availability")
+	}
+	for _, c := range clusters {
+		out = append(out, base+"/clusters/"+c+"/state", base+"/clusters/"+c+"/availability")
+	}
+	return out
+}
+
+func hasAll(m map[string]mqtttest.Message, topics []string) bool {
+	for _, tp := range topics {
+		if msg, ok := m[tp]; !ok || msg.Payload == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func TestEndToEnd(t *testing.T) {
+	w := newWorld(t, "e2e")
+	watch := mqtttest.Watch(t, w.broker.URL(), "e2e/#")
+	stop, logs := startBridge(t, w.env)
+	want := expectedTopics("e2e")
+	start := time.Now()
+	// Two poll intervals (2 s) is the contract; the slack is for a loaded
+	// CI machine, and the figure itself is measured in bench/.
+	watch.WaitFor(2*time.Second+5*time.Second, "every retained topic", func(m map[string]mqtttest.Message) bool { return hasAll(m, want) })
+	t.Logf("all %d retained topics after %s", len(want), time.Since(start).Round(time.Millisecond))
+
+	got := mqtttest.Retained(t, w.broker.URL(), "e2e/#", 300*time.Millisecond)
+	for _, tp := range want {
+		if _, ok := got[tp]; !ok {
+			t.Errorf("%s is not retained", tp)
+		}
+	}
+	if got["e2e/bridge/state"] != "online" {
+		t.Errorf("bridge/state = %q", got["e2e/bridge/state"])
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(got["e2e/bridge/info"]), &info); err != nil {
+		t.Fatalf("bridge/info: %v", err)
+	}
+	for _, k := range []string{"version", "started_at", "clusters", "printers", "intervals", "auth", "last_poll", "poll_errors"} {
+		if _, ok := info[k]; !ok {
+			t.Errorf("bridge/info lacks %s: %v", k, info)
+		}
+	}
+
+	// Every printer's state has the contract's fields and types.
+	for _, tp := range want {
+		if !strings.HasSuffix(tp, "/state") || !strings.Contains(tp, "/printers/") {
+			continue
+		}
+		var st struct {
+			Status         *string         `json:"status"`
+			FriendlyName   *string         `json:"friendly_name"`
+			MachineVariant *string         `json:"machine_variant"`
+			Online         *bool           `json:"online"`
+			UpdatedAt      *time.Time      `json:"updated_at"`
+			Job            json.RawMessage `json:"job"`
+		}
+		if err := json.Unmarshal([]byte(got[tp]), &st); err != nil {
+			t.Fatalf("%s: %v", tp, err)
+		}
+		if st.Status == nil || st.FriendlyName == nil || st.MachineVariant == nil || st.Online == nil || st.UpdatedAt == nil || st.Job == nil {
+			t.Errorf("%s lacks a contract field: %s", tp, got[tp])
+		}
+		if string(st.Job) != "null" {
+			var j struct {
+				UUID, Name, Status string
+				Progress           float64
+				TimeElapsed        *int64 `json:"time_elapsed"`
+				TimeTotal          *int64 `json:"time_total"`
+				TimeRemaining      *int64 `json:"time_remaining"`
+				ETA                *time.Time
+			}
+			if err := json.Unmarshal(st.Job, &j); err != nil {
+				t.Fatalf("%s job: %v", tp, err)
+			}
+			if j.UUID == "" || j.Status == "" || j.Progress < 0 || j.Progress > 100 || j.TimeElapsed == nil || j.TimeTotal == nil || j.TimeRemaining == nil {
+				t.Errorf("%s job: %s", tp, st.Job)
+			}
+		}
+	}
+	// A printer in an offline cluster is offline.
+	if got["e2e/printers/ultimakersystem-0030d6123abc/availability"] != "offline" {
+		t.Errorf("printer of the offline cluster is %q", got["e2e/printers/ultimakersystem-0030d6123abc/availability"])
+	}
+	if got["e2e/printers/ultimakersystem-4b0fc38e95e3/availability"] != "online" {
+		t.Errorf("online printer is %q", got["e2e/printers/ultimakersystem-4b0fc38e95e3/availability"])
+	}
+
+	// SIGTERM path: offline retained, clean return, quickly.
+	err, took := stop()
+	if err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("shutdown took %s, want under 2s", took)
+	}
+	if got := mqtttest.Retained(t, w.broker.URL(), "e2e/bridge/state", 200*time.Millisecond)["e2e/bridge/state"]; got != "offline" {
+		t.Errorf("bridge/state after shutdown = %q", got)
+	}
+	for _, secret := range []string{testToken, "test-secret"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("logs contain the API token")
+		}
+	}
+}
+
+func TestBrokerRestartRestoresRetained(t *testing.T) {
+	w := newWorld(t, "restart")
+	watch := mqtttest.Watch(t, w.broker.URL(), "restart/#")
+	startBridge(t, w.env)
+	want := expectedTopics("restart")
+	watch.WaitFor(10*time.Second, "every retained topic", func(m map[string]mqtttest.Message) bool { return hasAll(m, want) })
+
+	w.broker.Restart()
+	if got := mqtttest.Retained(t, w.broker.URL(), "restart/#", 100*time.Millisecond); len(got) != 0 {
+		t.Fatalf("broker kept %d retained messages across the restart; the test needs it empty", len(got))
+	}
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
+	for {
+		got := mqtttest.Retained(t, w.broker.URL(), "restart/#", 200*time.Millisecond)
+		missing := 0
+		for _, tp := range want {
+			if got[tp] == "" {
+				missing++
+			}
+		}
+		if missing == 0 {
+			t.Logf("all retained topics back %s after the restart", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d retained topics still missing after the broker restart", missing, len(want))
+		}
+	}
+}
+
+func TestBrokerDownAtStart(t *testing.T) {
+	b := mqtttest.Prepare(t)
+	sim := simulator.New(simulator.Options{Tokens: []string{testToken}})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	_, logs := startBridge(t, []string{"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=late", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "LOG_FORMAT=json"})
+	time.Sleep(1500 * time.Millisecond) // a few failed attempts
+	b.Begin()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := mqtttest.Retained(t, b.URL(), "late/#", 200*time.Millisecond)
+		if got["late/bridge/state"] == "online" && got["late/printers/ultimakersystem-4b0fc38e95e3/state"] != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bridge never caught up with a late broker: %v\n%s", got, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "broker unreachable"); n != 1 {
+		t.Errorf("'broker unreachable' logged %d times, want once", n)
+	}
+}
+
+func TestOneFailingClusterDoesNotStopOthers(t *testing.T) {
+	w := newWorld(t, "faults")
+	ids := w.sim.ClusterIDs()
+	w.sim.AddFault(simulator.Fault{Kind: simulator.FaultMalformed, PathContains: ids[0]})
+	watch := mqtttest.Watch(t, w.broker.URL(), "faults/#")
+	_, logs := startBridge(t, w.env)
+	farm := "faults/printers/ultimakersystem-ccbdd30044ec/state"
+	watch.WaitFor(10*time.Second, "the healthy clusters", func(m map[string]mqtttest.Message) bool { return m[farm].Payload != "" })
+	watch.WaitFor(10*time.Second, "poll errors in bridge/info", func(m map[string]mqtttest.Message) bool {
+		var info struct {
+			PollErrors int64 `json:"poll_errors"`
+		}
+		json.Unmarshal([]byte(m["faults/bridge/info"].Payload), &info)
+		return info.PollErrors >= 2
+	})
+	if _, ok := watch.Last("faults/printers/ultimakersystem-4b0fc38e95e3/state"); ok {
+		t.Errorf("the failing cluster's printer was published from a malformed body")
+	}
+	if n := strings.Count(logs.String(), "cluster poll failed"); n != 1 {
+		t.Errorf("failure logged %d times, want once per streak", n)
+	}
+	// Each fault kind, then recovery.
+	for _, k := range []simulator.FaultKind{simulator.FaultNonJSON, simulator.FaultServerError, simulator.FaultWrongShape, simulator.FaultUnavailable} {
+		w.sim.AddFault(simulator.Fault{Kind: k, PathContains: ids[1], Count: 1})
+	}
+	w.sim.ClearFaults()
+	watch.WaitFor(15*time.Second, "recovered cluster", func(m map[string]mqtttest.Message) bool {
+		return m["faults/printers/ultimakersystem-4b0fc38e95e3/state"].Payload != ""
+	})
+}
+
+func TestClusterLeavingClearsItsTopics(t *testing.T) {
+	w := newWorld(t, "leave")
+	watch := mqtttest.Watch(t, w.broker.URL(), "leave/#")
+	startBridge(t, w.env)
+	mb := "leave/printers/makerbot-method-x-23a9/state"
+	watch.WaitFor(10*time.Second, "makerbot", func(m map[string]mqtttest.Message) bool { return m[mb].Payload != "" })
+	w.sim.RemoveCluster(w.sim.ClusterIDs()[2])
+	watch.WaitFor(10*time.Second, "makerbot cleared", func(m map[string]mqtttest.Message) bool {
+		msg, ok := m[mb]
+		return ok && msg.Payload == ""
+	})
+	got := mqtttest.Retained(t, w.broker.URL(), "leave/#", 300*time.Millisecond)
+	for tp := range got {
+		if strings.Contains(tp, "makerbot") {
+			t.Errorf("%s still retained after the cluster left", tp)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	// A listener that must never see a connection: config errors are
+	// reported before anything connects.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	okEnv := []string{"MQTT_URL=tcp://" + ln.Addr().String(), "ULTIMAKER_API_TOKEN=" + testToken}
+	secretFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(secretFile, []byte(testToken+"\n"), 0o600)
+	tests := []struct {
+		name  string
+		env   []string
+		names []string // variables the message must name
+	}{
+		{"MissingToken", []string{"MQTT_URL=tcp://" + ln.Addr().String()}, []string{"ULTIMAKER_API_TOKEN"}},
+		{"DurationWithoutUnit", append(slices.Clone(okEnv), "POLL_INTERVAL=5"), []string{"POLL_INTERVAL"}},
+		{"OpaqueBrokerURL", append(slices.Clone(okEnv), "MQTT_URL=localhost:1883"), []string{"MQTT_URL"}},
+		{"HTTPBroker", append(slices.Clone(okEnv), "MQTT_URL=http://localhost:1883"), []string{"MQTT_URL"}},
+		{"BadLevel", append(slices.Clone(okEnv), "LOG_LEVEL=verbose"), []string{"LOG_LEVEL"}},
+		{"BadFormat", append(slices.Clone(okEnv), "LOG_FORMAT=xml"), []string{"LOG_FORMAT"}},
+		{"WildcardBase", append(slices.Clone(okEnv), "MQTT_BASE_TOPIC=a/#"), []string{"MQTT_BASE_TOPIC"}},
+		{"BadAPIURL", append(slices.Clone(okEnv), "ULTIMAKER_API_URL=api.ultimaker.com"), []string{"ULTIMAKER_API_URL"}},
+		{"NotANumber", append(slices.Clone(okEnv), "POLL_MAX_IN_FLIGHT=many"), []string{"POLL_MAX_IN_FLIGHT"}},
+		{"TooSmall", append(slices.Clone(okEnv), "POLL_INTERVAL=1ms"), []string{"POLL_INTERVAL"}},
+		{"MissingSecretFile", []string{"MQTT_URL=tcp://" + ln.Addr().String(), "ULTIMAKER_API_TOKEN_FILE=/nonexistent/token"}, []string{"ULTIMAKER_API_TOKEN_FILE"}},
+		{"BothSecretAndFile", append(slices.Clone(okEnv), "ULTIMAKER_API_TOKEN_FILE="+secretFile), []string{"ULTIMAKER_API_TOKEN"}},
+		{"CertWithoutKey", append(slices.Clone(okEnv), "MQTT_CERT_FILE="+secretFile), []string{"MQTT_CERT_FILE", "MQTT_KEY_FILE"}},
+		{"UnknownCommand", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			args := []string{"ultimaker2mqtt", "run"}
+			if tt.name == "UnknownCommand" {
+				args = []string{"ultimaker2mqtt", "frobnicate"}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			err := run(ctx, args, tt.env, &bytes.Buffer{}, &stderr)
+			code := exitCode(err, &stderr)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2 (err %v)", code, err)
+			}
+			out := strings.TrimSpace(stderr.String())
+			if strings.Count(out, "\n") != 0 {
+				t.Errorf("want one line, got:\n%s", out)
+			}
+			for _, n := range tt.names {
+				if !strings.Contains(out, n) {
+					t.Errorf("message does not name %s: %s", n, out)
+				}
+			}
+			if strings.Contains(out, testToken) {
+				t.Errorf("message leaks the token: %s", out)
+			}
+		})
+	}
+	select {
+	case <-accepted:
+		t.Error("something connected to the broker despite a configuration error")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestEmptyVariableTakesDefault(t *testing.T) {
+	cfg, err := loadConfig(map[string]string{"LOG_LEVEL": "", "POLL_INTERVAL": ""}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LogLevel != "info" || cfg.PollInterval != 10*time.Second {
+		t.Errorf("defaults not applied: %q %s", cfg.LogLevel, cfg.PollInterval)
+	}
+}
+
+func TestSecretFileIsTrimmed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "token")
+	os.WriteFile(path, []byte("  "+testToken+"\n"), 0o600)
+	cfg, err := loadConfig(map[string]string{"ULTIMAKER_API_TOKEN_FILE": path}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIToken.Reveal() != testToken {
+		t.Errorf("token %q", cfg.APIToken.Reveal())
+	}
+	if fmt.Sprint(cfg.APIToken) != "[redacted]" || fmt.Sprintf("%+v", *cfg) == "" || strings.Contains(fmt.Sprintf("%+v", *cfg), testToken) {
+		t.Errorf("secret prints: %+v", *cfg)
+	}
+}
+
+// The example file lists every variable the code reads, and nothing else.
+func TestConfigExampleMatches(t *testing.T) {
+	b, err := os.ReadFile("config.example.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^#?\s?([A-Z][A-Z0-9_]+)=`)
+	var inFile []string
+	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+		inFile = append(inFile, m[1])
+	}
+	var inCode []string
+	for _, v := range configVars() {
+		inCode = append(inCode, v.Name)
+		if !slices.Contains(inFile, v.Name) {
+			t.Errorf("config.example.env lacks %s", v.Name)
+		}
+	}
+	for _, n := range inFile {
+		if !slices.Contains(inCode, n) {
+			t.Errorf("config.example.env lists %s, which the code does not read", n)
+		}
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"ultimaker2mqtt", "-h"}, nil, &out, &bytes.Buffer{})
+	if exitCode(err, &bytes.Buffer{}) != 0 {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, v := range configVars() {
+		if !strings.Contains(out.String(), v.Name) {
+			t.Errorf("-h does not mention %s", v.Name)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	var stdout syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"ultimaker2mqtt", "demo"}, []string{"DEMO_MQTT_LISTEN=" + addr, "POLL_INTERVAL=1s"}, &stdout, &syncBuffer{})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("demo returned %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := mqtttest.Retained(t, "tcp://"+addr, "ultimaker/#", 300*time.Millisecond)
+		if hasAllStrings(got, expectedTopics("ultimaker")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo broker holds %d topics: %v", len(got), got)
+		}
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "mosquitto_sub -h 127.0.0.1") || !strings.Contains(out, "Lab-S5-1") {
+		t.Errorf("demo output:\n%s", out)
+	}
+}
+
+func hasAllStrings(m map[string]string, topics []string) bool {
+	for _, tp := range topics {
+		if m[tp] == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDemoPortBusy(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"ultimaker2mqtt", "demo"}, []string{"DEMO_MQTT_LISTEN=" + ln.Addr().String()}, &bytes.Buffer{}, &stderr)
+	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "DEMO_MQTT_LISTEN") {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// The real binary, stopped with a real SIGTERM: offline retained, exit 0,
+// within two seconds.
+func TestBinarySIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ultimaker2mqtt")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	w := newWorld(t, "sig")
+	watch := mqtttest.Watch(t, w.broker.URL(), "sig/#")
+	cmd := exec.Command(bin, "run")
+	cmd.Env = append(w.env, "PATH="+os.Getenv("PATH"))
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go bufio.NewReader(stderr).WriteTo(&syncBuffer{})
+	watch.WaitFor(10*time.Second, "printers", func(m map[string]mqtttest.Message) bool { return hasAll(m, expectedTopics("sig")) })
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("SIGTERM to exit took %s, want under 2s", took)
+	}
+	if got := mqtttest.Retained(t, w.broker.URL(), "sig/bridge/state", 200*time.Millisecond)["sig/bridge/state"]; got != "offline" {
+		t.Errorf("bridge/state = %q after SIGTERM", got)
+	}
+	// Exit code 2 for a configuration error, from the real binary too.
+	cmd = exec.Command(bin, "run")
+	cmd.Env = []string{"POLL_INTERVAL=soon", "ULTIMAKER_API_TOKEN=x"}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "POLL_INTERVAL") {
+		t.Errorf("bad config: %v %s", err, out)
+	}
+}
