@@ -465,16 +465,15 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request, now time.Time
 	writeData(w, http.StatusOK, st)
 }
 
-func (s *Server) getMaintenance(w http.ResponseWriter, r *http.Request, now time.Time) {
+func (s *Server) getMaintenance(w http.ResponseWriter, r *http.Request, _ time.Time) {
 	c := s.findCluster(w, r)
 	if c == nil {
 		return
 	}
 	out := []connect.MaintenanceTask{}
 	for _, m := range c.maintenance {
-		due := now.Add(m.dueIn)
 		details, _ := json.Marshal(map[string]any{"type": "time_based", "value": map[string]any{"interval": 7776000}})
-		out = append(out, connect.MaintenanceTask{IsDue: m.due, DueDate: connect.Time{Time: due},
+		out = append(out, connect.MaintenanceTask{IsDue: m.due, DueDate: connect.Time{Time: m.dueAt},
 			TaskRule: connect.TaskRule{Code: m.code, TaskDetails: details}})
 	}
 	writeData(w, http.StatusOK, out)

@@ -50,6 +50,7 @@ type maintSpec struct {
 	code  string
 	due   bool
 	dueIn time.Duration
+	dueAt time.Time // set when the world starts
 }
 
 type cluster struct {
@@ -203,7 +204,11 @@ func farmSpecs(n int) []clusterSpec {
 func newWorld(specs []clusterSpec, seed uint64, now time.Time) *world {
 	w := &world{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), userID: cloudID("user:jdoe")}
 	for _, cs := range specs {
-		c := &cluster{spec: cs, id: cloudID("cluster:" + cs.hostName), orgID: cloudID("org:demo"), maintenance: cs.maintenance}
+		c := &cluster{spec: cs, id: cloudID("cluster:" + cs.hostName), orgID: cloudID("org:demo")}
+		for _, m := range cs.maintenance {
+			m.dueAt = now.Truncate(time.Hour).Add(m.dueIn)
+			c.maintenance = append(c.maintenance, m)
+		}
 		if c.spec.hostGUID == "" {
 			c.spec.hostGUID = uuidOf("host:" + cs.hostName)
 		}

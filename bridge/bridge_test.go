@@ -1,0 +1,91 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct{ msgs []mqttpub.Message }
+
+func (r *recorder) Publish(_ context.Context, msgs ...mqttpub.Message) error {
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+var _ Publisher = (*recorder)(nil)
+
+func TestApply(t *testing.T) {
+	rec := &recorder{}
+	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, zerolog.Nop())
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	last := now
+	b.Apply(context.Background(), poller.Update{
+		Printers:        []state.Printer{{ID: "p1", Online: true, Status: "idle"}, {ID: "p2", Online: false, Status: "offline"}},
+		Cluster:         &state.Cluster{ID: "c1", Online: true},
+		RemovedPrinters: []state.Printer{{ID: "gone"}},
+		RemovedClusters: []state.Cluster{{ID: "gonec"}},
+		Events:          []state.Event{{Type: state.PrintFinished, Printer: "p1", Time: now}},
+		Stats:           &poller.Stats{Clusters: 1, Printers: 2, LastPoll: &last},
+	})
+	got := map[string]mqttpub.Message{}
+	var order []string
+	for _, m := range rec.msgs {
+		got[m.Topic+map[bool]string{true: "", false: "#"}[m.Retain]] = m
+		order = append(order, m.Topic)
+	}
+	want := map[string]string{
+		"u/printers/p1/availability": "online", "u/printers/p2/availability": "offline", "u/clusters/c1/availability": "online",
+		"u/printers/gone/state": "", "u/printers/gone/availability": "", "u/clusters/gonec/state": "", "u/clusters/gonec/availability": "",
+	}
+	for topic, payload := range want {
+		m, ok := got[topic]
+		if !ok || string(m.Payload) != payload || !m.Retain {
+			t.Errorf("%s = %q retained=%v (present %v), want %q retained", topic, m.Payload, m.Retain, ok, payload)
+		}
+	}
+	var p1 state.Printer
+	if err := json.Unmarshal(got["u/printers/p1/state"].Payload, &p1); err != nil || p1.ID != "p1" {
+		t.Errorf("printer state %s: %v", got["u/printers/p1/state"].Payload, err)
+	}
+	for _, topic := range []string{"u/printers/p1/event#", "u/bridge/event#"} {
+		var e state.Event
+		if m, ok := got[topic]; !ok || json.Unmarshal(m.Payload, &e) != nil || e.Type != "print_finished" {
+			t.Errorf("%s missing or wrong (events are not retained): %+v", topic, m)
+		}
+	}
+	var info map[string]any
+	if err := json.Unmarshal(got["u/bridge/info"].Payload, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info["version"] != "1.2.3" || info["printers"] != 2.0 || info["last_poll"] != "2026-01-02T03:04:05Z" || info["auth"] != "api_token" {
+		t.Errorf("info = %v", info)
+	}
+	// Removals go first, so a printer that moved clusters is not cleared
+	// after its new state.
+	if slices.Index(order, "u/printers/gone/state") > slices.Index(order, "u/printers/p1/state") {
+		t.Errorf("removals after states: %v", order)
+	}
+}
+
+func TestPrinterChanges(t *testing.T) {
+	var lines []string
+	pc := &PrinterChanges{Next: New(topics.Tree{Base: "u"}, &recorder{}, Info{}, zerolog.Nop()),
+		OnChange: func(p state.Printer, prev string) { lines = append(lines, prev+">"+p.Status) }}
+	for _, s := range []string{"idle", "idle", "printing", "printing", "paused"} {
+		pc.Apply(context.Background(), poller.Update{Printers: []state.Printer{{ID: "p", Status: s}}})
+	}
+	if want := []string{">idle", "idle>printing", "printing>paused"}; !slices.Equal(lines, want) {
+		t.Errorf("changes %v, want %v", lines, want)
+	}
+}

@@ -1,0 +1,65 @@
+package topics
+
+import (
+	"regexp"
+	"testing"
+)
+
+func TestSegment(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"UniqueName", "ultimakersystem-ccbdd30044ec", "ultimakersystem-ccbdd30044ec"},
+		{"Upper", "UltimakerSystem-CCBDD", "ultimakersystem-ccbdd"},
+		{"Wildcards", "a+b#c/d", "a_b_c_d"},
+		{"Spaces", " Lab S5 ", "lab_s5"},
+		{"Unicode", "Drucker-Ü", "drucker-_"},
+		{"Base64", "Qm9v+dGlm/dWw=", "qm9v_dglm_dww_"},
+		{"Empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Segment(tt.in); got != tt.want {
+				t.Errorf("Segment(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidBase(t *testing.T) {
+	for base, want := range map[string]bool{
+		"ultimaker": true, "site/ultimaker": true, "": false, "a/#": false, "a/+/b": false,
+		"/a": false, "a/": false, "a//b": false, "$SYS": false,
+	} {
+		if got := ValidBase(base); got != want {
+			t.Errorf("ValidBase(%q) = %v, want %v", base, got, want)
+		}
+	}
+}
+
+func TestTree(t *testing.T) {
+	tr := Tree{Base: "u"}
+	for got, want := range map[string]string{
+		tr.BridgeState(): "u/bridge/state", tr.BridgeInfo(): "u/bridge/info", tr.BridgeEvent(): "u/bridge/event",
+		tr.BridgeRequest("refresh"): "u/bridge/request/refresh", tr.BridgeResponse("refresh"): "u/bridge/response/refresh",
+		tr.PrinterState("p"): "u/printers/p/state", tr.PrinterAvailability("p"): "u/printers/p/availability",
+		tr.PrinterEvent("p"): "u/printers/p/event", tr.PrinterSet("p"): "u/printers/p/set", tr.PrinterResponse("p"): "u/printers/p/response",
+		tr.ClusterState("c"): "u/clusters/c/state", tr.ClusterAvailability("c"): "u/clusters/c/availability",
+		tr.ClusterSet("c"): "u/clusters/c/set", tr.ClusterResponse("c"): "u/clusters/c/response",
+	} {
+		if got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	}
+}
+
+var safe = regexp.MustCompile(`^[a-z0-9_-]*$`)
+
+func FuzzSegment(f *testing.F) {
+	for _, s := range []string{"ultimakersystem-1", "A+B#/", "\x00\xff", "ü"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got := Segment(s); !safe.MatchString(got) {
+			t.Fatalf("Segment(%q) = %q has unsafe characters", s, got)
+		}
+	})
+}
