@@ -207,12 +207,16 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 // Publish sends msgs with QoS 1, in order. A retained message whose payload
 // equals the last one published on its topic is skipped. While the broker
 // is away retained messages are only remembered (the reconnect republishes
-// them); others are queued by paho. It waits for the broker's
-// acknowledgements while connected, until ctx is done.
+// them), others are queued by paho during a reconnect and dropped before the
+// first connection. It waits for the broker's acknowledgements of what it
+// sent on an open connection, until ctx is done; it never waits for the
+// broker to come back.
 func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
 	open := c.cli.IsConnectionOpen()
+	// IsConnected is also true while paho reconnects on its own.
+	reconnecting := !open && c.cli.IsConnected()
 	for _, m := range msgs {
 		if m.Retain {
 			old, known := c.retained[m.Topic]
@@ -238,7 +242,12 @@ func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 				}
 			}
 		}
-		tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
+		switch {
+		case open:
+			tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
+		case reconnecting:
+			c.cli.Publish(m.Topic, 1, m.Retain, m.Payload) // stored by paho, sent after the reconnect
+		}
 	}
 	c.mu.Unlock()
 	return waitAll(ctx, tokens)

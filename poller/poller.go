@@ -368,7 +368,10 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 		delete(old, p.ID)
 	}
 	for _, p := range old {
-		u.RemovedPrinters = append(u.RemovedPrinters, p)
+		// A printer that moved to another cluster keeps its topics.
+		if !r.printerElsewhere(p.ID, c) {
+			u.RemovedPrinters = append(u.RemovedPrinters, p)
+		}
 	}
 	c.view = &view
 	r.recount()
@@ -477,7 +480,11 @@ func (r *run) handleList(ctx context.Context, res result) {
 		delete(r.clusters, id)
 		if c.view != nil {
 			gone = append(gone, c.view.Cluster)
-			gonePrinters = append(gonePrinters, c.view.Printers...)
+			for _, p := range c.view.Printers {
+				if !r.printerElsewhere(p.ID, c) {
+					gonePrinters = append(gonePrinters, p)
+				}
+			}
 		}
 		r.log.Info().Str("cluster", id).Msg("cluster left the account")
 		return true
@@ -487,6 +494,21 @@ func (r *run) handleList(ctx context.Context, res result) {
 	}
 	r.recount()
 	r.sendStats(ctx, true)
+}
+
+// printerElsewhere reports whether a cluster other than c shows printer id.
+func (r *run) printerElsewhere(id string, c *clusterSched) bool {
+	for _, o := range r.clusters {
+		if o == c || o.view == nil {
+			continue
+		}
+		for _, p := range o.view.Printers {
+			if p.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (r *run) recount() {
@@ -504,16 +526,19 @@ func (r *run) recount() {
 	}
 }
 
+// statsEvery is how often a newer last_poll alone is worth a publish.
+const statsEvery = 30 * time.Second
+
 // sendStats hands the stats to the sink when something other than the
-// poll time changed, or the poll time is an interval old: last_poll
-// alone must not cost a publish per cluster poll.
+// poll time changed, or the poll time is statsEvery old: last_poll alone
+// must not cost a publish per cluster poll.
 func (r *run) sendStats(ctx context.Context, force bool) {
 	s := r.stats
 	cmp, sent := s, r.sentStats
 	cmp.LastPoll, sent.LastPoll = nil, nil
 	cmp.RateLimitedUntil, sent.RateLimitedUntil = nil, nil
 	changed := cmp != sent || !timeEq(s.RateLimitedUntil, r.sentStats.RateLimitedUntil)
-	if !changed && !force && time.Since(r.sentAt) < r.cfg.Interval {
+	if !changed && !force && time.Since(r.sentAt) < max(r.cfg.Interval, statsEvery) {
 		return
 	}
 	if !changed && timeEq(s.LastPoll, r.sentStats.LastPoll) {
