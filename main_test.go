@@ -450,57 +450,6 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 }
 
-func TestDemo(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	var stdout syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"ultimaker2mqtt", "demo"}, []string{"DEMO_MQTT_LISTEN=" + addr, "POLL_INTERVAL=1s"}, &stdout, &syncBuffer{})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("demo returned %v", err)
-		}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := mqtttest.Retained(t, "tcp://"+addr, "ultimaker/#", 300*time.Millisecond)
-		if hasAllStrings(got, expectedTopics("ultimaker")) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo broker holds %d topics: %v", len(got), got)
-		}
-	}
-	out := stdout.String()
-	if !strings.Contains(out, "mosquitto_sub -h 127.0.0.1") || !strings.Contains(out, "Lab-S5-1") {
-		t.Errorf("demo output:\n%s", out)
-	}
-}
-
-func hasAllStrings(m map[string]string, topics []string) bool {
-	for _, tp := range topics {
-		if m[tp] == "" {
-			return false
-		}
-	}
-	return true
-}
-
-func TestDemoPortBusy(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	var stderr bytes.Buffer
-	err := run(context.Background(), []string{"ultimaker2mqtt", "demo"}, []string{"DEMO_MQTT_LISTEN=" + ln.Addr().String()}, &bytes.Buffer{}, &stderr)
-	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "DEMO_MQTT_LISTEN") {
-		t.Errorf("exit %d: %s", code, stderr.String())
-	}
-}
-
 // The real binary, stopped with a real SIGTERM: offline retained, exit 0,
 // within two seconds.
 func TestBinarySIGTERM(t *testing.T) {
