@@ -20,12 +20,28 @@ import (
 // a restart loses every retained message, as a real broker without
 // persistence does.
 type Broker struct {
-	t    testing.TB
-	port int
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	t     testing.TB
+	port  int
+	dir   string
+	extra string // more mosquitto.conf lines, e.g. TLS or a password file
+	tls   bool
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
+
+// StartWith runs mosquitto with extra configuration lines below its
+// listener (cafile, certfile, password_file, …); tls says whether the
+// listener speaks TLS, for URL.
+func StartWith(t testing.TB, extra string, tls bool) *Broker {
+	t.Helper()
+	b := Prepare(t)
+	b.extra, b.tls = extra, tls
+	b.start()
+	return b
+}
+
+// Dir is a private directory for the broker's files.
+func (b *Broker) Dir() string { return b.dir }
 
 // mosquittoPath finds the broker binary; Debian puts it in /usr/sbin,
 // which is not always on PATH.
@@ -81,7 +97,11 @@ func (b *Broker) start() {
 		b.t.Fatal(err)
 	}
 	conf := filepath.Join(b.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n", b.port)
+	body := fmt.Sprintf("listener %d 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\n", b.port)
+	if !strings.Contains(b.extra, "password_file") {
+		body += "allow_anonymous true\n"
+	}
+	body += b.extra
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		b.t.Fatal(err)
 	}
@@ -97,7 +117,7 @@ func (b *Broker) start() {
 		}
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
-		if waitPort(b.port, done, 3*time.Second) {
+		if waitPort(b.port, done, 5*time.Second) {
 			b.cmd, b.done = cmd, done
 			return
 		}
@@ -128,7 +148,12 @@ func waitPort(port int, exited <-chan struct{}, within time.Duration) bool {
 }
 
 // URL is the broker's tcp:// URL.
-func (b *Broker) URL() string { return fmt.Sprintf("tcp://127.0.0.1:%d", b.port) }
+func (b *Broker) URL() string {
+	if b.tls {
+		return fmt.Sprintf("ssl://localhost:%d", b.port)
+	}
+	return fmt.Sprintf("tcp://127.0.0.1:%d", b.port)
+}
 
 // Stop kills the broker abruptly, dropping every connection without a
 // DISCONNECT.
