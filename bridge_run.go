@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -63,6 +65,10 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	if err != nil {
 		return &configError{"MQTT_URL: " + err.Error()}
 	}
+	var disc *discovery.Config
+	if cfg.HADiscovery {
+		disc = &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: tree, Version: buildVersion()}
+	}
 	br := bridge.New(tree, mq, bridge.Info{
 		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: "api_token",
 		Intervals: map[string]string{
@@ -70,7 +76,21 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
 			"maintenance": cfg.PollMaintenanceInterval.String(),
 		},
-	}, log)
+	}, disc, log)
+	br.BirthDelay = cfg.HABirthDelay
+	var sweeps sync.WaitGroup
+	if disc != nil {
+		mq.Handle(cfg.HAStatusTopic, func(ctx context.Context, m mqttpub.Inbound) { br.HAStatus(ctx, m.Payload) })
+	}
+	// Once every cluster has been polled, whatever this bridge left on the
+	// broker in an earlier run for printers that are gone is stale.
+	br.OnReady = func(ctx context.Context) {
+		sweeps.Add(1)
+		go func() {
+			defer sweeps.Done()
+			sweepStale(ctx, mq, tree, disc, log)
+		}()
+	}
 	var sink poller.Sink = br
 	if wrap != nil {
 		sink = wrap(br)
@@ -93,6 +113,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 
 	br.Start(ctx)
 	pollErr := pl.Run(ctx)
+	sweeps.Wait()
 	stopMQ()
 	mqErr := <-mqDone
 	log.Info().Msg("stopped")
@@ -123,4 +144,32 @@ func redact(raw string) string {
 		}
 	}
 	return raw
+}
+
+// sweepStale clears retained topics this bridge published in an earlier
+// run for printers and clusters that no longer exist: their state,
+// availability and discovery configs.
+func sweepStale(ctx context.Context, mq *mqttpub.Client, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
+	filters := []string{tree.Base + "/printers/+/+", tree.Base + "/clusters/+/+"}
+	if disc != nil {
+		filters = append(filters, disc.DeviceFilter())
+	}
+	found, err := mq.RetainedTopics(ctx, filters, 2*time.Second)
+	if err != nil {
+		log.Debug().Err(err).Msg("stale topic sweep skipped")
+		return
+	}
+	var stale []string
+	for _, t := range found {
+		if disc != nil && disc.Ours(t) || strings.HasSuffix(t, "/state") || strings.HasSuffix(t, "/availability") {
+			stale = append(stale, t)
+		}
+	}
+	n, err := mq.ClearUnknown(ctx, stale)
+	if err != nil && ctx.Err() == nil {
+		log.Warn().Err(err).Msg("clearing stale topics incomplete")
+	}
+	if n > 0 {
+		log.Info().Int("topics", n).Msg("cleared retained topics of printers and clusters that are gone")
+	}
 }

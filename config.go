@@ -53,6 +53,11 @@ type Config struct {
 	PollMaxInFlight         int           `env:"POLL_MAX_IN_FLIGHT" envDefault:"4" help:"Most Connect API requests at once"`
 	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
 
+	HADiscovery       bool          `env:"HA_DISCOVERY" envDefault:"true" help:"Publish Home Assistant MQTT discovery (true or false)"`
+	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
+	HAStatusTopic     string        `env:"HA_STATUS_TOPIC" envDefault:"homeassistant/status" help:"Home Assistant birth topic; on 'online' configs and states are republished"`
+	HABirthDelay      time.Duration `env:"HA_BIRTH_DELAY" envDefault:"5s" help:"Wait after Home Assistant's birth message before republishing (HA drops what arrives too early)"`
+
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" help:"auto (console on a terminal, else JSON), json or console"`
 
@@ -179,6 +184,15 @@ func (c *Config) validate() []string {
 	}
 	if !topics.ValidBase(c.MQTTBaseTopic) {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
+	}
+	if !topics.ValidBase(c.HADiscoveryPrefix) {
+		p = append(p, "HA_DISCOVERY_PREFIX: must be non-empty, without + # or empty levels, not starting with $")
+	}
+	if !topics.ValidBase(c.HAStatusTopic) {
+		p = append(p, "HA_STATUS_TOPIC: must be a topic without wildcards or empty levels")
+	}
+	if c.HABirthDelay < 0 || c.HABirthDelay > 5*time.Minute {
+		p = append(p, "HA_BIRTH_DELAY: must be between 0s and 5m")
 	}
 	if (c.MQTTCertFile == "") != (c.MQTTKeyFile == "") {
 		p = append(p, "MQTT_CERT_FILE and MQTT_KEY_FILE: set both or neither")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -18,6 +19,8 @@ import (
 // Publisher sends MQTT messages; *mqttpub.Client is one.
 type Publisher interface {
 	Publish(ctx context.Context, msgs ...mqttpub.Message) error
+	// Republish sends the remembered retained topics under prefixes again.
+	Republish(ctx context.Context, prefixes ...string) error
 }
 
 // Info is the static part of <base>/bridge/info.
@@ -36,16 +39,27 @@ type Bridge struct {
 	pub     Publisher
 	log     zerolog.Logger
 	timeout time.Duration
+	disc    *discovery.Config // nil: Home Assistant discovery off
 
-	mu    sync.Mutex
-	info  Info
-	stats poller.Stats
+	// BirthDelay is how long to wait after Home Assistant's birth message
+	// before republishing: HA drops what arrives while it starts up.
+	BirthDelay time.Duration
+	// OnReady runs once, when every cluster has been polled since start.
+	OnReady func(ctx context.Context)
+
+	mu             sync.Mutex
+	info           Info
+	stats          poller.Stats
+	ready          bool
+	birthPending   bool
+	clusterDevices map[string]bool // clusters with a device config of their own
 }
 
-// New returns a Bridge publishing below tree through pub.
-func New(tree topics.Tree, pub Publisher, info Info, log zerolog.Logger) *Bridge {
-	return &Bridge{tree: tree, pub: pub, info: info, timeout: 10 * time.Second,
-		log: log.With().Str("component", "bridge").Logger()}
+// New returns a Bridge publishing below tree through pub, with Home
+// Assistant discovery when disc is not nil.
+func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Bridge {
+	return &Bridge{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
+		clusterDevices: map[string]bool{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Bridge)(nil)
@@ -53,43 +67,107 @@ var _ poller.Sink = (*Bridge)(nil)
 // Start publishes the bridge info before the first poll, so users see the
 // bridge even while the cloud is unreachable.
 func (b *Bridge) Start(ctx context.Context) {
-	b.publish(ctx, b.infoMessage())
+	msgs := []mqttpub.Message{}
+	if b.disc != nil {
+		msgs = append(msgs, b.disc.Bridge())
+	}
+	b.publish(ctx, append(msgs, b.infoMessage())...)
+}
+
+// HAStatus handles a message on Home Assistant's status topic: after its
+// birth ("online") every config and then every state is sent again.
+func (b *Bridge) HAStatus(ctx context.Context, payload []byte) {
+	if b.disc == nil || string(payload) != "online" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.birthPending {
+		return // one republish covers several births
+	}
+	b.birthPending = true
+	time.AfterFunc(b.BirthDelay, func() {
+		b.mu.Lock()
+		b.birthPending = false
+		b.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := b.pub.Republish(rctx, b.disc.Prefix+"/", b.tree.Base+"/"); err != nil && ctx.Err() == nil {
+			b.log.Warn().Err(err).Msg("republish after Home Assistant start incomplete")
+		} else {
+			b.log.Info().Msg("republished for Home Assistant")
+		}
+	})
 }
 
 // Apply implements poller.Sink.
 func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	var msgs []mqttpub.Message
+	b.mu.Lock()
+	// Empty retained payloads delete the topics from the broker, and the
+	// device from Home Assistant.
 	for _, p := range u.RemovedPrinters {
-		// Empty retained payloads delete the topics from the broker.
+		if b.disc != nil {
+			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
+		}
 		msgs = append(msgs,
 			mqttpub.Message{Topic: b.tree.PrinterState(p.ID), Retain: true},
 			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true})
 	}
 	for _, c := range u.RemovedClusters {
+		if b.disc != nil && b.clusterDevices[c.ID] {
+			msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
+			delete(b.clusterDevices, c.ID)
+		}
 		msgs = append(msgs,
 			mqttpub.Message{Topic: b.tree.ClusterState(c.ID), Retain: true},
 			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Retain: true})
 	}
+	// Configs go before states, so Home Assistant has the entity when its
+	// first value arrives.
 	for _, p := range u.Printers {
+		if b.disc != nil {
+			msgs = append(msgs, b.disc.Printer(p))
+		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),
 			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
 	}
 	if c := u.Cluster; c != nil {
+		if b.disc != nil {
+			if m, ok := b.disc.Cluster(*c); ok {
+				msgs = append(msgs, m)
+				b.clusterDevices[c.ID] = true
+			} else if b.clusterDevices[c.ID] {
+				// Down to one printer: its printer device is enough.
+				msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
+				delete(b.clusterDevices, c.ID)
+			}
+		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.ClusterState(c.ID), c, true),
 			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: availability(c.Online), Retain: true})
 	}
+	b.mu.Unlock()
 	for _, e := range u.Events {
 		msgs = append(msgs, b.jsonMessage(b.tree.PrinterEvent(e.Printer), e, false), b.jsonMessage(b.tree.BridgeEvent(), e, false))
 	}
+	becameReady := false
 	if u.Stats != nil {
 		b.mu.Lock()
 		b.stats = *u.Stats
+		becameReady = u.Stats.Ready && !b.ready
+		b.ready = b.ready || u.Stats.Ready
 		b.mu.Unlock()
 		msgs = append(msgs, b.infoMessage())
 	}
 	b.publish(ctx, msgs...)
+	if becameReady && b.OnReady != nil {
+		b.OnReady(ctx)
+	}
 }
 
 // SetAuth changes the auth field of the info topic and republishes it.

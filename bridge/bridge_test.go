@@ -23,11 +23,13 @@ func (r *recorder) Publish(_ context.Context, msgs ...mqttpub.Message) error {
 	return nil
 }
 
+func (r *recorder) Republish(context.Context, ...string) error { return nil }
+
 var _ Publisher = (*recorder)(nil)
 
 func TestApply(t *testing.T) {
 	rec := &recorder{}
-	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, zerolog.Nop())
+	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, nil, zerolog.Nop())
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	last := now
 	b.Apply(context.Background(), poller.Update{
@@ -80,7 +82,7 @@ func TestApply(t *testing.T) {
 
 func TestPrinterChanges(t *testing.T) {
 	var lines []string
-	pc := &PrinterChanges{Next: New(topics.Tree{Base: "u"}, &recorder{}, Info{}, zerolog.Nop()),
+	pc := &PrinterChanges{Next: New(topics.Tree{Base: "u"}, &recorder{}, Info{}, nil, zerolog.Nop()),
 		OnChange: func(p state.Printer, prev string) { lines = append(lines, prev+">"+p.Status) }}
 	for _, s := range []string{"idle", "idle", "printing", "printing", "paused"} {
 		pc.Apply(context.Background(), poller.Update{Printers: []state.Printer{{ID: "p", Status: s}}})

@@ -28,7 +28,7 @@ type Config struct {
 	// client certificate. Without CAFile the system roots are used.
 	CAFile, CertFile, KeyFile string
 	// StateTopic gets the retained last will "offline", and "online" on
-	// every connect.
+	// every connect; empty for a client that is not the bridge (cleanup).
 	StateTopic string
 	// KeepAlive, ConnectTimeout and MaxReconnectInterval tune paho; zero
 	// picks defaults suited to a daemon.
@@ -108,9 +108,6 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("mqtt url %q: scheme %q not supported", cfg.URL, u.Scheme)
 	}
-	if cfg.StateTopic == "" {
-		return nil, errors.New("mqtt: state topic required")
-	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "ultimaker2mqtt"
 	}
@@ -143,11 +140,13 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
 		SetWriteTimeout(10*time.Second).
-		SetWill(cfg.StateTopic, Offline, 1, true).
 		SetOnConnectHandler(func(mqtt.Client) { go c.connected() }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
 		})
+	if cfg.StateTopic != "" {
+		opts.SetWill(cfg.StateTopic, Offline, 1, true)
+	}
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username)
 		opts.SetPassword(cfg.Password)
@@ -251,6 +250,84 @@ func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 	}
 	c.mu.Unlock()
 	return waitAll(ctx, tokens)
+}
+
+// Republish sends again every remembered retained topic that starts with
+// one of prefixes, prefix by prefix (Home Assistant wants configs before
+// states), and waits for the acknowledgements.
+func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
+	if !c.cli.IsConnectionOpen() {
+		return nil // the reconnect republishes everything anyway
+	}
+	var tokens []mqtt.Token
+	c.mu.Lock()
+	for _, prefix := range prefixes {
+		for _, topic := range c.order {
+			if p, ok := c.retained[topic]; ok && strings.HasPrefix(topic, prefix) {
+				tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+			}
+		}
+	}
+	c.mu.Unlock()
+	return waitAll(ctx, tokens)
+}
+
+// RetainedTopics subscribes to filters for settle and returns the topics
+// the broker holds a retained, non-empty message for. It works on an open
+// connection only.
+func (c *Client) RetainedTopics(ctx context.Context, filters []string, settle time.Duration) ([]string, error) {
+	if !c.cli.IsConnectionOpen() {
+		return nil, errors.New("mqtt: not connected")
+	}
+	var mu sync.Mutex
+	found := map[string]bool{}
+	h := func(_ mqtt.Client, m mqtt.Message) {
+		if m.Retained() {
+			mu.Lock()
+			found[m.Topic()] = len(m.Payload()) > 0
+			mu.Unlock()
+		}
+	}
+	subs := map[string]byte{}
+	for _, f := range filters {
+		subs[f] = 1
+	}
+	if err := waitAll(ctx, []mqtt.Token{c.cli.SubscribeMultiple(subs, h)}); err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	waitAll(uctx, []mqtt.Token{c.cli.Unsubscribe(filters...)})
+	mu.Lock()
+	defer mu.Unlock()
+	var out []string
+	for t, nonEmpty := range found {
+		if nonEmpty {
+			out = append(out, t)
+		}
+	}
+	return out, ctx.Err()
+}
+
+// ClearUnknown clears (empty retained message) each of topics that this
+// client does not currently publish, and returns how many it cleared. The
+// check and the clear are one step, so a topic published meanwhile stays.
+func (c *Client) ClearUnknown(ctx context.Context, topics []string) (int, error) {
+	var tokens []mqtt.Token
+	c.mu.Lock()
+	if c.cli.IsConnectionOpen() {
+		for _, t := range topics {
+			if _, ours := c.retained[t]; !ours {
+				tokens = append(tokens, c.cli.Publish(t, 1, true, []byte{}))
+			}
+		}
+	}
+	c.mu.Unlock()
+	return len(tokens), waitAll(ctx, tokens)
 }
 
 // Forget drops topics from the retained memory without publishing, for
@@ -361,7 +438,9 @@ func (c *Client) connected() {
 			c.log.Warn().Err(err).Str("op", what).Msg("broker refused")
 		}
 	}
-	wait(c.cli.Publish(c.cfg.StateTopic, 1, true, Online), "publish online")
+	if c.cfg.StateTopic != "" {
+		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, Online), "publish online")
+	}
 	for _, s := range c.subs {
 		wait(c.cli.Subscribe(s.filter, 1, c.receive(s.h)), "subscribe "+s.filter)
 	}
@@ -423,7 +502,7 @@ func (c *Client) serve(ctx context.Context) {
 // shutdown says goodbye: a clean DISCONNECT does not trigger the will, so
 // publish "offline" ourselves first. Bounded so SIGTERM exits quickly.
 func (c *Client) shutdown() {
-	if c.cli.IsConnectionOpen() {
+	if c.cli.IsConnectionOpen() && c.cfg.StateTopic != "" {
 		t := c.cli.Publish(c.cfg.StateTopic, 1, true, Offline)
 		if !t.WaitTimeout(time.Second) {
 			c.log.Warn().Msg("offline not acknowledged before shutdown")

@@ -63,7 +63,6 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"NoHost":       {URL: "tcp://", StateTopic: "s"},
 		"BadScheme":    {URL: "http://localhost:1883", StateTopic: "s"},
 		"Opaque":       {URL: "localhost:1883", StateTopic: "s"},
-		"NoStateTopic": {URL: "tcp://localhost:1883"},
 		"MissingCA":    {URL: "ssl://localhost:8883", StateTopic: "s", CAFile: "/nonexistent/ca.pem"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -40,6 +40,12 @@ type Update struct {
 
 // Stats describe the poller for the bridge's info topic.
 type Stats struct {
+	// Ready is true once the cluster list and every cluster in it have
+	// been polled (successfully or not) since start.
+	Ready bool `json:"ready"`
+	// CloudReachable is false while the last request failed without an
+	// answer from the API (network error, timeout, 5xx, garbled body).
+	CloudReachable   bool       `json:"cloud_reachable"`
 	Clusters         int        `json:"clusters"`
 	Printers         int        `json:"printers"`
 	ClustersFailing  int        `json:"clusters_failing"`
@@ -131,6 +137,7 @@ type clusterSched struct {
 	failures   int
 	inFlight   bool
 	lastErr    error
+	polled     bool // at least one status poll finished
 }
 
 type result struct {
@@ -153,6 +160,7 @@ type run struct {
 	listInFlight bool
 	listFails    int
 	listErr      error
+	listed       bool // a cluster list arrived
 	inFlight     int
 	pausedUntil  time.Time
 	stats        Stats
@@ -307,7 +315,8 @@ func (r *run) handle(ctx context.Context, res result) {
 	if c == nil {
 		return // removed while its request was in flight
 	}
-	c.inFlight = false
+	c.inFlight, c.polled = false, true
+	r.stats.CloudReachable = reachable(res.err)
 	if res.err != nil {
 		r.statusFailed(ctx, c, res)
 		return
@@ -431,6 +440,7 @@ func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
 }
 
 func (r *run) handleList(ctx context.Context, res result) {
+	r.stats.CloudReachable = reachable(res.err)
 	if res.err != nil {
 		r.listFails++
 		r.stats.PollErrors++
@@ -450,7 +460,7 @@ func (r *run) handleList(ctx context.Context, res result) {
 	if r.listFails > 0 {
 		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
 	}
-	r.listFails, r.listErr = 0, nil
+	r.listFails, r.listErr, r.listed = 0, nil, true
 	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
 
 	seen := map[string]bool{}
@@ -511,9 +521,20 @@ func (r *run) printerElsewhere(id string, c *clusterSched) bool {
 	return false
 }
 
+// reachable reports whether err still means the API answered sensibly.
+func reachable(err error) bool {
+	switch connect.KindOf(err) {
+	case connect.KindNetwork, connect.KindServer, connect.KindBadBody:
+		return false
+	}
+	return true
+}
+
 func (r *run) recount() {
 	r.stats.Clusters, r.stats.Printers, r.stats.ClustersFailing = len(r.clusters), 0, 0
+	ready := r.listed
 	for _, c := range r.clusters {
+		ready = ready && c.polled
 		if c.view != nil {
 			r.stats.Printers += len(c.view.Printers)
 		}
@@ -521,6 +542,7 @@ func (r *run) recount() {
 			r.stats.ClustersFailing++
 		}
 	}
+	r.stats.Ready = r.stats.Ready || ready
 	if r.stats.RateLimitedUntil != nil && !time.Now().Before(*r.stats.RateLimitedUntil) {
 		r.stats.RateLimitedUntil = nil
 	}

@@ -1,0 +1,329 @@
+// Package discovery builds Home Assistant MQTT device-discovery payloads from the bridge's state; it does no I/O.
+package discovery
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// DefaultPrefix is Home Assistant's default discovery prefix.
+const DefaultPrefix = "homeassistant"
+
+// Config says where discovery goes and what the bridge is.
+type Config struct {
+	Prefix  string      // HA_DISCOVERY_PREFIX
+	Tree    topics.Tree // the bridge's own topics
+	Version string      // the bridge version, for origin and the bridge device
+}
+
+// NodeID prefixes every discovery object id and unique id of this bridge.
+// It includes the base topic when that is not the default, so two bridges
+// with different base topics never claim the same ids.
+func (c Config) NodeID() string {
+	if c.Tree.Base == topics.DefaultBase {
+		return "ultimaker2mqtt"
+	}
+	return "ultimaker2mqtt_" + topics.Segment(strings.ReplaceAll(c.Tree.Base, "/", "_"))
+}
+
+// PrinterObjectID, ClusterObjectID and BridgeObjectID name the devices.
+func (c Config) PrinterObjectID(printer string) string { return c.NodeID() + "_printer_" + printer }
+
+// ClusterObjectID is the object id of a cluster's device.
+func (c Config) ClusterObjectID(cluster string) string { return c.NodeID() + "_cluster_" + cluster }
+
+// BridgeObjectID is the object id of the bridge's own device.
+func (c Config) BridgeObjectID() string { return c.NodeID() + "_bridge" }
+
+// DeviceTopic is the device-discovery config topic of objectID.
+func (c Config) DeviceTopic(objectID string) string {
+	return c.Prefix + "/device/" + objectID + "/config"
+}
+
+// DeviceFilter matches every device-discovery config topic.
+func (c Config) DeviceFilter() string { return c.Prefix + "/device/+/config" }
+
+// Ours reports whether a device-discovery topic belongs to this bridge.
+func (c Config) Ours(topic string) bool {
+	rest, ok := strings.CutPrefix(topic, c.Prefix+"/device/")
+	if !ok {
+		return false
+	}
+	id, ok := strings.CutSuffix(rest, "/config")
+	if !ok || strings.Contains(id, "/") {
+		return false
+	}
+	node := c.NodeID()
+	return id == node+"_bridge" || strings.HasPrefix(id, node+"_printer_") || strings.HasPrefix(id, node+"_cluster_")
+}
+
+// Printer returns the device config of printer p.
+func (c Config) Printer(p state.Printer) mqttpub.Message {
+	obj := c.PrinterObjectID(p.ID)
+	st := c.Tree.PrinterState(p.ID)
+	cs := components{}
+	uid := func(key string) string { return obj + "_" + key }
+
+	job := func(field string) string {
+		return fmt.Sprintf("{{ value_json.job.%s if value_json.job else None }}", field)
+	}
+	cs.add("status", sensor(uid("status"), "Status", st, enumTemplate("value_json.status", PrinterStatuses), "enum").
+		with("options", PrinterStatuses).with("icon", "mdi:printer-3d"))
+	cs.add("online", binarySensor(uid("online"), "Online", st, "{{ 'ON' if value_json.online else 'OFF' }}", "connectivity").
+		// Reachability must stay visible while the printer is offline, so
+		// it follows the bridge only.
+		with("availability", []any{availability(c.Tree.BridgeState())}))
+	cs.add("printing", binarySensor(uid("printing"), "Printing", st, "{{ 'ON' if value_json.printing else 'OFF' }}", "running"))
+	cs.add("problem", binarySensor(uid("problem"), "Problem", st,
+		"{{ 'ON' if value_json.status in ['error', 'wait_user_action'] or value_json.errors | length > 0 else 'OFF' }}", "problem").
+		with("json_attributes_topic", st).with("json_attributes_template", `{{ {'errors': value_json.errors} | tojson }}`))
+	cs.add("maintenance_required", binarySensor(uid("maintenance_required"), "Maintenance required", st,
+		"{{ 'ON' if value_json.maintenance.required else 'OFF' }}", "problem").with("icon", "mdi:wrench-clock"))
+	cs.add("maintenance_tasks", sensor(uid("maintenance_tasks"), "Pending maintenance tasks", st,
+		"{{ value_json.maintenance.tasks_due | length }}", "").with("state_class", "measurement").with("icon", "mdi:wrench").
+		with("json_attributes_topic", st).with("json_attributes_template", `{{ {'tasks': value_json.maintenance.tasks_due} | tojson }}`))
+	cs.add("accepting_jobs", binarySensor(uid("accepting_jobs"), "Accepting jobs", st, "{{ 'ON' if value_json.enabled else 'OFF' }}", "").
+		with("entity_category", "diagnostic").with("icon", "mdi:tray-arrow-down"))
+
+	cs.add("job_name", sensor(uid("job_name"), "Job", st, job("name"), "").with("icon", "mdi:file-cad"))
+	cs.add("job_status", sensor(uid("job_status"), "Job status", st,
+		"{% set s = value_json.job.status if value_json.job else 'none' %}"+enumPick("s", JobStatuses), "enum").with("options", JobStatuses))
+	cs.add("progress", sensor(uid("progress"), "Progress", st, "{{ value_json.job.progress if value_json.job else None }}", "").
+		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:progress-clock").
+		with("suggested_display_precision", 1))
+	for _, d := range []struct{ key, name, field string }{
+		{"time_elapsed", "Time elapsed", "time_elapsed"}, {"time_total", "Time total", "time_total"}, {"time_remaining", "Time remaining", "time_remaining"},
+	} {
+		cs.add(d.key, sensor(uid(d.key), d.name, st, job(d.field), "duration").with("unit_of_measurement", "s").with("state_class", "measurement"))
+	}
+	cs.add("print_start", sensor(uid("print_start"), "Print start", st,
+		"{{ value_json.job.started_at if value_json.job and value_json.job.started_at else None }}", "timestamp"))
+	cs.add("print_finish", sensor(uid("print_finish"), "Estimated finish", st,
+		"{{ value_json.job.eta if value_json.job and value_json.job.eta else None }}", "timestamp"))
+	cs.add("job_owner", sensor(uid("job_owner"), "Job owner", st, job("owner"), "").with("entity_category", "diagnostic").with("icon", "mdi:account"))
+	cs.add("last_job_result", sensor(uid("last_job_result"), "Last job result", st,
+		"{% set s = value_json.last_job.result if value_json.last_job else 'none' %}"+enumPick("s", JobResults), "enum").
+		with("options", JobResults).with("json_attributes_topic", st).
+		with("json_attributes_template", "{{ {'job': value_json.last_job.name if value_json.last_job else None} | tojson }}"))
+	cs.add("last_job_ended", sensor(uid("last_job_ended"), "Last job ended", st,
+		"{{ value_json.last_job.ended_at if value_json.last_job and value_json.last_job.ended_at else None }}", "timestamp"))
+	cs.add("preview", Component{"platform": "image", "unique_id": uid("preview"), "name": "Job preview", "url_topic": st,
+		"url_template": "{{ value_json.job.preview_url if value_json.job and value_json.job.preview_url else '' }}"})
+
+	for i, e := range p.Extruders {
+		n := i + 1
+		path := fmt.Sprintf("value_json.extruders[%d]", i)
+		guard := fmt.Sprintf("value_json.extruders | length > %d", i)
+		cs.add(fmt.Sprintf("extruder_%d_print_core", n), sensor(uid(fmt.Sprintf("extruder_%d_print_core", n)), fmt.Sprintf("Print core %d", n), st,
+			fmt.Sprintf("{{ %s.print_core if %s else None }}", path, guard), "").with("icon", "mdi:printer-3d-nozzle"))
+		cs.add(fmt.Sprintf("extruder_%d_material", n), sensor(uid(fmt.Sprintf("extruder_%d_material", n)), fmt.Sprintf("Material %d", n), st,
+			fmt.Sprintf("{{ %s.material if %s else None }}", path, guard), "").with("icon", "mdi:printer-3d-nozzle-outline").
+			with("json_attributes_topic", st).
+			with("json_attributes_template", fmt.Sprintf("{{ ({'brand': %[1]s.brand, 'color': %[1]s.color, 'guid': %[1]s.material_guid} if %[2]s else {}) | tojson }}", path, guard)))
+		if e.MaterialRemaining != nil {
+			cs.add(fmt.Sprintf("extruder_%d_material_remaining", n), sensor(uid(fmt.Sprintf("extruder_%d_material_remaining", n)),
+				fmt.Sprintf("Material %d remaining", n), st,
+				fmt.Sprintf("{{ %s.material_remaining if %s and %s.material_remaining is not none else None }}", path, guard, path), "").
+				with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:spool"))
+		}
+	}
+	cs.add("build_plate", sensor(uid("build_plate"), "Build plate", st,
+		"{{ value_json.build_plate.type if value_json.build_plate else None }}", "").with("entity_category", "diagnostic").with("icon", "mdi:layers"))
+	cs.add("firmware", Component{"platform": "update", "unique_id": uid("firmware"), "name": "Firmware", "state_topic": st,
+		"device_class": "firmware", "entity_category": "diagnostic",
+		"value_template": "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.latest if value_json.firmware.latest else value_json.firmware.version} | tojson }}"})
+	cs.add("firmware_update_status", sensor(uid("firmware_update_status"), "Firmware update status", st,
+		enumTemplate("value_json.firmware.update_status", FirmwareUpdateStatuses), "enum").
+		with("options", FirmwareUpdateStatuses).with("entity_category", "diagnostic"))
+	cs.add("ip_address", sensor(uid("ip_address"), "IP address", st, "{{ value_json.ip_address if value_json.ip_address else None }}", "").
+		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:ip-network"))
+	cs.add("unique_name", sensor(uid("unique_name"), "Unique name", st, "{{ value_json.unique_name if value_json.unique_name else None }}", "").
+		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:identifier"))
+
+	ev := c.Tree.PrinterEvent(p.ID)
+	cs.add("events", Component{"platform": "event", "unique_id": uid("events"), "name": "Print events", "state_topic": ev,
+		"event_types": state.EventTypes, "icon": "mdi:printer-3d",
+		"value_template": "{{ {'event_type': value_json.event, 'job': value_json.job.name if value_json.job else None, 'detail': value_json.detail} | tojson }}"})
+	for _, t := range state.EventTypes {
+		cs.add("trigger_"+t, Component{"platform": "device_automation", "automation_type": "trigger", "topic": ev,
+			"type": t, "subtype": "printer", "value_template": "{{ value_json.event }}", "payload": t})
+	}
+
+	dev := map[string]any{
+		"identifiers":  []string{obj},
+		"name":         nonEmpty(p.FriendlyName, p.ID),
+		"manufacturer": manufacturer(p.MachineVariant),
+		"model":        nonEmpty(p.MachineVariant, "unknown"),
+		"via_device":   c.BridgeObjectID(),
+	}
+	if p.Firmware.Version != "" {
+		dev["sw_version"] = p.Firmware.Version
+	}
+	if p.UUID != "" {
+		dev["serial_number"] = p.UUID
+	}
+	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState()), availability(c.Tree.PrinterAvailability(p.ID))})
+}
+
+// Cluster returns the device config of cluster cl, and false for a
+// cluster of one printer: that printer's device says it all.
+func (c Config) Cluster(cl state.Cluster) (mqttpub.Message, bool) {
+	if len(cl.Printers) < 2 {
+		return mqttpub.Message{}, false
+	}
+	obj := c.ClusterObjectID(cl.ID)
+	st := c.Tree.ClusterState(cl.ID)
+	uid := func(key string) string { return obj + "_" + key }
+	cs := components{}
+	cs.add("online", binarySensor(uid("online"), "Online", st, "{{ 'ON' if value_json.online else 'OFF' }}", "connectivity").
+		with("availability", []any{availability(c.Tree.BridgeState())}))
+	cs.add("queue_length", sensor(uid("queue_length"), "Queue", st, "{{ value_json.queue | length }}", "").
+		with("state_class", "measurement").with("icon", "mdi:tray-full").with("json_attributes_topic", st).
+		with("json_attributes_template", "{{ {'jobs': value_json.queue | map(attribute='name') | list} | tojson }}"))
+	cs.add("printers_online", sensor(uid("printers_online"), "Printers online", st, "{{ value_json.printers_online }}", "").
+		with("state_class", "measurement").with("icon", "mdi:printer-3d"))
+	cs.add("maintenance_due", binarySensor(uid("maintenance_due"), "Maintenance due", st,
+		"{{ 'ON' if value_json.maintenance_due else 'OFF' }}", "problem").with("json_attributes_topic", st).
+		with("json_attributes_template", "{{ {'tasks': value_json.maintenance | selectattr('due') | map(attribute='code') | list} | tojson }}"))
+	dev := map[string]any{
+		"identifiers":  []string{obj},
+		"name":         nonEmpty(cl.FriendlyName, cl.ID),
+		"manufacturer": "UltiMaker",
+		"model":        "Printer group",
+		"via_device":   c.BridgeObjectID(),
+	}
+	if cl.HostVersion != "" {
+		dev["sw_version"] = cl.HostVersion
+	}
+	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState()), availability(c.Tree.ClusterAvailability(cl.ID))}), true
+}
+
+// Bridge returns the bridge's own device config: diagnostics only.
+func (c Config) Bridge() mqttpub.Message {
+	obj := c.BridgeObjectID()
+	info := c.Tree.BridgeInfo()
+	uid := func(key string) string { return obj + "_" + key }
+	diag := func(comp Component) Component { return comp.with("entity_category", "diagnostic") }
+	cs := components{}
+	cs.add("cloud", diag(binarySensor(uid("cloud"), "Cloud", info, "{{ 'ON' if value_json.cloud_reachable else 'OFF' }}", "connectivity")))
+	cs.add("sign_in_problem", diag(binarySensor(uid("sign_in_problem"), "Sign-in problem", info,
+		"{{ 'ON' if value_json.auth == 'auth_required' else 'OFF' }}", "problem")).
+		with("json_attributes_topic", info).with("json_attributes_template", "{{ {'auth': value_json.auth} | tojson }}"))
+	cs.add("rate_limited", diag(binarySensor(uid("rate_limited"), "Rate limited", info,
+		"{{ 'ON' if value_json.rate_limited_until else 'OFF' }}", "problem")).
+		with("json_attributes_topic", info).with("json_attributes_template", "{{ {'until': value_json.rate_limited_until} | tojson }}"))
+	cs.add("last_poll", diag(sensor(uid("last_poll"), "Last successful poll", info,
+		"{{ value_json.last_poll if value_json.last_poll else None }}", "timestamp")))
+	cs.add("poll_errors", diag(sensor(uid("poll_errors"), "Poll errors", info, "{{ value_json.poll_errors }}", "")).
+		with("state_class", "total_increasing").with("icon", "mdi:alert-circle-outline"))
+	cs.add("printers", diag(sensor(uid("printers"), "Printers discovered", info, "{{ value_json.printers }}", "")).
+		with("state_class", "measurement").with("icon", "mdi:printer-3d"))
+	cs.add("version", diag(sensor(uid("version"), "Version", info, "{{ value_json.version }}", "")).with("icon", "mdi:tag"))
+	dev := map[string]any{
+		"identifiers":  []string{obj},
+		"name":         "ultimaker2mqtt",
+		"manufacturer": "ultimaker2mqtt",
+		"model":        "Digital Factory bridge",
+		"sw_version":   c.Version,
+	}
+	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState())})
+}
+
+// Clear is the empty retained message that removes a device.
+func (c Config) Clear(objectID string) mqttpub.Message {
+	return mqttpub.Message{Topic: c.DeviceTopic(objectID), Retain: true}
+}
+
+func (c Config) device(obj string, dev map[string]any, cs components, avail []any) mqttpub.Message {
+	payload := map[string]any{
+		"device":            dev,
+		"origin":            map[string]any{"name": "ultimaker2mqtt", "sw_version": c.Version, "support_url": "https://github.com/ultimaker2mqtt/ultimaker2mqtt"},
+		"components":        cs,
+		"availability":      avail,
+		"availability_mode": "all",
+		"qos":               1,
+	}
+	b, err := json.Marshal(payload)
+	if err != nil {
+		panic("discovery: " + err.Error()) // maps of strings, lists and bools always marshal
+	}
+	return mqttpub.Message{Topic: c.DeviceTopic(obj), Payload: b, Retain: true}
+}
+
+// Component is one entity or trigger of a device, with full key names.
+type Component map[string]any
+
+func (c Component) with(k string, v any) Component { c[k] = v; return c }
+func (c Component) without(k string) Component     { delete(c, k); return c }
+
+type components map[string]Component
+
+func (cs components) add(id string, c Component) { cs[id] = c }
+
+func sensor(uid, name, stateTopic, tpl, deviceClass string) Component {
+	c := Component{"platform": "sensor", "unique_id": uid, "name": name, "state_topic": stateTopic, "value_template": tpl}
+	if deviceClass != "" {
+		c["device_class"] = deviceClass
+	}
+	return c
+}
+
+func binarySensor(uid, name, stateTopic, tpl, deviceClass string) Component {
+	c := Component{"platform": "binary_sensor", "unique_id": uid, "name": name, "state_topic": stateTopic, "value_template": tpl}
+	if deviceClass != "" {
+		c["device_class"] = deviceClass
+	}
+	return c
+}
+
+func availability(topic string) map[string]any { return map[string]any{"topic": topic} }
+
+// enumTemplate renders the value at path, or "unknown" when the cloud sends
+// a value the entity does not list (HA would reject it otherwise).
+func enumTemplate(path string, options []string) string {
+	return "{% set s = " + path + " %}" + enumPick("s", options)
+}
+
+func enumPick(v string, options []string) string {
+	quoted := make([]string, len(options))
+	for i, o := range options {
+		quoted[i] = "'" + o + "'"
+	}
+	return "{{ " + v + " if " + v + " in [" + strings.Join(quoted, ", ") + "] else 'unknown' }}"
+}
+
+func manufacturer(variant string) string {
+	if strings.HasPrefix(strings.ToLower(variant), "makerbot") {
+		return "MakerBot"
+	}
+	return "UltiMaker"
+}
+
+func nonEmpty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// PrinterStatuses are the values of the printer status entity.
+var PrinterStatuses = []string{"idle", "sent_to_printer", "pre_print", "printing", "pausing", "paused", "resuming", "post_print",
+	"wait_cleanup", "wait_user_action", "aborting", "aborted", "finished", "failed", "error", "maintenance", "booting",
+	"disabled", "offline", "unknown"}
+
+// JobStatuses are the values of the job status entity; "none" when no job.
+var JobStatuses = []string{"none", "queued", "sent_to_printer", "wait_for_configuration", "pre_print", "printing", "pausing",
+	"paused", "resuming", "post_print", "wait_cleanup", "wait_user_action", "aborting", "aborted", "finished", "failed",
+	"error", "unknown"}
+
+// JobResults are the values of the last job result entity.
+var JobResults = []string{"none", "finished", "aborted", "failed", "unknown"}
+
+// FirmwareUpdateStatuses are the six documented values plus unknown.
+var FirmwareUpdateStatuses = []string{"up_to_date", "pending_update", "update_available", "update_in_progress",
+	"update_failed", "update_impossible", "unknown"}
