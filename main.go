@@ -53,6 +53,8 @@ Usage:
   ultimaker2mqtt [run]       poll the cloud and publish to the broker (default)
   ultimaker2mqtt demo        simulated printers + embedded broker, no account needed
   ultimaker2mqtt simulate    serve the simulated Connect API (see simulate -h)
+  ultimaker2mqtt cleanup     remove everything the bridge published (retained topics,
+                             Home Assistant devices); stop the bridge first
   ultimaker2mqtt version     print the version
   ultimaker2mqtt -h          this help
 
@@ -85,8 +87,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runDemo(ctx, vars, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
+	case "cleanup":
+		return runCleanup(ctx, vars, stdout, stderr)
 	}
-	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate or version; -h for help)", cmd)}
+	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, cleanup or version; -h for help)", cmd)}
 }
 
 func envMap(environ []string) map[string]string {

@@ -2,6 +2,7 @@
 package discovery
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -248,11 +249,14 @@ func (c Config) device(obj string, dev map[string]any, cs components, avail []an
 		"availability_mode": "all",
 		"qos":               1,
 	}
-	b, err := json.Marshal(payload)
-	if err != nil {
+	// Templates hold < and >: keep them readable rather than \u003c.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payload); err != nil {
 		panic("discovery: " + err.Error()) // maps of strings, lists and bools always marshal
 	}
-	return mqttpub.Message{Topic: c.DeviceTopic(obj), Payload: b, Retain: true}
+	return mqttpub.Message{Topic: c.DeviceTopic(obj), Payload: bytes.TrimSpace(buf.Bytes()), Retain: true}
 }
 
 // Component is one entity or trigger of a device, with full key names.

@@ -139,7 +139,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		SetPingTimeout(min(10*time.Second, cfg.KeepAlive)).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
-		SetWriteTimeout(10*time.Second).
+		SetWriteTimeout(10 * time.Second).
 		SetOnConnectHandler(func(mqtt.Client) { go c.connected() }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,10 +61,10 @@ func waitConnected(t *testing.T, c *Client) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"NoHost":       {URL: "tcp://", StateTopic: "s"},
-		"BadScheme":    {URL: "http://localhost:1883", StateTopic: "s"},
-		"Opaque":       {URL: "localhost:1883", StateTopic: "s"},
-		"MissingCA":    {URL: "ssl://localhost:8883", StateTopic: "s", CAFile: "/nonexistent/ca.pem"},
+		"NoHost":    {URL: "tcp://", StateTopic: "s"},
+		"BadScheme": {URL: "http://localhost:1883", StateTopic: "s"},
+		"Opaque":    {URL: "localhost:1883", StateTopic: "s"},
+		"MissingCA": {URL: "ssl://localhost:8883", StateTopic: "s", CAFile: "/nonexistent/ca.pem"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := New(cfg, zerolog.Nop()); err == nil {
@@ -310,4 +311,35 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+func TestRepublishOrder(t *testing.T) {
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-republish")
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	// Published interleaved: state, config, state, config.
+	for i := range 3 {
+		c.Publish(ctx, Message{Topic: fmt.Sprintf("base/p%d/state", i), Payload: []byte("s"), Retain: true},
+			Message{Topic: fmt.Sprintf("ha/device/p%d/config", i), Payload: []byte("c"), Retain: true})
+	}
+	w := mqtttest.Watch(t, b.URL(), "#")
+	time.Sleep(300 * time.Millisecond) // the retained ones arrive on subscribe
+	w.Reset()
+	if err := c.Republish(ctx, "ha/", "base/"); err != nil {
+		t.Fatal(err)
+	}
+	w.WaitFor(5*time.Second, "republish", func(m map[string]mqtttest.Message) bool { return len(m) >= 6 })
+	var kinds string
+	for _, m := range w.All() {
+		if strings.HasPrefix(m.Topic, "ha/") {
+			kinds += "c"
+		} else if strings.HasPrefix(m.Topic, "base/") {
+			kinds += "s"
+		}
+	}
+	if kinds != "cccsss" {
+		t.Errorf("republish order %q, want every config before every state", kinds)
+	}
 }

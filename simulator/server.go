@@ -141,6 +141,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /_sim/faults", s.addFaultHTTP)
 	s.mux.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, _ *http.Request) { s.ClearFaults(); w.WriteHeader(http.StatusNoContent) })
 	s.mux.HandleFunc("GET /_sim/snapshots/{id}", s.snapshot)
+	s.mux.HandleFunc("GET /_sim/previews/{id}", s.snapshot)
 }
 
 // ServeHTTP implements http.Handler.
@@ -265,6 +266,7 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Tim
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		now := s.SimNow()
+		s.world.host = r.Host
 		s.world.advance(now)
 		h(w, r, now)
 	})

@@ -95,6 +95,7 @@ type world struct {
 	rng      *rand.Rand
 	seq      int
 	userID   string
+	host     string // of the current request, for absolute URLs
 }
 
 // cloudID makes a deterministic 44-character URL-safe base64 id, the shape

@@ -34,8 +34,8 @@ type Event struct {
 	Printer     string    `json:"printer"`
 	PrinterName string    `json:"printer_name"`
 	Cluster     string    `json:"cluster"`
-	Job         *EventJob `json:"job,omitempty"`
-	Detail      string    `json:"detail,omitempty"`
+	Job         *EventJob `json:"job"`
+	Detail      string    `json:"detail"`
 	Time        time.Time `json:"time"`
 }
 

@@ -54,7 +54,7 @@ type Job struct {
 	TimeRemaining int64      `json:"time_remaining"`
 	StartedAt     *time.Time `json:"started_at"`
 	ETA           *time.Time `json:"eta"`
-	PreviewURL    string     `json:"preview_url,omitempty"`
+	PreviewURL    string     `json:"preview_url"`
 }
 
 // LastJob is the most recent job that ended on a printer; it stays after
@@ -71,9 +71,9 @@ type Extruder struct {
 	Index             int      `json:"index"`
 	PrintCore         string   `json:"print_core"`
 	Material          string   `json:"material"`
-	Brand             string   `json:"brand,omitempty"`
-	Color             string   `json:"color,omitempty"`
-	MaterialGUID      string   `json:"material_guid,omitempty"`
+	Brand             string   `json:"brand"`
+	Color             string   `json:"color"`
+	MaterialGUID      string   `json:"material_guid"`
 	MaterialRemaining *float64 `json:"material_remaining"`
 }
 
