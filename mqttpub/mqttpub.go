@@ -84,7 +84,8 @@ type Client struct {
 	inbox     chan inboundFor
 	runCtx    context.Context
 	started   chan struct{}
-	connects  int // guarded by mu; for tests and logs
+	lost      chan struct{} // the connection dropped
+	connects  int           // guarded by mu; for tests and logs
 }
 
 type subscription struct {
@@ -126,15 +127,20 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	c := &Client{
 		cfg: cfg, log: log.With().Str("component", "mqtt").Logger(),
 		retained: map[string][]byte{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
-		started: make(chan struct{}),
+		started: make(chan struct{}), lost: make(chan struct{}, 1),
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
 		SetCleanSession(true).
 		SetOrderMatters(false). // handlers only enqueue; see receive
-		SetAutoReconnect(true).
-		SetConnectRetry(false). // Run retries the first connect itself, with backoff
+		// Run reconnects itself, with backoff, through a fresh Connect:
+		// paho's own reconnect resends its stored in-flight packets from a
+		// goroutine that races the writer (eclipse-paho/paho.mqtt.golang#703),
+		// and with a clean session the broker has nothing to resume anyway.
+		// Everything retained is republished after each connect.
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
 		SetKeepAlive(cfg.KeepAlive).
 		SetPingTimeout(min(10*time.Second, cfg.KeepAlive)).
 		SetConnectTimeout(cfg.ConnectTimeout).
@@ -143,6 +149,10 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		SetOnConnectHandler(func(mqtt.Client) { go c.connected() }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
+			select {
+			case c.lost <- struct{}{}:
+			default:
+			}
 		})
 	if cfg.StateTopic != "" {
 		opts.SetWill(cfg.StateTopic, Offline, 1, true)
@@ -206,16 +216,13 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 // Publish sends msgs with QoS 1, in order. A retained message whose payload
 // equals the last one published on its topic is skipped. While the broker
 // is away retained messages are only remembered (the reconnect republishes
-// them), others are queued by paho during a reconnect and dropped before the
-// first connection. It waits for the broker's acknowledgements of what it
+// them) and others are dropped: events are news, not state. It waits for the broker's acknowledgements of what it
 // sent on an open connection, until ctx is done; it never waits for the
 // broker to come back.
 func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
 	open := c.cli.IsConnectionOpen()
-	// IsConnected is also true while paho reconnects on its own.
-	reconnecting := !open && c.cli.IsConnected()
 	for _, m := range msgs {
 		if m.Retain {
 			old, known := c.retained[m.Topic]
@@ -241,11 +248,8 @@ func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 				}
 			}
 		}
-		switch {
-		case open:
+		if open {
 			tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
-		case reconnecting:
-			c.cli.Publish(m.Topic, 1, m.Retain, m.Payload) // stored by paho, sent after the reconnect
 		}
 	}
 	c.mu.Unlock()
@@ -381,17 +385,22 @@ func (c *Client) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 
-	if !c.connect(ctx) {
-		c.cli.Disconnect(0)
-		return nil
+	for {
+		if !c.connect(ctx) {
+			c.cli.Disconnect(0)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			c.shutdown()
+			return nil
+		case <-c.lost:
+		}
 	}
-	<-ctx.Done()
-	c.shutdown()
-	return nil
 }
 
-// connect makes the first connection; paho's auto-reconnect covers later
-// drops. It reports false if ctx ended first.
+// connect connects, retrying with backoff while the broker is away. It
+// reports false if ctx ended first.
 func (c *Client) connect(ctx context.Context) bool {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
