@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
@@ -68,9 +70,15 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	var disc *discovery.Config
 	if cfg.HADiscovery {
 		disc = &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: tree, Version: buildVersion()}
+		// Offer only buttons that can work: none when read-only.
+		for _, a := range commands.PrinterActions {
+			if !cfg.ReadOnly && (len(cfg.AllowedActions) == 0 || slices.Contains(cfg.AllowedActions, a)) {
+				disc.Buttons = append(disc.Buttons, a)
+			}
+		}
 	}
 	br := bridge.New(tree, mq, bridge.Info{
-		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: "api_token",
+		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: "api_token", ReadOnly: cfg.ReadOnly,
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
@@ -101,6 +109,12 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
 	}, api, sink, log)
 
+	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
+		Timeout: cfg.CommandTimeout}, api, br, mq, pl, log)
+	for _, f := range cmd.Filters() {
+		mq.Handle(f, cmd.Handle)
+	}
+
 	log.Info().Str("version", buildVersion()).Str("broker", redact(cfg.MQTTURL)).Str("api", cfg.APIURL).
 		Str("base_topic", cfg.MQTTBaseTopic).Msg("starting")
 
@@ -116,6 +130,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	sweeps.Wait()
 	stopMQ()
 	mqErr := <-mqDone
+	cmd.Wait()
 	log.Info().Msg("stopped")
 	if pollErr != nil {
 		return pollErr

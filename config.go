@@ -14,6 +14,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
@@ -52,6 +53,10 @@ type Config struct {
 	PollBackoffMax          time.Duration `env:"POLL_BACKOFF_MAX" envDefault:"10m" help:"Longest wait between retries of a failing cluster"`
 	PollMaxInFlight         int           `env:"POLL_MAX_IN_FLIGHT" envDefault:"4" help:"Most Connect API requests at once"`
 	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
+
+	ReadOnly       bool          `env:"READ_ONLY" envDefault:"false" help:"Answer every command read_only and never send one to the cloud (true or false)"`
+	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all"`
+	CommandTimeout time.Duration `env:"COMMAND_TIMEOUT" envDefault:"60s" help:"How long an asynchronous command may take to settle before it is answered timeout"`
 
 	HADiscovery       bool          `env:"HA_DISCOVERY" envDefault:"true" help:"Publish Home Assistant MQTT discovery (true or false)"`
 	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
@@ -184,6 +189,17 @@ func (c *Config) validate() []string {
 	}
 	if !topics.ValidBase(c.MQTTBaseTopic) {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
+	}
+	known := append(append(slices.Clone(commands.PrinterActions), commands.ClusterActions...), commands.BridgeActions...)
+	for i, a := range c.AllowedActions {
+		c.AllowedActions[i] = strings.TrimSpace(a)
+		if c.AllowedActions[i] != "" && !slices.Contains(known, c.AllowedActions[i]) {
+			p = append(p, fmt.Sprintf("ALLOWED_ACTIONS: unknown action %q (known: %s)", c.AllowedActions[i], strings.Join(known, ", ")))
+		}
+	}
+	c.AllowedActions = slices.DeleteFunc(c.AllowedActions, func(s string) bool { return s == "" })
+	if c.CommandTimeout < time.Second || c.CommandTimeout > 10*time.Minute {
+		p = append(p, "COMMAND_TIMEOUT: must be between 1s and 10m")
 	}
 	if !topics.ValidBase(c.HADiscoveryPrefix) {
 		p = append(p, "HA_DISCOVERY_PREFIX: must be non-empty, without + # or empty levels, not starting with $")

@@ -28,6 +28,7 @@ type Info struct {
 	Version   string            `json:"version"`
 	StartedAt time.Time         `json:"started_at"`
 	APIURL    string            `json:"api_url"`
+	ReadOnly  bool              `json:"read_only"`
 	Auth      string            `json:"auth"`
 	Intervals map[string]string `json:"intervals"`
 }
@@ -53,13 +54,15 @@ type Bridge struct {
 	ready          bool
 	birthPending   bool
 	clusterDevices map[string]bool // clusters with a device config of their own
+	printers       map[string]state.Printer
+	clusters       map[string]state.Cluster
 }
 
 // New returns a Bridge publishing below tree through pub, with Home
 // Assistant discovery when disc is not nil.
 func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Bridge {
 	return &Bridge{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
-		clusterDevices: map[string]bool{}, log: log.With().Str("component", "bridge").Logger()}
+		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Bridge)(nil)
@@ -110,6 +113,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	// Empty retained payloads delete the topics from the broker, and the
 	// device from Home Assistant.
 	for _, p := range u.RemovedPrinters {
+		delete(b.printers, p.ID)
 		if b.disc != nil {
 			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
 		}
@@ -118,6 +122,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true})
 	}
 	for _, c := range u.RemovedClusters {
+		delete(b.clusters, c.ID)
 		if b.disc != nil && b.clusterDevices[c.ID] {
 			msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
 			delete(b.clusterDevices, c.ID)
@@ -129,6 +134,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	// Configs go before states, so Home Assistant has the entity when its
 	// first value arrives.
 	for _, p := range u.Printers {
+		b.printers[p.ID] = p
 		if b.disc != nil {
 			msgs = append(msgs, b.disc.Printer(p))
 		}
@@ -137,6 +143,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
 	}
 	if c := u.Cluster; c != nil {
+		b.clusters[c.ID] = *c
 		if b.disc != nil {
 			if m, ok := b.disc.Cluster(*c); ok {
 				msgs = append(msgs, m)
@@ -168,6 +175,22 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	if becameReady && b.OnReady != nil {
 		b.OnReady(ctx)
 	}
+}
+
+// Printer returns the latest state of a printer by its topic id.
+func (b *Bridge) Printer(id string) (state.Printer, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, ok := b.printers[id]
+	return p, ok
+}
+
+// Cluster returns the latest state of a cluster by its topic id.
+func (b *Bridge) Cluster(id string) (state.Cluster, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.clusters[id]
+	return c, ok
 }
 
 // SetAuth changes the auth field of the info topic and republishes it.

@@ -295,3 +295,37 @@ func scrubURLError(err error) error {
 	}
 	return err
 }
+
+// PrintRequest is a PrintRequestResponse: a job accepted into a cluster's
+// queue.
+type PrintRequest struct {
+	JobID           string `json:"job_id"`
+	JobInstanceUUID string `json:"job_instance_uuid"`
+	Status          string `json:"status"`
+	GeneratedTime   Time   `json:"generated_time"`
+}
+
+// Print sends an uploaded Digital Factory job (its job_id) to a cluster.
+func (c *Client) Print(ctx context.Context, clusterID, jobID string) (*PrintRequest, error) {
+	var v PrintRequest
+	if err := c.do(ctx, http.MethodPost, "/clusters/"+seg(clusterID)+"/print/"+seg(jobID), nil, map[string]any{"data": map[string]any{}}, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// Reprint queues a recently completed job again on clusterID.
+func (c *Client) Reprint(ctx context.Context, clusterID, originalClusterID, jobUUID string) (*PrintRequest, error) {
+	var v PrintRequest
+	path := "/clusters/" + seg(clusterID) + "/reprint/" + seg(originalClusterID) + "/" + seg(jobUUID)
+	if err := c.do(ctx, http.MethodPost, path, nil, map[string]any{"data": map[string]any{}}, &v, nil); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// CompleteMaintenance logs maintenance tasks of a cluster as done.
+func (c *Client) CompleteMaintenance(ctx context.Context, clusterID string, taskCodes []string) error {
+	body := map[string]any{"data": map[string]any{"task_codes": taskCodes}}
+	return c.do(ctx, http.MethodPut, "/clusters/"+seg(clusterID)+"/maintenance", nil, body, nil, nil)
+}

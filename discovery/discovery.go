@@ -20,6 +20,18 @@ type Config struct {
 	Prefix  string      // HA_DISCOVERY_PREFIX
 	Tree    topics.Tree // the bridge's own topics
 	Version string      // the bridge version, for origin and the bridge device
+	// Buttons are the printer commands offered as buttons (pause, resume,
+	// abort, snapshot); none in read-only mode.
+	Buttons []string
+}
+
+// buttons describes each printer button: its label, icon, and the
+// availability template that offers it only when it can work.
+var buttons = map[string]struct{ name, icon, when string }{
+	"pause":    {"Pause", "mdi:pause", "value_json.job and value_json.job.status == 'printing'"},
+	"resume":   {"Resume", "mdi:play", "value_json.job and value_json.job.status == 'paused'"},
+	"abort":    {"Abort", "mdi:stop", "value_json.job and value_json.job.status in ['pre_print', 'printing', 'pausing', 'paused', 'resuming']"},
+	"snapshot": {"Take snapshot", "mdi:camera", "value_json.online and value_json.uuid"},
 }
 
 // NodeID prefixes every discovery object id and unique id of this bridge.
@@ -145,6 +157,23 @@ func (c Config) Printer(p state.Printer) mqttpub.Message {
 		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:ip-network"))
 	cs.add("unique_name", sensor(uid("unique_name"), "Unique name", st, "{{ value_json.unique_name if value_json.unique_name else None }}", "").
 		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:identifier"))
+
+	for _, a := range c.Buttons {
+		bt, ok := buttons[a]
+		if !ok || (a == "snapshot" && p.UUID == "") {
+			continue
+		}
+		cs.add("button_"+a, Component{"platform": "button", "unique_id": uid("button_" + a), "name": bt.name, "icon": bt.icon,
+			"command_topic": c.Tree.PrinterSet(p.ID), "payload_press": a,
+			"availability": []any{availability(c.Tree.BridgeState()), availability(c.Tree.PrinterAvailability(p.ID)),
+				map[string]any{"topic": st, "value_template": "{{ 'online' if " + bt.when + " else 'offline' }}"}}})
+		if a == "snapshot" {
+			snap := c.Tree.PrinterSnapshot(p.ID)
+			cs.add("snapshot", Component{"platform": "image", "unique_id": uid("snapshot"), "name": "Camera snapshot",
+				"url_topic": snap, "url_template": "{{ value_json.url }}",
+				"json_attributes_topic": snap, "json_attributes_template": "{{ {'taken_at': value_json.taken_at} | tojson }}"})
+		}
+	}
 
 	ev := c.Tree.PrinterEvent(p.ID)
 	cs.add("events", Component{"platform": "event", "unique_id": uid("events"), "name": "Print events", "state_topic": ev,

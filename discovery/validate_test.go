@@ -106,7 +106,8 @@ func (r *recorder) Publish(_ context.Context, msgs ...mqttpub.Message) error {
 }
 func (r *recorder) Republish(context.Context, ...string) error { return nil }
 
-var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test"}
+var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test",
+	Buttons: []string{"pause", "resume", "abort", "snapshot"}}
 
 // buildWorld polls the simulator twice, an hour of simulated time apart,
 // so printers have jobs, finished jobs and events, and feeds the views to
@@ -165,13 +166,16 @@ func buildWorld(t *testing.T) *world {
 	}
 	// Every printer has an event topic; give those without an event yet a
 	// sample, so their templates can be checked.
+	// The same for snapshot topics, which appear when a snapshot is taken.
 	sample, _ := json.Marshal(state.Event{Type: state.PrintFinished, Job: &state.EventJob{Name: "x"}})
+	snapshot := []byte(`{"url":"http://example.test/s.jpg","taken_at":"2026-03-01T09:00:00Z"}`)
 	for topic := range w.retained {
 		if strings.HasPrefix(topic, "ultimaker/printers/") && strings.HasSuffix(topic, "/state") {
 			ev := strings.TrimSuffix(topic, "/state") + "/event"
 			if _, ok := w.events[ev]; !ok {
 				w.events[ev] = sample
 			}
+			w.events[strings.TrimSuffix(topic, "/state")+"/snapshot"] = snapshot
 		}
 	}
 	return w
@@ -268,8 +272,11 @@ func validate(c *contract, w *world, topic string, payload []byte, p *problems) 
 				p.check("availability-keys", slices.Contains(c.AvailabilityEntry.Allowed, k), "%s: availability key %q", where, k)
 			}
 			t, _ := entry["topic"].(string)
-			_, published := w.retained[t]
+			payload, published := w.retained[t]
 			p.check("availability-published", published, "%s: availability topic %q is not published retained", where, t)
+			if tpl, ok := entry["value_template"].(string); ok && published {
+				checkTemplate(where+" availability", tpl, payload, p)
+			}
 		}
 		if mode, ok := cfg["availability_mode"].(string); ok {
 			p.check("availability-mode", slices.Contains(c.AvailabilityModes, mode), "%s: availability_mode %q", where, mode)

@@ -37,6 +37,9 @@ type Options struct {
 	ErrorRate float64
 	// Now is the real clock; nil means time.Now.
 	Now func() time.Time
+	// OnAction, when set, is called as each printer or print-job action
+	// request arrives (before faults and checks), with its path.
+	OnAction func(path string)
 }
 
 // FaultKind names an injected failure.
@@ -135,6 +138,9 @@ func (s *Server) routes() {
 	api("POST /clusters/{cid}/print_jobs/{jid}/action/{action}", s.postPrintJobAction)
 	api("POST /clusters/{cid}/printers/{pid}/action/{action}", s.postPrinterAction)
 	api("GET /makerbot/printers", s.listMakerBots)
+	api("POST /clusters/{cid}/print/{job}", s.postPrint)
+	api("POST /clusters/{cid}/reprint/{orig}/{jid}", s.postReprint)
+	api("PUT /clusters/{cid}/maintenance", s.putMaintenance)
 	s.mux.Handle(BasePath+"/", s.api(func(w http.ResponseWriter, r *http.Request, _ time.Time) {
 		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
 	}))
@@ -497,6 +503,12 @@ func (s *Server) getPrintJob(w http.ResponseWriter, r *http.Request, now time.Ti
 	writeData(w, http.StatusOK, d)
 }
 
+func (s *Server) noteAction(r *http.Request) {
+	if s.opts.OnAction != nil {
+		s.opts.OnAction(r.URL.Path)
+	}
+}
+
 func (s *Server) newAction(c *cluster, kind string, r *http.Request) *action {
 	a := &action{id: uuidOf(fmt.Sprintf("action:%d:%d", len(s.actions), s.rng.Uint64())), clusterID: c.id, kind: kind,
 		fail: s.takeActionFailure()}
@@ -510,6 +522,7 @@ func (s *Server) newAction(c *cluster, kind string, r *http.Request) *action {
 // postPrintJobAction obeys a print-job action at once and answers 201 with
 // a pending action, as the API does.
 func (s *Server) postPrintJobAction(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.noteAction(r)
 	c := s.findCluster(w, r)
 	if c == nil {
 		return
@@ -601,6 +614,7 @@ func (s *Server) removeQueued(c *cluster, j *job) {
 }
 
 func (s *Server) postPrinterAction(w http.ResponseWriter, r *http.Request, _ time.Time) {
+	s.noteAction(r)
 	c := s.findCluster(w, r)
 	if c == nil {
 		return
@@ -672,6 +686,90 @@ func (s *Server) getActionStatus(w http.ResponseWriter, r *http.Request, _ time.
 		}
 	}
 	writeData(w, http.StatusOK, st)
+}
+
+// postPrint queues an uploaded job; 409 when no printer can take it.
+func (s *Server) postPrint(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil || !readBody(w, r, &struct{}{}) {
+		return
+	}
+	jobID := r.PathValue("job")
+	if len(jobID) != 44 {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "unknown job_id")
+		return
+	}
+	s.queueCopy(w, c, "library_"+jobID[:6], now)
+}
+
+func (s *Server) postReprint(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil || !readBody(w, r, &struct{}{}) {
+		return
+	}
+	orig := s.world.cluster(r.PathValue("orig"))
+	var src *job
+	if orig != nil {
+		for _, j := range orig.recent {
+			if j.uuid == r.PathValue("jid") {
+				src = j
+			}
+		}
+	}
+	if src == nil {
+		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return
+	}
+	s.queueCopy(w, c, src.name, now)
+}
+
+func (s *Server) queueCopy(w http.ResponseWriter, c *cluster, name string, now time.Time) {
+	accepting := false
+	for _, p := range c.printers {
+		accepting = accepting || p.enabled
+	}
+	if !c.spec.online || !accepting {
+		writeError(w, http.StatusConflict, "printerNotAcceptingJobs", "Printer is not accepting jobs", "Printer is busy or unavailable.")
+		return
+	}
+	j := s.world.newJob(c, now)
+	j.name = name
+	c.queue = append(c.queue, j)
+	writeData(w, http.StatusOK, connect.PrintRequest{JobID: j.cloudID, JobInstanceUUID: j.uuid, Status: "queued",
+		GeneratedTime: connect.Time{Time: now}})
+}
+
+// putMaintenance logs tasks as done: they are due again in 90 days.
+func (s *Server) putMaintenance(w http.ResponseWriter, r *http.Request, now time.Time) {
+	c := s.findCluster(w, r)
+	if c == nil {
+		return
+	}
+	var body struct {
+		Data struct {
+			TaskCodes []string `json:"task_codes"`
+		} `json:"data"`
+	}
+	if !readBody(w, r, &body) {
+		return
+	}
+	if len(body.Data.TaskCodes) == 0 {
+		writeError(w, http.StatusBadRequest, "requiredField", "A required field is missing.", "task_codes")
+		return
+	}
+	for _, code := range body.Data.TaskCodes {
+		found := false
+		for i := range c.maintenance {
+			if c.maintenance[i].code == code {
+				c.maintenance[i].due, c.maintenance[i].dueAt, found = false, now.Add(90*24*time.Hour), true
+			}
+		}
+		if !found {
+			writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", code)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) listMakerBots(w http.ResponseWriter, _ *http.Request, _ time.Time) {

@@ -35,6 +35,11 @@ func (t Tree) PrinterAvailability(printer string) string {
 // PrinterEvent is a printer's event stream.
 func (t Tree) PrinterEvent(printer string) string { return t.Base + "/printers/" + printer + "/event" }
 
+// PrinterSnapshot holds the URL of a printer's latest webcam snapshot.
+func (t Tree) PrinterSnapshot(printer string) string {
+	return t.Base + "/printers/" + printer + "/snapshot"
+}
+
 // PrinterSet is a printer's command topic.
 func (t Tree) PrinterSet(printer string) string { return t.Base + "/printers/" + printer + "/set" }
 

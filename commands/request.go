@@ -1,0 +1,120 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+)
+
+// MaxPayload is the largest command accepted; anything longer is refused
+// unread.
+const MaxPayload = 4096
+
+// Request is one parsed command message.
+type Request struct {
+	Action string `json:"action"`
+	// Transaction is the caller's correlation id, echoed in every answer:
+	// a JSON string or number, kept as sent.
+	Transaction json.RawMessage `json:"transaction,omitempty"`
+	// Job is a print job uuid (cluster commands).
+	Job string `json:"job,omitempty"`
+	// Cluster names the cluster of a bridge request: its topic id or its
+	// cloud id.
+	Cluster string `json:"cluster,omitempty"`
+	// JobID is a Digital Factory library job id (bridge request print).
+	JobID string `json:"job_id,omitempty"`
+	// Tasks are maintenance task codes (bridge request maintenance_done);
+	// empty means every task that is due.
+	Tasks []string `json:"tasks,omitempty"`
+}
+
+var bareWord = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
+
+// Parse reads a command payload: a bare word such as "pause", or a JSON
+// object {"action": …, "transaction": …, …}. Unknown fields and wrong types
+// are errors, so a typo never turns into a different command.
+func Parse(payload []byte) (Request, error) {
+	var r Request
+	if len(payload) > MaxPayload {
+		return r, fmt.Errorf("payload is %d bytes; at most %d", len(payload), MaxPayload)
+	}
+	p := bytes.TrimSpace(payload)
+	if len(p) == 0 {
+		return r, errors.New("empty payload")
+	}
+	if p[0] != '{' {
+		w := strings.ToLower(string(p))
+		if !bareWord.MatchString(w) {
+			return r, errors.New(`want a bare action word or a JSON object {"action": …}`)
+		}
+		r.Action = w
+		return r, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, fmt.Errorf("invalid JSON: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Request{}, errors.New("invalid JSON: trailing data after the object")
+	}
+	if len(r.Transaction) > 0 {
+		// Keep the transaction even when the rest is bad, so the error
+		// reaches the caller's correlation.
+		switch r.Transaction[0] {
+		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		default:
+			tx := r.Transaction
+			return Request{Transaction: nil}, fmt.Errorf("transaction must be a string or a number, not %s", truncate(string(tx), 40))
+		}
+		if len(r.Transaction) > 128 {
+			return Request{}, errors.New("transaction is longer than 128 bytes")
+		}
+	}
+	r.Action = strings.ToLower(strings.TrimSpace(r.Action))
+	if r.Action == "" {
+		return r, errors.New(`missing "action"`)
+	}
+	if !bareWord.MatchString(r.Action) {
+		return r, fmt.Errorf("action %q is not a word", truncate(r.Action, 40))
+	}
+	return r, nil
+}
+
+// TransactionOf digs the transaction out of a payload that failed to
+// parse, so even a bad command's answer carries it when possible.
+func TransactionOf(payload []byte) json.RawMessage {
+	if len(payload) > MaxPayload {
+		return nil
+	}
+	var v struct {
+		Transaction json.RawMessage `json:"transaction"`
+	}
+	if json.Unmarshal(payload, &v) != nil || len(v.Transaction) == 0 || len(v.Transaction) > 128 {
+		return nil
+	}
+	switch v.Transaction[0] {
+	case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return v.Transaction
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
+	}
+	return truncate(err.Error(), 120)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
