@@ -2,6 +2,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,13 +187,22 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 		}
 		return
 	}
-	req, err := Parse(in.Payload)
-	if t.kind == "bridge" {
-		if req.Action == "" || req.Action == t.action || err != nil {
-			req.Action = t.action
-		} else {
+	var req Request
+	var err error
+	switch {
+	case t.kind == "bridge" && len(bytes.TrimSpace(in.Payload)) == 0:
+		req.Action = t.action // the topic says it all
+	case t.kind == "bridge":
+		req, err = Parse(in.Payload)
+		if errors.Is(err, errMissingAction) {
+			err = nil
+		}
+		if err == nil && req.Action != "" && req.Action != t.action {
 			err = fmt.Errorf("action %q does not match the request topic %q", req.Action, t.action)
 		}
+		req.Action = t.action
+	default:
+		req, err = Parse(in.Payload)
 	}
 	if err != nil {
 		if req.Transaction == nil {

@@ -32,6 +32,10 @@ type Request struct {
 	Tasks []string `json:"tasks,omitempty"`
 }
 
+// errMissingAction is fine for bridge requests, whose topic names the
+// action.
+var errMissingAction = errors.New(`missing "action"`)
+
 var bareWord = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
 
 // Parse reads a command payload: a bare word such as "pause", or a JSON
@@ -77,7 +81,7 @@ func Parse(payload []byte) (Request, error) {
 	}
 	r.Action = strings.ToLower(strings.TrimSpace(r.Action))
 	if r.Action == "" {
-		return r, errors.New(`missing "action"`)
+		return r, errMissingAction
 	}
 	if !bareWord.MatchString(r.Action) {
 		return r, fmt.Errorf("action %q is not a word", truncate(r.Action, 40))
