@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	}, api, sink, log)
 
 	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
-		Timeout: cfg.CommandTimeout}, api, br, mq, pl, log)
+		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll}, api, br, mq, pl, log)
 	for _, f := range cmd.Filters() {
 		mq.Handle(f, cmd.Handle)
 	}

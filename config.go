@@ -57,6 +57,7 @@ type Config struct {
 	ReadOnly       bool          `env:"READ_ONLY" envDefault:"false" help:"Answer every command read_only and never send one to the cloud (true or false)"`
 	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all"`
 	CommandTimeout time.Duration `env:"COMMAND_TIMEOUT" envDefault:"60s" help:"How long an asynchronous command may take to settle before it is answered timeout"`
+	CommandPoll    time.Duration `env:"COMMAND_POLL_INTERVAL" envDefault:"1s" help:"How often the status of an asynchronous command is checked (the official SDK uses 1s)"`
 
 	HADiscovery       bool          `env:"HA_DISCOVERY" envDefault:"true" help:"Publish Home Assistant MQTT discovery (true or false)"`
 	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
@@ -200,6 +201,9 @@ func (c *Config) validate() []string {
 	c.AllowedActions = slices.DeleteFunc(c.AllowedActions, func(s string) bool { return s == "" })
 	if c.CommandTimeout < time.Second || c.CommandTimeout > 10*time.Minute {
 		p = append(p, "COMMAND_TIMEOUT: must be between 1s and 10m")
+	}
+	if c.CommandPoll < 10*time.Millisecond || c.CommandPoll > time.Minute {
+		p = append(p, "COMMAND_POLL_INTERVAL: must be between 10ms and 1m")
 	}
 	if !topics.ValidBase(c.HADiscoveryPrefix) {
 		p = append(p, "HA_DISCOVERY_PREFIX: must be non-empty, without + # or empty levels, not starting with $")

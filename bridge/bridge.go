@@ -185,12 +185,20 @@ func (b *Bridge) Printer(id string) (state.Printer, bool) {
 	return p, ok
 }
 
-// Cluster returns the latest state of a cluster by its topic id.
+// Cluster returns the latest state of a cluster by its topic id or its
+// cloud id.
 func (b *Bridge) Cluster(id string) (state.Cluster, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c, ok := b.clusters[id]
-	return c, ok
+	if c, ok := b.clusters[id]; ok {
+		return c, true
+	}
+	for _, c := range b.clusters {
+		if c.ClusterID == id {
+			return c, true
+		}
+	}
+	return state.Cluster{}, false
 }
 
 // SetAuth changes the auth field of the info topic and republishes it.
