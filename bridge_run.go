@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/term"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
@@ -50,9 +52,24 @@ func runBridge(ctx context.Context, vars map[string]string, stderr io.Writer) er
 func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(poller.Sink) poller.Sink) error {
 	started := time.Now().UTC().Truncate(time.Second)
 	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
+	var ts oauth2.TokenSource
+	var signIn *auth.Source
+	authState := make(chan string, 4)
+	if cfg.APIToken != "" {
+		ts = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"})
+	} else {
+		signIn = auth.NewSource(auth.Config{OAuth: oauthConfig(cfg), TokenFile: cfg.TokenFile,
+			OnState: func(s string) {
+				select {
+				case authState <- s:
+				default:
+				}
+			}}, log)
+		ts = signIn
+	}
 	api, err := connect.New(connect.Options{
 		BaseURL:     cfg.APIURL,
-		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"}),
+		TokenSource: ts,
 		Timeout:     cfg.APITimeout,
 		UserAgent:   "ultimaker2mqtt/" + buildVersion(),
 	})
@@ -78,7 +95,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		}
 	}
 	br := bridge.New(tree, mq, bridge.Info{
-		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: "api_token", ReadOnly: cfg.ReadOnly,
+		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: initialAuth(signIn), ReadOnly: cfg.ReadOnly,
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
@@ -107,6 +124,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
 		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
 		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
+		Hold: func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
 	}, api, sink, log)
 
 	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
@@ -126,7 +144,32 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	go func() { mqDone <- mq.Run(mqCtx) }()
 
 	br.Start(ctx)
+	var helpers sync.WaitGroup
+	if signIn != nil {
+		helpers.Add(2)
+		go func() {
+			defer helpers.Done()
+			signIn.Run(ctx, cfg.AuthRecheck)
+		}()
+		go func() {
+			// Sign-in changes show in bridge/info and HA at once; a new
+			// sign-in polls everything now.
+			defer helpers.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case s := <-authState:
+					br.SetAuth(ctx, s)
+					if s == auth.StateOK {
+						pl.Refresh("")
+					}
+				}
+			}
+		}()
+	}
 	pollErr := pl.Run(ctx)
+	helpers.Wait()
 	sweeps.Wait()
 	stopMQ()
 	mqErr := <-mqDone
@@ -187,4 +230,17 @@ func sweepStale(ctx context.Context, mq *mqttpub.Client, tree topics.Tree, disc 
 	if n > 0 {
 		log.Info().Int("topics", n).Msg("cleared retained topics of printers and clusters that are gone")
 	}
+}
+
+func oauthConfig(cfg *Config) *oauth2.Config {
+	return &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret.Reveal(),
+		Endpoint: auth.Endpoint(cfg.AccountURL), Scopes: strings.Fields(cfg.Scopes),
+		RedirectURL: fmt.Sprintf("http://localhost:%d/callback", cfg.LoginPort)}
+}
+
+func initialAuth(s *auth.Source) string {
+	if s == nil {
+		return auth.StateAPIToken
+	}
+	return s.State()
 }

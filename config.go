@@ -41,9 +41,18 @@ type Config struct {
 	MQTTCertFile  string `env:"MQTT_CERT_FILE" help:"PEM client certificate for TLS client authentication"`
 	MQTTKeyFile   string `env:"MQTT_KEY_FILE" help:"PEM private key of MQTT_CERT_FILE"`
 
-	APIURL     string        `env:"ULTIMAKER_API_URL" envDefault:"https://api.ultimaker.com/connect/v1" help:"Connect API root"`
-	APIToken   Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run"`
-	APITimeout time.Duration `env:"ULTIMAKER_API_TIMEOUT" envDefault:"20s" help:"Timeout of one Connect API request"`
+	APIURL       string        `env:"ULTIMAKER_API_URL" envDefault:"https://api.ultimaker.com/connect/v1" help:"Connect API root"`
+	APIToken     Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run"`
+	AccountURL   string        `env:"ULTIMAKER_ACCOUNT_URL" envDefault:"https://account.ultimaker.com" help:"UltiMaker account (OAuth2) server, for login and token refresh"`
+	ClientID     string        `env:"ULTIMAKER_CLIENT_ID" help:"OAuth2 client id UltiMaker issued to you; needed by login and TOKEN_FILE sign-in"`
+	ClientSecret Secret        `env:"ULTIMAKER_CLIENT_SECRET" help:"OAuth2 client secret, if your client has one (or ULTIMAKER_CLIENT_SECRET_FILE)"`
+	TokenFile    string        `env:"TOKEN_FILE" help:"Where login stores the OAuth2 token and the bridge keeps it refreshed; used when ULTIMAKER_API_TOKEN is empty"`
+	Scopes       string        `env:"ULTIMAKER_SCOPES" envDefault:"connect.cluster.read connect.cluster.write" help:"OAuth2 scopes login asks for, space-separated"`
+	WorkspaceID  string        `env:"ULTIMAKER_WORKSPACE_ID" help:"login only: the workspace (organization_id) to sign in to; empty lets you pick"`
+	LoginPort    int           `env:"LOGIN_CALLBACK_PORT" envDefault:"32118" help:"login only: port of the callback listener on 127.0.0.1"`
+	LoginPKCE    string        `env:"LOGIN_PKCE_METHOD" envDefault:"S512" help:"login only: PKCE method, S512 (UltiMaker's) or S256"`
+	AuthRecheck  time.Duration `env:"AUTH_RECHECK_INTERVAL" envDefault:"1m" help:"While sign-in is required, how often the token file is read again"`
+	APITimeout   time.Duration `env:"ULTIMAKER_API_TIMEOUT" envDefault:"20s" help:"Timeout of one Connect API request"`
 
 	PollInterval            time.Duration `env:"POLL_INTERVAL" envDefault:"10s" help:"Cluster status interval while printing or just after a command (the API asks for no more than one status call per 10s)"`
 	PollIdleInterval        time.Duration `env:"POLL_IDLE_INTERVAL" envDefault:"60s" help:"Cluster status interval when nothing prints"`
@@ -72,7 +81,7 @@ type Config struct {
 }
 
 // secretVars may also be given as <NAME>_FILE, a path to read.
-var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN"}
+var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN", "ULTIMAKER_CLIENT_SECRET"}
 
 // configError is a bad setting; the process exits 2.
 type configError struct{ msg string }
@@ -115,8 +124,11 @@ func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
 			problems = append(problems, p)
 		}
 	}
-	if requireToken && cfg.APIToken == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
-		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE) is required")
+	if requireToken && cfg.APIToken == "" && cfg.TokenFile == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
+		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE), or TOKEN_FILE after `ultimaker2mqtt login`, is required")
+	}
+	if requireToken && cfg.APIToken == "" && cfg.TokenFile != "" && cfg.ClientID == "" {
+		problems = append(problems, "ULTIMAKER_CLIENT_ID is required to refresh the token in TOKEN_FILE")
 	}
 	if len(problems) > 0 {
 		return nil, &configError{"configuration: " + strings.Join(problems, "; ")}
@@ -204,6 +216,18 @@ func (c *Config) validate() []string {
 	}
 	if c.CommandPoll < 10*time.Millisecond || c.CommandPoll > time.Minute {
 		p = append(p, "COMMAND_POLL_INTERVAL: must be between 10ms and 1m")
+	}
+	if u, err := url.Parse(c.AccountURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p = append(p, "ULTIMAKER_ACCOUNT_URL: want http(s)://host")
+	}
+	if c.LoginPort < 1 || c.LoginPort > 65535 {
+		p = append(p, "LOGIN_CALLBACK_PORT: must be 1 to 65535")
+	}
+	if c.LoginPKCE != "S512" && c.LoginPKCE != "S256" {
+		p = append(p, "LOGIN_PKCE_METHOD: want S512 or S256")
+	}
+	if c.AuthRecheck < time.Second || c.AuthRecheck > time.Hour {
+		p = append(p, "AUTH_RECHECK_INTERVAL: must be between 1s and 1h")
 	}
 	if !topics.ValidBase(c.HADiscoveryPrefix) {
 		p = append(p, "HA_DISCOVERY_PREFIX: must be non-empty, without + # or empty levels, not starting with $")

@@ -53,6 +53,8 @@ Usage:
   ultimaker2mqtt [run]       poll the cloud and publish to the broker (default)
   ultimaker2mqtt demo        simulated printers + embedded broker, no account needed
   ultimaker2mqtt simulate    serve the simulated Connect API (see simulate -h)
+  ultimaker2mqtt login       sign in to UltiMaker (OAuth2 with PKCE) and write TOKEN_FILE
+  ultimaker2mqtt check       check the configuration, the broker and the API, and say what is seen
   ultimaker2mqtt cleanup     remove everything the bridge published (retained topics,
                              Home Assistant devices); stop the bridge first
   ultimaker2mqtt version     print the version
@@ -89,8 +91,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runSimulate(ctx, rest, stdout, stderr)
 	case "cleanup":
 		return runCleanup(ctx, vars, stdout, stderr)
+	case "login":
+		return runLogin(ctx, vars, stdout, stderr)
+	case "check":
+		return runCheck(ctx, vars, stdout, stderr)
 	}
-	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, cleanup or version; -h for help)", cmd)}
+	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, cleanup or version; -h for help)", cmd)}
 }
 
 func envMap(environ []string) map[string]string {

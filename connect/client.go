@@ -34,6 +34,8 @@ type Options struct {
 	BaseURL string
 	// TokenSource supplies bearer tokens. It is the seam for API tokens
 	// (oauth2.StaticTokenSource) and OAuth2 refresh; nil sends no header.
+	// If it also implements Invalidator, a request answered 401 or 403
+	// tokenExpired is retried once with a fresh token.
 	TokenSource oauth2.TokenSource
 	// HTTPClient is the transport to use; its Transport is wrapped with the
 	// token source. Nil means a fresh client on http.DefaultTransport.
@@ -48,6 +50,7 @@ type Options struct {
 type Client struct {
 	base      *url.URL
 	http      *http.Client
+	ts        oauth2.TokenSource
 	timeout   time.Duration
 	userAgent string
 	now       func() time.Time
@@ -67,20 +70,13 @@ func New(opts Options) (*Client, error) {
 		c := *opts.HTTPClient
 		hc = &c
 	}
-	if opts.TokenSource != nil {
-		base := hc.Transport
-		if base == nil {
-			base = http.DefaultTransport
-		}
-		hc.Transport = &oauth2.Transport{Source: opts.TokenSource, Base: base}
-	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 20 * time.Second
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ultimaker2mqtt"
 	}
-	return &Client{base: u, http: hc, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now}, nil
+	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now}, nil
 }
 
 // Clusters lists every cluster the token can see, following all pages.
@@ -219,38 +215,34 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if query != nil {
 		u.RawQuery = query.Encode()
 	}
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return fmt.Errorf("%s %s: encode body: %w", method, path, err)
 		}
-		rd = bytes.NewReader(b)
+		payload = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return &APIError{Kind: KindNetwork, Method: method, Path: path, Err: scrubURLError(err)}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return &APIError{Kind: KindNetwork, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: scrubURLError(err)}
-	}
-	if len(raw) > maxBody {
-		return &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: errors.New("body too large")}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newHTTPError(method, path, resp, raw, c.now())
+	var resp *http.Response
+	var raw []byte
+	for attempt := 1; ; attempt++ {
+		var used string
+		var err error
+		resp, raw, used, err = c.roundTrip(ctx, method, u.String(), path, payload)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			break
+		}
+		apiErr := newHTTPError(method, path, resp, raw, c.now())
+		inv, ok := c.ts.(Invalidator)
+		expired := resp.StatusCode == http.StatusUnauthorized || (resp.StatusCode == http.StatusForbidden && apiErr.Code == "tokenExpired")
+		if !ok || !expired || attempt > 1 || used == "" {
+			return apiErr
+		}
+		// The token died early (revoked, clock skew): refresh and retry once.
+		inv.Invalidate(used)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
@@ -259,6 +251,52 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: err}
 	}
 	return nil
+}
+
+// Invalidator is implemented by token sources that can refresh a token
+// the API rejected.
+type Invalidator interface {
+	Invalidate(accessToken string)
+}
+
+// roundTrip sends one request and reads the answer. It returns the access
+// token it used, for Invalidate.
+func (c *Client) roundTrip(ctx context.Context, method, target, path string, payload []byte) (*http.Response, []byte, string, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	var used string
+	if c.ts != nil {
+		tok, err := c.ts.Token()
+		if err != nil {
+			return nil, nil, "", &APIError{Kind: KindAuth, Code: "noToken", Title: "No access token", Method: method, Path: path, Err: err}
+		}
+		used = tok.AccessToken
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, used, &APIError{Kind: KindNetwork, Method: method, Path: path, Err: scrubURLError(err)}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, nil, used, &APIError{Kind: KindNetwork, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: scrubURLError(err)}
+	}
+	if len(raw) > maxBody {
+		return nil, nil, used, &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: errors.New("body too large")}
+	}
+	return resp, raw, used, nil
 }
 
 // decodeData decodes a {"data": …} envelope into out, and the whole

@@ -67,6 +67,9 @@ type Config struct {
 	MaxInFlight         int           // requests at once for the account
 	ClusterIDs          []string      // only these clusters; empty = all
 	Jitter              float64       // ± fraction of each interval; 0 = 0.1, negative = none
+	// Hold, when it returns true, stops all polling (sign-in required):
+	// requests would only fail.
+	Hold func() bool
 }
 
 func (c *Config) defaults() {
@@ -233,7 +236,7 @@ func (r *run) boost(id string, now time.Time) {
 // dispatch starts every request that is due, within MaxInFlight, unless
 // the account is rate limited.
 func (r *run) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
-	if now.Before(r.pausedUntil) {
+	if now.Before(r.pausedUntil) || r.held() {
 		return
 	}
 	if !r.listInFlight && !now.Before(r.nextList) && r.inFlight < r.cfg.MaxInFlight {
@@ -283,9 +286,14 @@ func (r *run) start(ctx context.Context, wg *sync.WaitGroup, f func(context.Cont
 	}()
 }
 
+func (r *run) held() bool { return r.cfg.Hold != nil && r.cfg.Hold() }
+
 func (r *run) nextWake(now time.Time) time.Time {
 	if now.Before(r.pausedUntil) {
 		return r.pausedUntil
+	}
+	if r.held() {
+		return now.Add(time.Second) // look again; Refresh also wakes us
 	}
 	wake := now.Add(time.Hour)
 	if !r.listInFlight {

@@ -37,6 +37,12 @@ type Options struct {
 	ErrorRate float64
 	// Now is the real clock; nil means time.Now.
 	Now func() time.Time
+	// AccessTokenLifetime is the simulated lifetime of OAuth access
+	// tokens (default 10 minutes, as the real account server).
+	AccessTokenLifetime time.Duration
+	// ClientID and ClientSecret, when set, are the only OAuth client the
+	// account server knows.
+	ClientID, ClientSecret string
 	// OnAction, when set, is called as each printer or print-job action
 	// request arrives (before faults and checks), with its path.
 	OnAction func(path string)
@@ -82,6 +88,10 @@ type Server struct {
 	inFlight int
 	maxIn    int
 	rng      *rand.Rand
+	codes    map[string]*authCode
+	grants   map[string]*grant
+	access   map[string]*accessToken
+	acct     AccountStats
 }
 
 type action struct {
@@ -110,6 +120,7 @@ func New(opts Options) *Server {
 		world:   newWorld(specs, opts.Seed, now),
 		actions: map[string]*action{}, expired: map[string]bool{}, tokens: map[string]bool{},
 		requests: map[string]int{}, rng: rand.New(rand.NewPCG(opts.Seed, 7)),
+		codes: map[string]*authCode{}, grants: map[string]*grant{}, access: map[string]*accessToken{},
 	}
 	for _, t := range opts.Tokens {
 		s.tokens[t] = true
@@ -148,6 +159,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, _ *http.Request) { s.ClearFaults(); w.WriteHeader(http.StatusNoContent) })
 	s.mux.HandleFunc("GET /_sim/snapshots/{id}", s.snapshot)
 	s.mux.HandleFunc("GET /_sim/previews/{id}", s.snapshot)
+	s.accountRoutes()
 }
 
 // ServeHTTP implements http.Handler.
@@ -359,8 +371,15 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	s.mu.Lock()
 	expired := s.expired[tok]
 	known := len(s.tokens) == 0 || s.tokens[tok]
+	if a := s.access[tok]; a != nil {
+		// An OAuth access token from our account server.
+		known = !a.grant.revoked
+		expired = expired || !s.SimNow().Before(a.expires)
+	} else if strings.HasPrefix(tok, "sim-access-") {
+		known = false
+	}
 	s.mu.Unlock()
-	if expired {
+	if expired && known {
 		writeError(w, http.StatusForbidden, "tokenExpired", "The given token has expired", "")
 		return false
 	}
