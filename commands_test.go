@@ -12,12 +12,13 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
 
-// fastWorld is newWorld with the simulated clock at 60x, so pauses and
-// cleanups happen within seconds.
+// fastWorld is newWorld with the simulated clock at 20x, so pauses and
+// cleanups happen within seconds, and no scripted pause or abort gets in
+// the test's way.
 func fastWorld(t *testing.T, base string) *world {
 	t.Helper()
 	w := newWorld(t, base)
-	w.sim = simulator.New(simulator.Options{Speed: 60, Seed: 11, Tokens: []string{testToken}})
+	w.sim = simulator.New(simulator.Options{Speed: 20, Seed: 11, Calm: true, Tokens: []string{testToken}})
 	srv := httptest.NewServer(w.sim)
 	t.Cleanup(srv.Close)
 	w.api = srv.URL + simulator.BasePath
@@ -26,7 +27,7 @@ func fastWorld(t *testing.T, base string) *world {
 			w.env[i] = "ULTIMAKER_API_URL=" + w.api
 		}
 	}
-	w.env = append(w.env, "COMMAND_TIMEOUT=10s")
+	w.env = append(w.env, "COMMAND_TIMEOUT=10s", "COMMAND_POLL_INTERVAL=100ms")
 	return w
 }
 
@@ -194,7 +195,7 @@ func TestCommandsEndToEnd(t *testing.T) {
 
 	// Reprint a job once the lab's aborted one is in its history.
 	var recent string
-	watch.WaitFor(15*time.Second, "a completed job", func(m map[string]mqtttest.Message) bool {
+	watch.WaitFor(40*time.Second, "a completed job", func(m map[string]mqtttest.Message) bool {
 		var c struct {
 			RecentlyCompleted []struct{ UUID string } `json:"recently_completed"`
 		}

@@ -106,9 +106,12 @@ func runLogin(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 		go srv.Serve(ln)
 		defer srv.Close()
 	}
+	input := loginInput
 	go func() {
 		// Headless machines: the user pastes the URL the browser ended on.
-		sc := bufio.NewScanner(loginInput)
+		// This goroutine may outlive login, blocked on a terminal read;
+		// the process ends right after.
+		sc := bufio.NewScanner(input)
 		for sc.Scan() {
 			u, err := url.Parse(strings.TrimSpace(sc.Text()))
 			if err != nil || u.RawQuery == "" {

@@ -31,6 +31,9 @@ type Options struct {
 	ExtraPrinters int
 	// OnlyExtra drops the scripted world, leaving only the extra printers.
 	OnlyExtra bool
+	// Calm turns off the scripted pauses and aborts, for tests that pause
+	// and abort themselves.
+	Calm bool
 	// Latency delays every API answer.
 	Latency time.Duration
 	// ErrorRate is the probability (0–1) of a random 500 on any API request.
@@ -117,7 +120,7 @@ func New(opts Options) *Server {
 	specs = append(specs, farmSpecs(opts.ExtraPrinters)...)
 	s := &Server{
 		opts: opts, mux: http.NewServeMux(), realT0: now, simT0: now,
-		world:   newWorld(specs, opts.Seed, now),
+		world:   newWorld(specs, opts.Seed, opts.Calm, now),
 		actions: map[string]*action{}, expired: map[string]bool{}, tokens: map[string]bool{},
 		requests: map[string]int{}, rng: rand.New(rand.NewPCG(opts.Seed, 7)),
 		codes: map[string]*authCode{}, grants: map[string]*grant{}, access: map[string]*accessToken{},

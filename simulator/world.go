@@ -91,6 +91,7 @@ type job struct {
 
 // world is the simulated account. All access holds Server.mu.
 type world struct {
+	calm     bool // no scripted pauses or aborts
 	clusters []*cluster
 	rng      *rand.Rand
 	seq      int
@@ -202,8 +203,8 @@ func farmSpecs(n int) []clusterSpec {
 	return out
 }
 
-func newWorld(specs []clusterSpec, seed uint64, now time.Time) *world {
-	w := &world{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), userID: cloudID("user:jdoe")}
+func newWorld(specs []clusterSpec, seed uint64, calm bool, now time.Time) *world {
+	w := &world{rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), userID: cloudID("user:jdoe"), calm: calm}
 	for _, cs := range specs {
 		c := &cluster{spec: cs, id: cloudID("cluster:" + cs.hostName), orgID: cloudID("org:demo")}
 		for _, m := range cs.maintenance {
@@ -259,6 +260,7 @@ func (w *world) newJob(c *cluster, now time.Time) *job {
 	}
 	// About one job in four pauses once, one in ten is aborted.
 	switch r := w.rng.IntN(20); {
+	case w.calm:
 	case r < 5:
 		j.pauseAt = j.total * time.Duration(30+w.rng.IntN(40)) / 100
 	case r < 7:
