@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -52,8 +54,49 @@ func runBridge(ctx context.Context, vars map[string]string, stderr io.Writer) er
 func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(poller.Sink) poller.Sink) error {
 	started := time.Now().UTC().Truncate(time.Second)
 	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
+	// Declared first: the metrics read them at scrape time.
+	var (
+		mq     *mqttpub.Client
+		br     *bridge.Bridge
+		signIn *auth.Source
+	)
+	var metrics *monitor.Metrics
+	var mon *monitor.Server
+	var monLn net.Listener
+	if cfg.HTTPListen != "" {
+		metrics = monitor.NewMetrics(monitor.Sources{
+			Published: func() float64 { return float64(mq.Published()) },
+			Refreshes: func() float64 {
+				if signIn == nil {
+					return 0
+				}
+				return float64(signIn.Refreshes())
+			},
+			Clusters: func() float64 { return float64(br.Stats().Clusters) },
+			Printers: func() float64 { return float64(br.Stats().Printers) },
+			LastPoll: func() float64 {
+				if lp := br.Stats().LastPoll; lp != nil {
+					return float64(lp.Unix())
+				}
+				return 0
+			},
+			MQTTConnected: func() float64 {
+				if mq.Connected() {
+					return 1
+				}
+				return 0
+			},
+		})
+		mon = monitor.New(cfg.HTTPListen, metrics.Registry, func() monitor.Health {
+			return health(cfg, started, mq, br, signIn)
+		}, log)
+		var err error
+		if monLn, err = mon.Listen(); err != nil {
+			return &configError{fmt.Sprintf("HTTP_LISTEN %s: %v", cfg.HTTPListen, err)}
+		}
+		defer monLn.Close()
+	}
 	var ts oauth2.TokenSource
-	var signIn *auth.Source
 	authState := make(chan string, 4)
 	if cfg.APIToken != "" {
 		ts = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"})
@@ -72,11 +115,12 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		TokenSource: ts,
 		Timeout:     cfg.APITimeout,
 		UserAgent:   "ultimaker2mqtt/" + buildVersion(),
+		Observe:     observeAPI(metrics),
 	})
 	if err != nil {
 		return &configError{"ULTIMAKER_API_URL: " + err.Error()}
 	}
-	mq, err := mqttpub.New(mqttpub.Config{
+	mq, err = mqttpub.New(mqttpub.Config{
 		URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
 		ClientID: clientID(cfg), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
 		StateTopic: tree.BridgeState(),
@@ -94,7 +138,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 			}
 		}
 	}
-	br := bridge.New(tree, mq, bridge.Info{
+	br = bridge.New(tree, mq, bridge.Info{
 		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: initialAuth(signIn), ReadOnly: cfg.ReadOnly,
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
@@ -126,9 +170,12 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
 		Hold: func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
 	}, api, sink, log)
+	if metrics != nil {
+		pl.OnPoll(metrics.ObservePoll)
+	}
 
 	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
-		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll}, api, br, mq, pl, log)
+		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, OnAnswer: observeCommand(metrics)}, api, br, mq, pl, log)
 	for _, f := range cmd.Filters() {
 		mq.Handle(f, cmd.Handle)
 	}
@@ -145,6 +192,15 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 
 	br.Start(ctx)
 	var helpers sync.WaitGroup
+	if mon != nil {
+		helpers.Add(1)
+		go func() {
+			defer helpers.Done()
+			if err := mon.Serve(ctx, monLn); err != nil {
+				log.Error().Err(err).Msg("http endpoint stopped")
+			}
+		}()
+	}
 	if signIn != nil {
 		helpers.Add(2)
 		go func() {
@@ -243,4 +299,48 @@ func initialAuth(s *auth.Source) string {
 		return auth.StateAPIToken
 	}
 	return s.State()
+}
+
+func observeAPI(m *monitor.Metrics) func(string, string, int, time.Duration) {
+	if m == nil {
+		return nil
+	}
+	return m.ObserveAPI
+}
+
+func observeCommand(m *monitor.Metrics) func(string, string) {
+	if m == nil {
+		return nil
+	}
+	return m.ObserveCommand
+}
+
+// health is what /healthz reports: the broker is connected, a poll
+// succeeded recently (or the bridge is still starting), and the bridge is
+// signed in.
+func health(cfg *Config, started time.Time, mq *mqttpub.Client, br *bridge.Bridge, signIn *auth.Source) monitor.Health {
+	broker := monitor.Check{Name: "broker", OK: mq.Connected(), Detail: "connected"}
+	if !broker.OK {
+		broker.Detail = "not connected to " + redact(cfg.MQTTURL)
+	}
+	// The slowest regular poll is an idle or offline cluster's; allow
+	// three of those.
+	window := 3 * max(cfg.PollIdleInterval, cfg.PollOfflineInterval, cfg.PollClustersInterval)
+	poll := monitor.Check{Name: "poll"}
+	switch lp := br.Stats().LastPoll; {
+	case lp != nil && time.Since(*lp) < window:
+		poll.OK, poll.Detail = true, "last successful poll "+lp.Format(time.RFC3339)
+	case lp != nil:
+		poll.Detail = "no successful poll since " + lp.Format(time.RFC3339)
+	case time.Since(started) < window:
+		poll.OK, poll.Detail = true, "starting"
+	default:
+		poll.Detail = "no successful poll since the start at " + started.Format(time.RFC3339)
+	}
+	signedIn := monitor.Check{Name: "sign_in", OK: true, Detail: auth.StateAPIToken}
+	if signIn != nil {
+		signedIn.Detail = signIn.State()
+		signedIn.OK = signedIn.Detail != auth.StateAuthRequired
+	}
+	return monitor.Evaluate(broker, poll, signedIn)
 }

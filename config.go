@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -72,6 +73,8 @@ type Config struct {
 	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
 	HAStatusTopic     string        `env:"HA_STATUS_TOPIC" envDefault:"homeassistant/status" help:"Home Assistant birth topic; on 'online' configs and states are republished"`
 	HABirthDelay      time.Duration `env:"HA_BIRTH_DELAY" envDefault:"5s" help:"Wait after Home Assistant's birth message before republishing (HA drops what arrives too early)"`
+
+	HTTPListen string `env:"HTTP_LISTEN" help:"Address for /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" help:"auto (console on a terminal, else JSON), json or console"`
@@ -281,6 +284,11 @@ func (c *Config) validate() []string {
 	}
 	if !slices.Contains([]string{"auto", "json", "console"}, c.LogFormat) {
 		p = append(p, "LOG_FORMAT: want auto, json or console")
+	}
+	if c.HTTPListen != "" {
+		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil || port == "" {
+			p = append(p, "HTTP_LISTEN: want host:port or :port")
+		}
 	}
 	if c.DemoSpeed <= 0 || c.DemoSpeed > 10000 {
 		p = append(p, "DEMO_SPEED: must be above 0 and at most 10000")

@@ -55,6 +55,7 @@ Usage:
   ultimaker2mqtt simulate    serve the simulated Connect API (see simulate -h)
   ultimaker2mqtt login       sign in to UltiMaker (OAuth2 with PKCE) and write TOKEN_FILE
   ultimaker2mqtt check       check the configuration, the broker and the API, and say what is seen
+  ultimaker2mqtt healthcheck ask a running bridge's /healthz (HTTP_LISTEN); exit 0 when healthy
   ultimaker2mqtt cleanup     remove everything the bridge published (retained topics,
                              Home Assistant devices); stop the bridge first
   ultimaker2mqtt version     print the version
@@ -95,8 +96,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runLogin(ctx, vars, stdout, stderr)
 	case "check":
 		return runCheck(ctx, vars, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, vars, stdout)
 	}
-	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, cleanup or version; -h for help)", cmd)}
+	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, healthcheck, cleanup or version; -h for help)", cmd)}
 }
 
 func envMap(environ []string) map[string]string {

@@ -177,6 +177,13 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	}
 }
 
+// Stats returns the poller's latest stats.
+func (b *Bridge) Stats() poller.Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
+
 // Printer returns the latest state of a printer by its topic id.
 func (b *Bridge) Printer(id string) (state.Printer, bool) {
 	b.mu.Lock()

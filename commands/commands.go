@@ -80,6 +80,9 @@ type Config struct {
 	PollEvery      time.Duration // action status polls
 	DedupeWindow   time.Duration // how long a transaction id is remembered
 	MaxInFlight    int           // commands being carried out at once
+	// OnAnswer, when set, is told of every final answer: the action and
+	// "ok" or the error code, for metrics.
+	OnAnswer func(action, result string)
 }
 
 // Response is the answer to a command.
@@ -539,6 +542,13 @@ func (h *Handler) answer(ctx context.Context, t target, req Request, r *Response
 		r.Action = t.action
 	}
 	r.Transaction = req.Transaction
+	if h.cfg.OnAnswer != nil && r.Status != "pending" {
+		result := r.Status
+		if r.Error != nil {
+			result = r.Error.Code
+		}
+		h.cfg.OnAnswer(r.Action, result)
+	}
 	if len(r.Transaction) == 0 {
 		r.Transaction = json.RawMessage("null")
 	}

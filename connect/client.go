@@ -44,6 +44,9 @@ type Options struct {
 	Timeout time.Duration
 	// UserAgent is sent on every request.
 	UserAgent string
+	// Observe, when set, is told of every request: its route with ids
+	// replaced by {id}, the HTTP status (0 without an answer) and latency.
+	Observe func(method, route string, status int, took time.Duration)
 }
 
 // Client calls the Connect API. It is safe for concurrent use.
@@ -54,6 +57,7 @@ type Client struct {
 	timeout   time.Duration
 	userAgent string
 	now       func() time.Time
+	observe   func(method, route string, status int, took time.Duration)
 }
 
 // New returns a Client for opts.BaseURL.
@@ -76,7 +80,7 @@ func New(opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ultimaker2mqtt"
 	}
-	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now}, nil
+	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now, observe: opts.Observe}, nil
 }
 
 // Clusters lists every cluster the token can see, following all pages.
@@ -284,7 +288,15 @@ func (c *Client) roundTrip(ctx context.Context, method, target, path string, pay
 		used = tok.AccessToken
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
+	if c.observe != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		c.observe(method, Route(path), status, time.Since(start))
+	}
 	if err != nil {
 		return nil, nil, used, &APIError{Kind: KindNetwork, Method: method, Path: path, Err: scrubURLError(err)}
 	}
@@ -366,4 +378,22 @@ func (c *Client) Reprint(ctx context.Context, clusterID, originalClusterID, jobU
 func (c *Client) CompleteMaintenance(ctx context.Context, clusterID string, taskCodes []string) error {
 	body := map[string]any{"data": map[string]any{"task_codes": taskCodes}}
 	return c.do(ctx, http.MethodPut, "/clusters/"+seg(clusterID)+"/maintenance", nil, body, nil, nil)
+}
+
+// routeWords are the fixed words of Connect paths; anything else in a path
+// is an id.
+var routeWords = map[string]bool{"clusters": true, "cluster": true, "status": true, "maintenance": true, "pending": true,
+	"print_jobs": true, "action": true, "action_status": true, "printers": true, "makerbot": true, "print": true, "reprint": true}
+
+// Route is path with its ids replaced by {id} (action names after
+// "action" are kept), for metrics with bounded label values.
+func Route(path string) string {
+	parts := strings.Split(path, "/")
+	for i, p := range parts {
+		if p == "" || routeWords[p] || (i > 0 && parts[i-1] == "action") {
+			continue
+		}
+		parts[i] = "{id}"
+	}
+	return strings.Join(parts, "/")
 }

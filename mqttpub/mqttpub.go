@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -86,6 +87,7 @@ type Client struct {
 	started   chan struct{}
 	lost      chan struct{} // the connection dropped
 	connects  int           // guarded by mu; for tests and logs
+	published atomic.Uint64 // messages handed to paho
 }
 
 type subscription struct {
@@ -252,6 +254,7 @@ func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
 			tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
 		}
 	}
+	c.published.Add(uint64(len(tokens)))
 	c.mu.Unlock()
 	return waitAll(ctx, tokens)
 }
@@ -272,6 +275,7 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 			}
 		}
 	}
+	c.published.Add(uint64(len(tokens)))
 	c.mu.Unlock()
 	return waitAll(ctx, tokens)
 }
@@ -333,6 +337,9 @@ func (c *Client) ClearUnknown(ctx context.Context, topics []string) (int, error)
 	c.mu.Unlock()
 	return len(tokens), waitAll(ctx, tokens)
 }
+
+// Published counts messages handed to the broker connection.
+func (c *Client) Published() uint64 { return c.published.Load() }
 
 // Forget drops topics from the retained memory without publishing, for
 // topics another component cleared.
@@ -471,6 +478,7 @@ func (c *Client) connected() {
 		tokens = append(tokens, c.cli.Publish(topic, 1, true, []byte{}))
 	}
 	clear(c.clears)
+	c.published.Add(uint64(len(tokens)))
 	c.mu.Unlock()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

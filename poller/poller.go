@@ -70,6 +70,9 @@ type Config struct {
 	// Hold, when it returns true, stops all polling (sign-in required):
 	// requests would only fail.
 	Hold func() bool
+	// OnPoll, when set, is told of every poll ("clusters" or "status")
+	// and its error class ("" for success), for metrics.
+	OnPoll func(target, class string)
 }
 
 func (c *Config) defaults() {
@@ -119,6 +122,9 @@ func New(cfg Config, src Source, sink Sink, log zerolog.Logger) *Poller {
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
 	}
 }
+
+// OnPoll sets Config.OnPoll; call it before Run.
+func (p *Poller) OnPoll(f func(target, class string)) { p.cfg.OnPoll = f }
 
 // Refresh asks for a poll of clusterID now, and fast polls for a while
 // after (BoostFor); "" means every cluster. It never blocks.
@@ -325,6 +331,7 @@ func (r *run) handle(ctx context.Context, res result) {
 	}
 	c.inFlight, c.polled = false, true
 	r.stats.CloudReachable = reachable(res.err)
+	r.observe("status", res.err)
 	if res.err != nil {
 		r.statusFailed(ctx, c, res)
 		return
@@ -449,6 +456,7 @@ func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
 
 func (r *run) handleList(ctx context.Context, res result) {
 	r.stats.CloudReachable = reachable(res.err)
+	r.observe("clusters", res.err)
 	if res.err != nil {
 		r.listFails++
 		r.stats.PollErrors++
@@ -469,6 +477,8 @@ func (r *run) handleList(ctx context.Context, res result) {
 		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
 	}
 	r.listFails, r.listErr, r.listed = 0, nil, true
+	t := res.at.UTC().Truncate(time.Second)
+	r.stats.LastPoll = &t
 	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
 
 	seen := map[string]bool{}
@@ -527,6 +537,19 @@ func (r *run) printerElsewhere(id string, c *clusterSched) bool {
 		}
 	}
 	return false
+}
+
+func (r *run) observe(target string, err error) {
+	if r.cfg.OnPoll == nil {
+		return
+	}
+	class := ""
+	if err != nil {
+		if class = string(connect.KindOf(err)); class == "" {
+			class = "other"
+		}
+	}
+	r.cfg.OnPoll(target, class)
 }
 
 // reachable reports whether err still means the API answered sensibly.

@@ -1,0 +1,89 @@
+// Package monitor serves /healthz and Prometheus /metrics for the bridge.
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Check is one health condition.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Health is the /healthz answer: healthy when every check is.
+type Health struct {
+	Healthy bool    `json:"healthy"`
+	Checks  []Check `json:"checks"`
+}
+
+// Server serves the endpoints.
+type Server struct {
+	listen string
+	reg    *prometheus.Registry
+	health func() Health
+	log    zerolog.Logger
+}
+
+// New returns a Server for listen (host:port).
+func New(listen string, reg *prometheus.Registry, health func() Health, log zerolog.Logger) *Server {
+	return &Server{listen: listen, reg: reg, health: health, log: log.With().Str("component", "http").Logger()}
+}
+
+// Handler serves /healthz and /metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		h := s.health()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !h.Healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(h)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	return mux
+}
+
+// Listen opens the socket, so a bad HTTP_LISTEN fails at start.
+func (s *Server) Listen() (net.Listener, error) { return net.Listen("tcp", s.listen) }
+
+// Serve serves ln until ctx ends, then shuts down within a second.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info().Str("listen", ln.Addr().String()).Msg("serving /healthz and /metrics")
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Evaluate builds a Health from checks.
+func Evaluate(checks ...Check) Health {
+	h := Health{Healthy: true, Checks: checks}
+	for _, c := range checks {
+		h.Healthy = h.Healthy && c.OK
+	}
+	return h
+}
