@@ -131,7 +131,7 @@ func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
 		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE), or TOKEN_FILE after `ultimaker2mqtt login`, is required")
 	}
 	if requireToken && cfg.APIToken == "" && cfg.TokenFile != "" && cfg.ClientID == "" {
-		problems = append(problems, "ULTIMAKER_CLIENT_ID is required to refresh the token in TOKEN_FILE")
+		problems = append(problems, "set ULTIMAKER_API_TOKEN, or ULTIMAKER_CLIENT_ID to sign in with TOKEN_FILE (see `ultimaker2mqtt login`)")
 	}
 	if len(problems) > 0 {
 		return nil, &configError{"configuration: " + strings.Join(problems, "; ")}

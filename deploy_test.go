@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// topicKinds are the shapes of every topic the bridge publishes or
+// listens to, with X for an id.
+func topicKinds(base string) []string {
+	t := topics.Tree{Base: base}
+	return []string{t.BridgeState(), t.BridgeInfo(), t.BridgeEvent(), t.BridgeRequest("X"), t.BridgeResponse("X"),
+		t.PrinterState("X"), t.PrinterAvailability("X"), t.PrinterEvent("X"), t.PrinterSet("X"), t.PrinterResponse("X"),
+		t.PrinterSnapshot("X"), t.ClusterState("X"), t.ClusterAvailability("X"), t.ClusterSet("X"), t.ClusterResponse("X")}
+}
+
+// matchesTree reports whether an MQTT topic or filter names topics of
+// the tree: each level equal, or an id (or +) where the tree has X.
+func matchesTree(topic string) bool {
+	levels := strings.Split(topic, "/")
+	for _, kind := range topicKinds(topics.DefaultBase) {
+		k := strings.Split(kind, "/")
+		if len(k) != len(levels) {
+			continue
+		}
+		ok := true
+		for i := range k {
+			if k[i] == "X" {
+				ok = ok && levels[i] != "" && levels[i] != "#"
+			} else {
+				ok = ok && k[i] == levels[i]
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNodeRedFlowUsesOurTopics(t *testing.T) {
+	b, err := os.ReadFile("examples/node-red/flow.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []map[string]any
+	if err := json.Unmarshal(b, &nodes); err != nil {
+		t.Fatalf("flow.json is not a Node-RED flow: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, n := range nodes {
+		ids[n["id"].(string)] = true
+	}
+	kinds := map[string]int{}
+	for _, n := range nodes {
+		typ, _ := n["type"].(string)
+		kinds[typ]++
+		for _, ws := range asList(n["wires"]) {
+			for _, w := range asList(ws) {
+				if !ids[w.(string)] {
+					t.Errorf("node %s wires to missing node %s", n["id"], w)
+				}
+			}
+		}
+		if typ == "mqtt in" || typ == "mqtt out" {
+			topic, _ := n["topic"].(string)
+			if !matchesTree(topic) {
+				t.Errorf("node %q uses topic %q, which is not in the bridge's topic tree", n["name"], topic)
+			}
+			if !ids[n["broker"].(string)] {
+				t.Errorf("node %q has no broker node", n["name"])
+			}
+		}
+		if typ == "mqtt out" && n["retain"] != "false" {
+			t.Errorf("command node %q must not retain (retained commands are refused)", n["name"])
+		}
+	}
+	topicsUsed := map[string]bool{}
+	for _, n := range nodes {
+		if tp, ok := n["topic"].(string); ok {
+			topicsUsed[regexp.MustCompile(`/[^/]+/(set|state|event|response)$`).ReplaceAllString(tp, "/X/$1")] = true
+		}
+	}
+	for _, want := range []string{"ultimaker/printers/X/state", "ultimaker/printers/X/event", "ultimaker/printers/X/set", "ultimaker/printers/X/response"} {
+		if !topicsUsed[want] {
+			t.Errorf("the flow does not use %s", want)
+		}
+	}
+	if kinds["switch"] == 0 || !strings.Contains(string(b), `"print_finished"`) || !strings.Contains(string(b), "action: 'pause'") {
+		t.Error("the flow lacks the print_finished notification or the pause command")
+	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func TestMatchesTree(t *testing.T) {
+	for topic, want := range map[string]bool{
+		"ultimaker/printers/+/state": true, "ultimaker/printers/p1/set": true, "ultimaker/bridge/request/refresh": true,
+		"ultimaker/printer/+/state": false, "ultimaker/printers/+/status": false, "ultimaker/#": false, "other/printers/p/state": false,
+	} {
+		if got := matchesTree(topic); got != want {
+			t.Errorf("matchesTree(%q) = %v", topic, got)
+		}
+	}
+}
+
+// docker-compose (Debian's package) validates the stack without an engine.
+func TestComposeFileIsValid(t *testing.T) {
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatal("docker-compose not found: test.sh installs it (Debian package docker-compose)")
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"docker-compose.yml", "Dockerfile", "deploy/mosquitto/mosquitto.conf"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	example, _ := os.ReadFile("config.example.env")
+	os.WriteFile(filepath.Join(dir, "ultimaker2mqtt.env"), example, 0o600)
+	out, err := exec.Command(bin, "-f", filepath.Join(dir, "docker-compose.yml"), "config").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"mosquitto:", "ultimaker2mqtt:", "restart: unless-stopped", "/data", "MQTT_URL: tcp://mosquitto:1883"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("resolved compose file lacks %q", want)
+		}
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "\nUSER ", "HEALTHCHECK", `"/ultimaker2mqtt", "healthcheck"`, `VOLUME ["/data"]`,
+		"org.opencontainers.image.version", "AS build"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if regexp.MustCompile(`(?m)^USER\s+(root|0)\b`).Match(b) {
+		t.Error("Dockerfile runs as root")
+	}
+}
