@@ -2,7 +2,7 @@
 # Build: docker build --build-arg VERSION=$(git describe --tags --always) -t ultimaker2mqtt .
 ARG GO_VERSION=1.26
 
-FROM golang:${GO_VERSION}-bookworm AS build
+FROM docker.io/library/golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
