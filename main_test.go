@@ -301,9 +301,15 @@ func TestClusterLeavingClearsItsTopics(t *testing.T) {
 	mb := "leave/printers/makerbot-method-x-23a9/state"
 	watch.WaitFor(10*time.Second, "makerbot", func(m map[string]mqtttest.Message) bool { return m[mb].Payload != "" })
 	w.sim.RemoveCluster(w.sim.ClusterIDs()[2])
+	gone := []string{mb, "leave/printers/makerbot-method-x-23a9/availability",
+		"leave/clusters/makerbot-method-x-23a9/state", "leave/clusters/makerbot-method-x-23a9/availability"}
 	watch.WaitFor(10*time.Second, "makerbot cleared", func(m map[string]mqtttest.Message) bool {
-		msg, ok := m[mb]
-		return ok && msg.Payload == ""
+		for _, tp := range gone {
+			if msg, ok := m[tp]; !ok || msg.Payload != "" {
+				return false
+			}
+		}
+		return true
 	})
 	got := mqtttest.Retained(t, w.broker.URL(), "leave/#", 300*time.Millisecond)
 	for tp := range got {
