@@ -44,9 +44,12 @@ func TestHomeAssistantLifecycle(t *testing.T) {
 
 	// The stale sweep clears the ghost and leaves the other vendor alone.
 	watch.WaitFor(10*time.Second, "ghost cleared", func(m map[string]mqtttest.Message) bool {
-		c, ok1 := m["homeassistant/device/ultimaker2mqtt_ha_printer_ghost/config"]
-		s, ok2 := m["ha/printers/ghost/state"]
-		return ok1 && ok2 && c.Payload == "" && s.Payload == ""
+		for _, tp := range []string{"homeassistant/device/ultimaker2mqtt_ha_printer_ghost/config", "ha/printers/ghost/state", "ha/printers/ghost/availability"} {
+			if msg, ok := m[tp]; !ok || msg.Payload != "" {
+				return false
+			}
+		}
+		return true
 	})
 	all := mqtttest.Retained(t, w.broker.URL(), "#", 300*time.Millisecond)
 	if _, ok := all["homeassistant/device/other_vendor_thing/config"]; !ok {
