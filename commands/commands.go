@@ -365,15 +365,9 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 		if i < 0 {
 			return nil, fail(CodeNotFound, fmt.Sprintf("job %s is not among the cluster's recently completed jobs", req.Job))
 		}
-		return func(ctx context.Context, answer func(*Response)) {
-			pr, err := h.cloud.Reprint(ctx, c.ClusterID, c.ClusterID, req.Job)
-			if err != nil {
-				answer(cloudFailure(err))
-				return
-			}
-			h.refresh.Refresh(c.ClusterID)
-			answer(&Response{Status: "ok", Data: map[string]any{"job": pr.JobInstanceUUID, "status": pr.Status}})
-		}, nil
+		return h.queueJob(c.ClusterID, func(ctx context.Context) (*connect.PrintRequest, error) {
+			return h.cloud.Reprint(ctx, c.ClusterID, c.ClusterID, req.Job)
+		}), nil
 	}
 	i := slices.IndexFunc(c.Queue, func(j state.QueuedJob) bool { return j.UUID == req.Job })
 	if i < 0 {
@@ -414,15 +408,9 @@ func (h *Handler) planBridge(req Request) (work, *Response) {
 		if !c.Online {
 			return nil, fail(CodeConflict, fmt.Sprintf("cluster %s is offline", c.FriendlyName))
 		}
-		return func(ctx context.Context, answer func(*Response)) {
-			pr, err := h.cloud.Print(ctx, c.ClusterID, req.JobID)
-			if err != nil {
-				answer(cloudFailure(err))
-				return
-			}
-			h.refresh.Refresh(c.ClusterID)
-			answer(&Response{Status: "ok", Data: map[string]any{"job": pr.JobInstanceUUID, "status": pr.Status}})
-		}, nil
+		return h.queueJob(c.ClusterID, func(ctx context.Context) (*connect.PrintRequest, error) {
+			return h.cloud.Print(ctx, c.ClusterID, req.JobID)
+		}), nil
 	default: // maintenance_done
 		tasks := req.Tasks
 		if len(tasks) == 0 {
@@ -448,6 +436,20 @@ func (h *Handler) planBridge(req Request) (work, *Response) {
 			h.refresh.Refresh(c.ClusterID)
 			answer(&Response{Status: "ok", Data: map[string]any{"tasks": tasks}})
 		}, nil
+	}
+}
+
+// queueJob is the work of a request that queues a job (print, reprint):
+// the cloud answers at once with the new job.
+func (h *Handler) queueJob(clusterID string, send func(context.Context) (*connect.PrintRequest, error)) work {
+	return func(ctx context.Context, answer func(*Response)) {
+		pr, err := send(ctx)
+		if err != nil {
+			answer(cloudFailure(err))
+			return
+		}
+		h.refresh.Refresh(clusterID)
+		answer(&Response{Status: "ok", Data: map[string]any{"job": pr.JobInstanceUUID, "status": pr.Status}})
 	}
 }
 
