@@ -168,11 +168,9 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
 		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
 		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
-		Hold: func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
+		Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
+		OnPoll: observePoll(metrics),
 	}, api, sink, log)
-	if metrics != nil {
-		pl.OnPoll(metrics.ObservePoll)
-	}
 
 	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, OnAnswer: observeCommand(metrics)}, api, br, mq, pl, log)
@@ -306,6 +304,13 @@ func observeAPI(m *monitor.Metrics) func(string, string, int, time.Duration) {
 		return nil
 	}
 	return m.ObserveAPI
+}
+
+func observePoll(m *monitor.Metrics) func(string, string) {
+	if m == nil {
+		return nil
+	}
+	return m.ObservePoll
 }
 
 func observeCommand(m *monitor.Metrics) func(string, string) {

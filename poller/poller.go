@@ -123,9 +123,6 @@ func New(cfg Config, src Source, sink Sink, log zerolog.Logger) *Poller {
 	}
 }
 
-// OnPoll sets Config.OnPoll; call it before Run.
-func (p *Poller) OnPoll(f func(target, class string)) { p.cfg.OnPoll = f }
-
 // Refresh asks for a poll of clusterID now, and fast polls for a while
 // after (BoostFor); "" means every cluster. It never blocks.
 func (p *Poller) Refresh(clusterID string) {
