@@ -56,13 +56,14 @@ type Bridge struct {
 	clusterDevices map[string]bool // clusters with a device config of their own
 	printers       map[string]state.Printer
 	clusters       map[string]state.Cluster
+	configKeys     map[string]string // printer id -> discovery.PrinterKey last rendered
 }
 
 // New returns a Bridge publishing below tree through pub, with Home
 // Assistant discovery when disc is not nil.
 func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Bridge {
 	return &Bridge{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
-		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, log: log.With().Str("component", "bridge").Logger()}
+		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Bridge)(nil)
@@ -114,6 +115,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	// device from Home Assistant.
 	for _, p := range u.RemovedPrinters {
 		delete(b.printers, p.ID)
+		delete(b.configKeys, p.ID)
 		if b.disc != nil {
 			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
 		}
@@ -135,8 +137,13 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	// first value arrives.
 	for _, p := range u.Printers {
 		b.printers[p.ID] = p
+		// The config is 15–20 KB; render it only when what it shows changed
+		// (a printing printer changes state every poll).
 		if b.disc != nil {
-			msgs = append(msgs, b.disc.Printer(p))
+			if key := b.disc.PrinterKey(p); b.configKeys[p.ID] != key {
+				b.configKeys[p.ID] = key
+				msgs = append(msgs, b.disc.Printer(p))
+			}
 		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -89,5 +90,32 @@ func TestPrinterChanges(t *testing.T) {
 	}
 	if want := []string{">idle", "idle>printing", "printing>paused"}; !slices.Equal(lines, want) {
 		t.Errorf("changes %v, want %v", lines, want)
+	}
+}
+
+func TestDiscoveryRenderedOnlyWhenItChanges(t *testing.T) {
+	rec := &recorder{}
+	tree := topics.Tree{Base: "u"}
+	b := New(tree, rec, Info{}, &discovery.Config{Prefix: "ha", Tree: tree}, zerolog.Nop())
+	p := state.Printer{ID: "p1", FriendlyName: "Lab", Job: &state.Job{Progress: 10}}
+	configs := func() int {
+		n := 0
+		for _, m := range rec.msgs {
+			if m.Topic == "ha/device/ultimaker2mqtt_u_printer_p1/config" {
+				n++
+			}
+		}
+		return n
+	}
+	b.Apply(context.Background(), poller.Update{Printers: []state.Printer{p}})
+	p.Job = &state.Job{Progress: 20} // a poll later: progress only
+	b.Apply(context.Background(), poller.Update{Printers: []state.Printer{p}})
+	if n := configs(); n != 1 {
+		t.Errorf("config published %d times for one config, want 1", n)
+	}
+	p.FriendlyName = "Lab 2" // a rename changes the device name
+	b.Apply(context.Background(), poller.Update{Printers: []state.Printer{p}})
+	if n := configs(); n != 2 {
+		t.Errorf("rename: config published %d times, want 2", n)
 	}
 }

@@ -75,6 +75,18 @@ func (c Config) Ours(topic string) bool {
 	return id == node+"_bridge" || strings.HasPrefix(id, node+"_printer_") || strings.HasPrefix(id, node+"_cluster_")
 }
 
+// PrinterKey changes exactly when the device config of p changes: the
+// config depends on these fields only, so callers can skip rendering it
+// on every state change.
+func (c Config) PrinterKey(p state.Printer) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version, c.Buttons)
+	for _, e := range p.Extruders {
+		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
+	}
+	return b.String()
+}
+
 // Printer returns the device config of printer p.
 func (c Config) Printer(p state.Printer) mqttpub.Message {
 	obj := c.PrinterObjectID(p.ID)
