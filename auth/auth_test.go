@@ -309,3 +309,28 @@ func TestMissingFileWaitsForLogin(t *testing.T) {
 }
 
 func s512(verifier string) string { return simulatorS512(verifier) }
+
+// Refreshes the server keeps refusing (here: a wrong client secret) end in
+// auth_required after three tries, not in a retry loop.
+func TestRefusedRefreshesRequireSignIn(t *testing.T) {
+	r := newRig(t)
+	bad := *r.oc
+	bad.ClientSecret = "wrong"
+	src := auth.NewSource(auth.Config{OAuth: &bad, TokenFile: r.file, Now: r.clock.Now}, zerolog.New(r.logs))
+	r.clock.Add(10 * time.Minute)
+	for i := 1; i <= 3; i++ {
+		_, err := src.Token()
+		if err == nil {
+			t.Fatal("refresh with a wrong secret succeeded")
+		}
+		if want := i == 3; (err == auth.ErrAuthRequired) != want {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if src.State() != auth.StateAuthRequired {
+		t.Errorf("state %s", src.State())
+	}
+	if strings.Contains(r.logs.String(), "wrong") || strings.Contains(r.logs.String(), secret) {
+		t.Error("a client secret reached the log")
+	}
+}

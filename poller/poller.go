@@ -166,7 +166,8 @@ type run struct {
 	listInFlight bool
 	listFails    int
 	listErr      error
-	listed       bool // a cluster list arrived
+	listed       bool                     // a cluster list arrived
+	vanished     map[string]state.Printer // left their cluster; removed at the next list unless seen elsewhere
 	inFlight     int
 	pausedUntil  time.Time
 	stats        Stats
@@ -178,7 +179,8 @@ type run struct {
 // Run polls until ctx is cancelled, then waits for requests in flight and
 // returns nil.
 func (p *Poller) Run(ctx context.Context) error {
-	r := &run{Poller: p, clusters: map[string]*clusterSched{}, results: make(chan result, p.cfg.MaxInFlight+1)}
+	r := &run{Poller: p, clusters: map[string]*clusterSched{}, vanished: map[string]state.Printer{},
+		results: make(chan result, p.cfg.MaxInFlight+1)}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	r.nextList = time.Now()
@@ -389,14 +391,18 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 		delete(old, p.ID)
 	}
 	for _, p := range old {
-		// A printer that moved to another cluster keeps its topics.
+		// A printer gone from this cluster may have moved to another one
+		// not polled yet: decide at the next cluster list.
 		if !r.printerElsewhere(p.ID, c) {
-			u.RemovedPrinters = append(u.RemovedPrinters, p)
+			r.vanished[p.ID] = p
 		}
+	}
+	for _, p := range view.Printers {
+		delete(r.vanished, p.ID)
 	}
 	c.view = &view
 	r.recount()
-	if u.Cluster != nil || len(u.Printers) > 0 || len(u.RemovedPrinters) > 0 || len(u.Events) > 0 {
+	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 {
 		r.sink.Apply(ctx, u)
 	}
 }
@@ -514,7 +520,14 @@ func (r *run) handleList(ctx context.Context, res result) {
 		r.log.Info().Str("cluster", id).Msg("cluster left the account")
 		return true
 	})
-	if len(gone) > 0 {
+	// Printers that left a cluster and turned up nowhere since.
+	for id, p := range r.vanished {
+		if !r.printerElsewhere(id, nil) {
+			gonePrinters = append(gonePrinters, p)
+		}
+	}
+	clear(r.vanished)
+	if len(gone) > 0 || len(gonePrinters) > 0 {
 		r.sink.Apply(ctx, Update{RemovedClusters: gone, RemovedPrinters: gonePrinters})
 	}
 	r.recount()

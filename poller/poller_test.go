@@ -441,3 +441,76 @@ func (c ctxSource) PendingMaintenance(ctx context.Context, id string) ([]connect
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
+
+// movingSource reports printer "shared" in cluster c0 first, then in c1.
+type movingSource struct {
+	*fakeSource
+	moved bool
+}
+
+func (m *movingSource) ClusterStatus(ctx context.Context, id string) (*connect.ClusterStatus, error) {
+	st, err := m.fakeSource.ClusterStatus(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	m.fakeSource.mu.Lock()
+	moved := m.moved
+	m.fakeSource.mu.Unlock()
+	if (id == "c0" && !moved) || (id == "c1" && moved) {
+		st.Printers = append(st.Printers, connect.Printer{UUID: "shared-uuid", UniqueName: "shared", Status: "idle", Enabled: true})
+	}
+	return st, nil
+}
+
+// A printer that moves to another cluster keeps its topics: the old
+// cluster's poll must not clear what the new one published.
+func TestPrinterMovingClustersIsNotRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &movingSource{fakeSource: newFake(2)}
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), 3*time.Minute, func(p *Poller) {
+			time.Sleep(90 * time.Second)
+			src.mu.Lock()
+			src.moved = true
+			src.mu.Unlock()
+		})
+		for _, u := range rec.all() {
+			for _, p := range u.RemovedPrinters {
+				if p.ID == "shared" {
+					t.Errorf("the moved printer was removed")
+				}
+			}
+		}
+	})
+}
+
+// A printer that really leaves a cluster is removed at the next cluster
+// list, within one list interval.
+func TestPrinterLeavingClusterRemovedAtNextList(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &movingSource{fakeSource: newFake(1)} // "shared" is in c0 until moved to c1, which does not exist
+		rec := &recorder{}
+		var removedAt time.Duration
+		start := time.Now()
+		runFor(t, exact, src, rec, zerolog.Nop(), 12*time.Minute, func(p *Poller) {
+			time.Sleep(90 * time.Second)
+			src.mu.Lock()
+			src.moved = true
+			src.mu.Unlock()
+			for removedAt == 0 && time.Since(start) < 11*time.Minute {
+				time.Sleep(time.Second)
+				for _, u := range rec.all() {
+					for _, p := range u.RemovedPrinters {
+						if p.ID == "shared" {
+							removedAt = time.Since(start)
+						}
+					}
+				}
+			}
+		})
+		// Gone from c0's poll at 120 s; the next list is at 300 s.
+		if removedAt < 120*time.Second || removedAt > 301*time.Second {
+			t.Errorf("removed at %s, want at the list poll after it vanished", removedAt)
+		}
+	})
+}
