@@ -334,3 +334,21 @@ func TestRefusedRefreshesRequireSignIn(t *testing.T) {
 		t.Error("a client secret reached the log")
 	}
 }
+
+func FuzzLoadToken(f *testing.F) {
+	f.Add([]byte(`{"access_token":"a","token_type":"bearer","refresh_token":"r","expiry":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"refresh_token":""}`))
+	f.Add([]byte(`{"expiry":"yesterday"}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(dir, "t.json")
+		os.WriteFile(path, b, 0o600)
+		tok, err := auth.LoadToken(path)
+		if err == nil && tok.RefreshToken == "" {
+			t.Fatal("accepted a token file without a refresh token")
+		}
+		if err != nil && len(b) > 8 && strings.Contains(err.Error(), string(b)) {
+			t.Fatal("error quotes the file")
+		}
+	})
+}

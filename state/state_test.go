@@ -261,3 +261,33 @@ func TestEvents(t *testing.T) {
 		})
 	}
 }
+
+// FuzzBuild feeds whatever a cloud answer can decode to through Build and
+// Events: no panic, and the published JSON keeps its contract.
+func FuzzBuild(f *testing.F) {
+	f.Add([]byte(`{"is_online":true,"printers":[{"uuid":"p","unique_name":"u","status":"printing","enabled":true}],"print_jobs":[{"uuid":"j","status":"printing","printer_uuid":"p","time_total":100,"time_elapsed":50}]}`))
+	f.Add([]byte(`{"printers":[{"uuid":"","unique_name":"","configuration":[{"extruder_index":-3,"estimated_material_volume":-1,"original_material_volume":0}]},{}],"recently_completed":[{"status":"wait_cleanup","time_total":1e300}]}`))
+	f.Add([]byte(`{"print_jobs":[{"status":"queued"},{"status":"paused","time_elapsed":-5,"time_remaining":1e308}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st connect.ClusterStatus
+		if json.Unmarshal(b, &st) != nil {
+			return
+		}
+		obs := Observation{Cluster: connect.Cluster{ClusterID: "c", HostName: "h", IsOnline: true}, Status: &st, Now: t0}
+		v1 := Build(obs, nil)
+		obs.Now = t0.Add(time.Minute)
+		v2 := Build(obs, &v1)
+		Events(v1, v2)
+		for _, p := range v2.Printers {
+			if p.ID == "" {
+				t.Fatal("printer without topic id")
+			}
+			if j := p.Job; j != nil && (j.Progress < 0 || j.Progress > 100 || j.TimeRemaining < 0 || j.TimeTotal < 0) {
+				t.Fatalf("job out of range: %+v", j)
+			}
+			if _, err := json.Marshal(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
