@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		sweeps.Add(1)
 		go func() {
 			defer sweeps.Done()
-			sweepStale(ctx, mq, tree, disc, log)
+			sweepStale(ctx, mq, br, tree, disc, log)
 		}()
 	}
 	var sink poller.Sink = br
@@ -261,7 +261,7 @@ func redact(raw string) string {
 // sweepStale clears retained topics this bridge published in an earlier
 // run for printers and clusters that no longer exist: their state,
 // availability and discovery configs.
-func sweepStale(ctx context.Context, mq *mqttpub.Client, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
+func sweepStale(ctx context.Context, mq *mqttpub.Client, br *bridge.Bridge, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
 	filters := []string{tree.Base + "/printers/+/+", tree.Base + "/clusters/+/+"}
 	if disc != nil {
 		filters = append(filters, disc.DeviceFilter())
@@ -273,7 +273,20 @@ func sweepStale(ctx context.Context, mq *mqttpub.Client, tree topics.Tree, disc 
 	}
 	var stale []string
 	for _, t := range found {
-		if disc != nil && disc.Ours(t) || strings.HasSuffix(t, "/state") || strings.HasSuffix(t, "/availability") {
+		if disc != nil && disc.Ours(t) {
+			stale = append(stale, t) // cleared unless published this run
+			continue
+		}
+		// <base>/printers/<id>/… and <base>/clusters/<id>/… of ids that
+		// are gone; a live printer keeps its snapshot and preview.
+		rest, _ := strings.CutPrefix(t, tree.Base+"/")
+		parts := strings.Split(rest, "/")
+		if len(parts) != 3 {
+			continue
+		}
+		_, printer := br.Printer(parts[1])
+		_, cluster := br.Cluster(parts[1])
+		if (parts[0] == "printers" && !printer) || (parts[0] == "clusters" && !cluster) {
 			stale = append(stale, t)
 		}
 	}

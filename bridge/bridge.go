@@ -121,7 +121,9 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		}
 		msgs = append(msgs,
 			mqttpub.Message{Topic: b.tree.PrinterState(p.ID), Retain: true},
-			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true})
+			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true},
+			mqttpub.Message{Topic: b.tree.PrinterPreview(p.ID), Retain: true},
+			mqttpub.Message{Topic: b.tree.PrinterSnapshot(p.ID), Retain: true})
 	}
 	for _, c := range u.RemovedClusters {
 		delete(b.clusters, c.ID)
@@ -148,6 +150,12 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),
 			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
+		// The preview gets a topic of its own, kept after the job ends: an
+		// image entity logs an error for every message without a URL.
+		if p.Job != nil && p.Job.PreviewURL != "" {
+			msgs = append(msgs, b.jsonMessage(b.tree.PrinterPreview(p.ID),
+				map[string]string{"url": p.Job.PreviewURL, "job": p.Job.Name, "job_uuid": p.Job.UUID}, true))
+		}
 	}
 	if c := u.Cluster; c != nil {
 		b.clusters[c.ID] = *c

@@ -137,8 +137,10 @@ func (c Config) Printer(p state.Printer) mqttpub.Message {
 		with("json_attributes_template", "{{ {'job': value_json.last_job.name if value_json.last_job else None} | tojson }}"))
 	cs.add("last_job_ended", sensor(uid("last_job_ended"), "Last job ended", st,
 		"{{ value_json.last_job.ended_at if value_json.last_job and value_json.last_job.ended_at else None }}", "timestamp"))
-	cs.add("preview", Component{"platform": "image", "unique_id": uid("preview"), "name": "Job preview", "url_topic": st,
-		"url_template": "{{ value_json.job.preview_url if value_json.job and value_json.job.preview_url else '' }}"})
+	preview := c.Tree.PrinterPreview(p.ID)
+	cs.add("preview", Component{"platform": "image", "unique_id": uid("preview"), "name": "Job preview", "url_topic": preview,
+		"url_template": "{{ value_json.url }}", "json_attributes_topic": preview,
+		"json_attributes_template": "{{ {'job': value_json.job} | tojson }}"})
 
 	for i, e := range p.Extruders {
 		n := i + 1

@@ -166,7 +166,8 @@ func buildWorld(t *testing.T) *world {
 	}
 	// Every printer has an event topic; give those without an event yet a
 	// sample, so their templates can be checked.
-	// The same for snapshot topics, which appear when a snapshot is taken.
+	// The same for snapshot and preview topics, which appear when a
+	// snapshot is taken or a job with a preview runs.
 	sample, _ := json.Marshal(state.Event{Type: state.PrintFinished, Job: &state.EventJob{Name: "x"}})
 	snapshot := []byte(`{"url":"http://example.test/s.jpg","taken_at":"2026-03-01T09:00:00Z"}`)
 	for topic := range w.retained {
@@ -176,6 +177,10 @@ func buildWorld(t *testing.T) *world {
 				w.events[ev] = sample
 			}
 			w.events[strings.TrimSuffix(topic, "/state")+"/snapshot"] = snapshot
+			if _, ok := w.retained[strings.TrimSuffix(topic, "/state")+"/preview"]; !ok {
+				// Published once the printer has had a job with a preview.
+				w.events[strings.TrimSuffix(topic, "/state")+"/preview"] = []byte(`{"url":"http://example.test/p.jpg","job":"x","job_uuid":"u"}`)
+			}
 		}
 	}
 	return w

@@ -40,6 +40,12 @@ func (t Tree) PrinterSnapshot(printer string) string {
 	return t.Base + "/printers/" + printer + "/snapshot"
 }
 
+// PrinterPreview holds the preview image URL of the printer's current (or
+// last) job.
+func (t Tree) PrinterPreview(printer string) string {
+	return t.Base + "/printers/" + printer + "/preview"
+}
+
 // PrinterSet is a printer's command topic.
 func (t Tree) PrinterSet(printer string) string { return t.Base + "/printers/" + printer + "/set" }
 
