@@ -112,7 +112,8 @@ func (s *Source) Token() (*oauth2.Token, error) {
 			return nil, err
 		}
 	}
-	return s.tok, nil
+	t := *s.tok // a copy: Invalidate changes ours
+	return &t, nil
 }
 
 // fresh reports whether the access token outlives a safety margin: a
