@@ -142,7 +142,6 @@ type clusterSched struct {
 	boostUntil time.Time
 	failures   int
 	inFlight   bool
-	lastErr    error
 	polled     bool // at least one status poll finished
 }
 
@@ -165,7 +164,6 @@ type run struct {
 	nextList     time.Time
 	listInFlight bool
 	listFails    int
-	listErr      error
 	listed       bool                     // a cluster list arrived
 	vanished     map[string]state.Printer // left their cluster; removed at the next list unless seen elsewhere
 	inFlight     int
@@ -338,7 +336,7 @@ func (r *run) handle(ctx context.Context, res result) {
 	if c.failures > 0 {
 		r.log.Info().Str("cluster", c.info.ClusterID).Int("failures", c.failures).Msg("cluster poll recovered")
 	}
-	c.failures, c.lastErr = 0, nil
+	c.failures = 0
 
 	if res.maintErr != nil {
 		r.log.Debug().Err(res.maintErr).Str("cluster", c.info.ClusterID).Msg("pending maintenance poll failed")
@@ -415,7 +413,6 @@ func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {
 		// Once per failure streak: a cloud outage must not flood the log.
 		r.log.Warn().Err(res.err).Str("cluster", c.info.ClusterID).Str("kind", r.stats.LastError).Msg("cluster poll failed")
 	}
-	c.lastErr = res.err
 	c.nextStatus = res.at.Add(r.backoff(c.failures))
 	var ae *connect.APIError
 	if errors.As(res.err, &ae) {
@@ -467,7 +464,6 @@ func (r *run) handleList(ctx context.Context, res result) {
 		if r.listFails == 1 {
 			r.log.Warn().Err(res.err).Str("kind", r.stats.LastError).Msg("cluster list poll failed")
 		}
-		r.listErr = res.err
 		r.nextList = res.at.Add(min(r.backoff(r.listFails), r.cfg.ClustersInterval))
 		var ae *connect.APIError
 		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
@@ -479,7 +475,7 @@ func (r *run) handleList(ctx context.Context, res result) {
 	if r.listFails > 0 {
 		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
 	}
-	r.listFails, r.listErr, r.listed = 0, nil, true
+	r.listFails, r.listed = 0, true
 	t := res.at.UTC().Truncate(time.Second)
 	r.stats.LastPoll = &t
 	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
