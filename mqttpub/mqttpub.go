@@ -341,25 +341,6 @@ func (c *Client) ClearUnknown(ctx context.Context, topics []string) (int, error)
 // Published counts messages handed to the broker connection.
 func (c *Client) Published() uint64 { return c.published.Load() }
 
-// Forget drops topics from the retained memory without publishing, for
-// topics another component cleared.
-func (c *Client) Forget(topics ...string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, t := range topics {
-		delete(c.retained, t)
-		delete(c.clears, t)
-	}
-}
-
-// Retained returns the remembered payload of topic.
-func (c *Client) Retained(topic string) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.retained[topic]
-	return p, ok
-}
-
 func waitAll(ctx context.Context, tokens []mqtt.Token) error {
 	var errs []error
 	for _, t := range tokens {

@@ -88,8 +88,6 @@ type Server struct {
 	expired  map[string]bool
 	tokens   map[string]bool
 	requests map[string]int
-	inFlight int
-	maxIn    int
 	rng      *rand.Rand
 	codes    map[string]*authCode
 	grants   map[string]*grant
@@ -208,13 +206,6 @@ func (s *Server) Requests(sub string) int {
 	return n
 }
 
-// MaxInFlight is the most API requests the server has handled at once.
-func (s *Server) MaxInFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maxIn
-}
-
 // ClusterIDs lists the ids of the simulated clusters, in order.
 func (s *Server) ClusterIDs() []string {
 	s.mu.Lock()
@@ -256,17 +247,9 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Tim
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests[r.URL.Path]++
-		s.inFlight++
-		s.maxIn = max(s.maxIn, s.inFlight)
 		fault := s.takeFault(r.URL.Path)
 		random500 := s.opts.ErrorRate > 0 && s.rng.Float64() < s.opts.ErrorRate
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.inFlight--
-			s.mu.Unlock()
-		}()
-
 		if s.opts.Latency > 0 {
 			select {
 			case <-time.After(s.opts.Latency):

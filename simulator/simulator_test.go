@@ -351,3 +351,19 @@ func TestExtraPrinters(t *testing.T) {
 		t.Fatalf("%d clusters, %v", len(cl), err)
 	}
 }
+
+func TestClusterGoesOffline(t *testing.T) {
+	sim, _, c, _ := start(t, Options{})
+	id := sim.ClusterIDs()[0]
+	if !sim.SetClusterOnline(id, false) {
+		t.Fatal("unknown cluster")
+	}
+	st, err := c.ClusterStatus(context.Background(), id)
+	if err != nil || st.IsOnline == nil || *st.IsOnline || st.Printers[0].Status != "unreachable" {
+		t.Fatalf("offline cluster: %+v %v", st, err)
+	}
+	sim.SetClusterOnline(id, true)
+	if st, _ := c.ClusterStatus(context.Background(), id); st.Printers[0].Status == "unreachable" {
+		t.Error("back online but printers unreachable")
+	}
+}
