@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,16 +24,6 @@ import (
 // loginInput is where login reads a pasted redirect URL on machines whose
 // browser cannot reach the callback listener; tests replace it.
 var loginInput io.Reader = os.Stdin
-
-// pkceChallenge derives the code challenge: S512 is UltiMaker's method
-// (base64url of SHA-512, padding kept, as Cura sends it); S256 is RFC 7636.
-func pkceChallenge(method, verifier string) string {
-	if method == "S256" {
-		return oauth2.S256ChallengeFromVerifier(verifier)
-	}
-	sum := sha512.Sum512([]byte(verifier))
-	return base64.URLEncoding.EncodeToString(sum[:])
-}
 
 type callbackResult struct {
 	code string
@@ -65,7 +53,7 @@ func runLogin(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 	rand.Read(stateBytes)
 	state := hex.EncodeToString(stateBytes)
 	opts := []oauth2.AuthCodeOption{
-		oauth2.SetAuthURLParam("code_challenge", pkceChallenge(cfg.LoginPKCE, verifier)),
+		oauth2.SetAuthURLParam("code_challenge", auth.Challenge(cfg.LoginPKCE, verifier)),
 		oauth2.SetAuthURLParam("code_challenge_method", cfg.LoginPKCE),
 	}
 	if cfg.WorkspaceID != "" {

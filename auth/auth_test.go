@@ -18,26 +18,14 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/testclock"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
-
-// clock is a fake wall clock shared by the simulator and the source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type rig struct {
 	sim   *simulator.Server
 	srv   *httptest.Server
-	clock *clock
+	clock *testclock.Clock
 	oc    *oauth2.Config
 	file  string
 	logs  *bytes.Buffer
@@ -47,7 +35,7 @@ const secret = "s3cr3t-client-secret"
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
 	sim := simulator.New(simulator.Options{Now: clk.Now, ClientID: "bridge-client", ClientSecret: secret})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
@@ -63,7 +51,7 @@ func newRig(t *testing.T) *rig {
 func (r *rig) login(t *testing.T) {
 	t.Helper()
 	verifier := oauth2.GenerateVerifier()
-	u := r.oc.AuthCodeURL("st4te", oauth2.SetAuthURLParam("code_challenge", s512(verifier)),
+	u := r.oc.AuthCodeURL("st4te", oauth2.SetAuthURLParam("code_challenge", auth.Challenge("S512", verifier)),
 		oauth2.SetAuthURLParam("code_challenge_method", "S512"))
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noRedirect.Get(u)
@@ -307,8 +295,6 @@ func TestMissingFileWaitsForLogin(t *testing.T) {
 		t.Fatalf("%v %s", err, src.State())
 	}
 }
-
-func s512(verifier string) string { return simulatorS512(verifier) }
 
 // Refreshes the server keeps refusing (here: a wrong client secret) end in
 // auth_required after three tries, not in a retry loop.

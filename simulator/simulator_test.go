@@ -9,31 +9,18 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/testclock"
 )
 
-// clock is a settable real-time clock for the simulator.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func start(t *testing.T, opts Options) (*Server, *httptest.Server, *connect.Client, *clock) {
+func start(t *testing.T, opts Options) (*Server, *httptest.Server, *connect.Client, *testclock.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	if opts.Now == nil {
 		opts.Now = clk.Now
 	}
