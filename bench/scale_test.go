@@ -78,11 +78,11 @@ func BenchmarkPollCycle(b *testing.B) {
 					prev := views[cl.ClusterID]
 					v := state.Build(state.Observation{Cluster: cl, Status: st, Now: now}, prev)
 					u := poller.Update{}
-					if prev == nil || !prev.Cluster.UpdatedAt.Equal(v.Cluster.UpdatedAt) {
+					if v.ClusterChanged {
 						u.Cluster = &v.Cluster
 					}
 					for i, p := range v.Printers {
-						if prev == nil || !prev.Printers[i].UpdatedAt.Equal(p.UpdatedAt) {
+						if v.PrinterChanged[i] {
 							u.Printers = append(u.Printers, p)
 						}
 					}

@@ -371,7 +371,7 @@ func (r *run) interval(c *clusterSched, now time.Time) time.Duration {
 func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observation) {
 	view := state.Build(obs, c.view)
 	var u Update
-	if c.view == nil || !view.Cluster.UpdatedAt.Equal(c.view.Cluster.UpdatedAt) {
+	if view.ClusterChanged {
 		cl := view.Cluster
 		u.Cluster = &cl
 	}
@@ -382,8 +382,8 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 		}
 		u.Events = state.Events(*c.view, view)
 	}
-	for _, p := range view.Printers {
-		if was, ok := old[p.ID]; !ok || !was.UpdatedAt.Equal(p.UpdatedAt) {
+	for i, p := range view.Printers {
+		if view.PrinterChanged[i] {
 			u.Printers = append(u.Printers, p)
 		}
 		delete(old, p.ID)

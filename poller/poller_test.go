@@ -514,3 +514,35 @@ func TestPrinterLeavingClusterRemovedAtNextList(t *testing.T) {
 		}
 	})
 }
+
+// TestTwoChangesWithinOneSecond: a refresh poll that lands in the same
+// second as the poll before it still publishes what changed (issue 9.0:
+// updated_at has one-second resolution, so it cannot decide).
+func TestTwoChangesWithinOneSecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), time.Second, func(p *Poller) {
+			time.Sleep(100 * time.Millisecond) // first poll: idle
+			src.mu.Lock()
+			src.printing["c0"] = true
+			src.mu.Unlock()
+			p.Refresh("c0")
+			time.Sleep(200 * time.Millisecond) // printing, same second
+			src.mu.Lock()
+			src.printing["c0"] = false
+			src.mu.Unlock()
+			p.Refresh("c0")
+			time.Sleep(200 * time.Millisecond) // idle again, same second
+		})
+		var statuses []string
+		for _, u := range rec.all() {
+			for _, p := range u.Printers {
+				statuses = append(statuses, p.Status)
+			}
+		}
+		if got, want := strings.Join(statuses, " "), "idle printing idle"; got != want {
+			t.Errorf("printer updates %q, want %q", got, want)
+		}
+	})
+}

@@ -145,6 +145,12 @@ type MaintenanceTask struct {
 type View struct {
 	Cluster  Cluster
 	Printers []Printer
+	// ClusterChanged and PrinterChanged (one per printer) say whether the
+	// content differs from the previous view. Publishing is decided from
+	// these, not from updated_at: two changes within one second share an
+	// updated_at, and the second must still be published.
+	ClusterChanged bool
+	PrinterChanged []bool
 }
 
 // Observation is what one poll of a cluster returned. Status is nil when
@@ -286,13 +292,16 @@ func Build(obs Observation, prev *View) View {
 		v.Cluster.Printers = append(v.Cluster.Printers, p.ID)
 
 		p.UpdatedAt = now
-		if pp != nil && sameContent(*pp, p) {
+		changed := pp == nil || !sameContent(*pp, p)
+		if !changed {
 			p.UpdatedAt = pp.UpdatedAt
 		}
 		v.Printers = append(v.Printers, p)
+		v.PrinterChanged = append(v.PrinterChanged, changed)
 	}
 	v.Cluster.UpdatedAt = now
-	if prev != nil && sameCluster(prev.Cluster, v.Cluster) {
+	v.ClusterChanged = prev == nil || !sameCluster(prev.Cluster, v.Cluster)
+	if !v.ClusterChanged {
 		v.Cluster.UpdatedAt = prev.Cluster.UpdatedAt
 	}
 	return v
