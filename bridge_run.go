@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 		Timeout:     cfg.APITimeout,
 		UserAgent:   "ultimaker2mqtt/" + buildVersion(),
 		Observe:     observeAPI(metrics),
+		Log:         log,
 	})
 	if err != nil {
 		return &configError{"ULTIMAKER_API_URL: " + err.Error()}

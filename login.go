@@ -133,7 +133,7 @@ func runLogin(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 	if res.err != nil {
 		return fmt.Errorf("login: %w", res.err)
 	}
-	xctx := context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: 30 * time.Second})
+	xctx := context.WithValue(ctx, oauth2.HTTPClient, auth.HTTPClient(30*time.Second))
 	tok, err := oc.Exchange(xctx, res.code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError

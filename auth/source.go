@@ -71,7 +71,7 @@ func NewSource(cfg Config, log zerolog.Logger) *Source {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		cfg.HTTPClient = HTTPClient(30 * time.Second)
 	}
 	s := &Source{cfg: cfg, state: StateOK, log: log.With().Str("component", "auth").Logger()}
 	tok, err := LoadToken(cfg.TokenFile)

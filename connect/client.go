@@ -10,10 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 )
 
@@ -47,6 +50,9 @@ type Options struct {
 	// Observe, when set, is told of every request: its route with ids
 	// replaced by {id}, the HTTP status (0 without an answer) and latency.
 	Observe func(method, route string, status int, took time.Duration)
+	// Log gets one warning per route and field for every field of an
+	// unexpected type in an answer (the field is treated as absent).
+	Log zerolog.Logger
 }
 
 // Client calls the Connect API. It is safe for concurrent use.
@@ -58,6 +64,11 @@ type Client struct {
 	userAgent string
 	now       func() time.Time
 	observe   func(method, route string, status int, took time.Duration)
+	log       zerolog.Logger
+	warned    sync.Map // method route field -> true: warned once per run
+
+	mu          sync.Mutex
+	pausedUntil time.Time // a 429 pauses every request of the account
 }
 
 // New returns a Client for opts.BaseURL.
@@ -80,7 +91,8 @@ func New(opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ultimaker2mqtt"
 	}
-	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now, observe: opts.Observe}, nil
+	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now,
+		observe: opts.Observe, log: opts.Log.With().Str("component", "connect").Logger()}, nil
 }
 
 // Clusters lists every cluster the token can see, following all pages.
@@ -206,6 +218,9 @@ func seg(s string) string { return url.PathEscape(s) }
 // do performs one request. out receives the envelope's data; extra, when
 // non-nil, receives the whole envelope (for meta and links).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out, extra any) error {
+	if err := c.rateLimitGate(method, path); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -240,6 +255,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			break
 		}
 		apiErr := newHTTPError(method, path, resp, raw, c.now())
+		if apiErr.Kind == KindRateLimited {
+			c.pause(apiErr.RetryAfter)
+			return apiErr
+		}
 		inv, ok := c.ts.(Invalidator)
 		expired := resp.StatusCode == http.StatusUnauthorized || (resp.StatusCode == http.StatusForbidden && apiErr.Code == "tokenExpired")
 		if !ok || !expired || attempt > 1 || used == "" {
@@ -251,10 +270,59 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
-	if err := decodeData(raw, out, extra); err != nil {
+	probs, err := decodeData(raw, out, extra)
+	c.warn(method, path, probs)
+	if err != nil {
 		return &APIError{Kind: KindBadBody, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: err}
 	}
 	return nil
+}
+
+// rateLimitGate refuses, without a request, anything sent while the
+// account is paused by a 429: the limit is per account, so any request in
+// the window only prolongs it.
+func (c *Client) rateLimitGate(method, path string) error {
+	c.mu.Lock()
+	until := c.pausedUntil
+	c.mu.Unlock()
+	now := c.now()
+	if !now.Before(until) {
+		return nil
+	}
+	return &APIError{Kind: KindRateLimited, HTTPStatus: http.StatusTooManyRequests, Code: "rateLimited",
+		Title: "Rate limited by the cloud; nothing sent", RetryAfter: until.Sub(now), Method: method, Path: path}
+}
+
+func (c *Client) pause(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until := c.now().Add(d); until.After(c.pausedUntil) {
+		c.pausedUntil = until
+	}
+}
+
+// RateLimitedUntil is when the account's current 429 pause ends; zero or
+// past when there is none.
+func (c *Client) RateLimitedUntil() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pausedUntil
+}
+
+// warn logs each field problem once per route, field and run: a cloud
+// that sends one odd field sends it on every poll.
+func (c *Client) warn(method, path string, probs []FieldProblem) {
+	for _, p := range probs {
+		key := method + " " + Route(path) + " " + p.Path
+		if _, seen := c.warned.LoadOrStore(key, true); seen {
+			continue
+		}
+		msg := "unexpected value in cloud answer; field treated as absent"
+		if p.Skipped {
+			msg = "unreadable identity in cloud answer; record left out"
+		}
+		c.log.Warn().Str("route", method+" "+Route(path)).Str("field", p.Path).Str("problem", p.Err.Error()).Msg(msg)
+	}
 }
 
 // Invalidator is implemented by token sources that can refresh a token
@@ -315,25 +383,39 @@ func (c *Client) roundTrip(ctx context.Context, method, target, path string, pay
 // envelope into extra when it is non-nil. A body without "data" is an
 // error: the API always wraps, and a bare object would decode to zero values
 // that look like a real, empty answer.
-func decodeData(raw []byte, out, extra any) error {
+//
+// A value of the wrong type does not fail the answer: the field is left
+// absent and reported as a FieldProblem, and a list element whose identity
+// is unreadable is left out alone (see decodeLenient).
+func decodeData(raw []byte, out, extra any) ([]FieldProblem, error) {
 	var env struct {
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
-		return fmt.Errorf("decode envelope: %w", err)
+		return nil, fmt.Errorf("decode envelope: %w", err)
 	}
 	if len(env.Data) == 0 || bytes.Equal(env.Data, []byte("null")) {
-		return errors.New("decode envelope: no data")
+		return nil, errors.New("decode envelope: no data")
 	}
+	var probs []FieldProblem
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("decode data: %w", err)
-	}
-	if extra != nil {
-		if err := json.Unmarshal(raw, extra); err != nil {
-			return fmt.Errorf("decode envelope meta: %w", err)
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("decode data: %w", err)
+		}
+		reflect.ValueOf(out).Elem().SetZero()
+		if probs, err = decodeLenient(env.Data, out); err != nil {
+			return probs, fmt.Errorf("decode data: %w", err)
 		}
 	}
-	return nil
+	if extra != nil {
+		// Paging is a hint: a wrong-typed field there costs the hint only.
+		var te *json.UnmarshalTypeError
+		if err := json.Unmarshal(raw, extra); err != nil && !errors.As(err, &te) {
+			return probs, fmt.Errorf("decode envelope meta: %w", err)
+		}
+	}
+	return probs, nil
 }
 
 // scrubURLError drops the URL from a *url.Error: the path is already in

@@ -124,8 +124,16 @@ func newHTTPError(method, path string, resp *http.Response, body []byte, now tim
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 	}
+	if e.Kind == KindRateLimited && e.RetryAfter <= 0 {
+		e.RetryAfter = DefaultRetryAfter
+	}
 	return e
 }
+
+// DefaultRetryAfter is how long a 429 without Retry-After pauses the
+// account: the API documents no limit, so a minute, as the FAQ's polling
+// advice.
+const DefaultRetryAfter = time.Minute
 
 // parseRetryAfter reads delta-seconds or an HTTP date; 0 when absent or bad.
 func parseRetryAfter(v string, now time.Time) time.Duration {

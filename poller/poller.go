@@ -99,9 +99,6 @@ func (c *Config) defaults() {
 	}
 }
 
-// defaultRetryAfter is how long a 429 without Retry-After pauses polling.
-const defaultRetryAfter = time.Minute
-
 // Poller polls one account. Create it with New and start it with Run.
 type Poller struct {
 	cfg     Config
@@ -435,10 +432,7 @@ func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {
 // rateLimited pauses every request of the account: the limit is per
 // account, so polling other clusters would only prolong it.
 func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
-	d := ae.RetryAfter
-	if d <= 0 {
-		d = defaultRetryAfter
-	}
+	d := max(ae.RetryAfter, time.Second) // connect fills in its default
 	until := now.Add(d)
 	if until.After(r.pausedUntil) {
 		r.pausedUntil = until
