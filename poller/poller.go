@@ -43,8 +43,10 @@ type Stats struct {
 	// Ready is true once the cluster list and every cluster in it have
 	// been polled (successfully or not) since start.
 	Ready bool `json:"ready"`
-	// CloudReachable is false while the last request failed without an
-	// answer from the API (network error, timeout, 5xx, garbled body).
+	// CloudReachable is false when the latest request of the cluster list
+	// and the latest request of every cluster all went without a sensible
+	// answer (network error, timeout, 5xx, garbled body). One failing
+	// cluster among answering ones cannot flip it.
 	CloudReachable   bool       `json:"cloud_reachable"`
 	Clusters         int        `json:"clusters"`
 	Printers         int        `json:"printers"`
@@ -105,8 +107,15 @@ type Poller struct {
 	src     Source
 	sink    Sink
 	log     zerolog.Logger
-	refresh chan string
+	refresh chan refresh
 	rng     *rand.Rand
+}
+
+// refresh asks for a poll of one cluster ("" all), and of its pending
+// maintenance too when maintenance is set.
+type refresh struct {
+	clusterID   string
+	maintenance bool
 }
 
 // New returns a Poller reading src and reporting to sink.
@@ -115,17 +124,25 @@ func New(cfg Config, src Source, sink Sink, log zerolog.Logger) *Poller {
 	return &Poller{
 		cfg: cfg, src: src, sink: sink,
 		log:     log.With().Str("component", "poller").Logger(),
-		refresh: make(chan string, 64),
+		refresh: make(chan refresh, 64),
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
 	}
 }
 
 // Refresh asks for a poll of clusterID now, and fast polls for a while
 // after (BoostFor); "" means every cluster. It never blocks.
-func (p *Poller) Refresh(clusterID string) {
+func (p *Poller) Refresh(clusterID string) { p.ask(refresh{clusterID: clusterID}) }
+
+// RefreshMaintenance is Refresh that also reads the cluster's pending
+// maintenance again now, after tasks were logged as done.
+func (p *Poller) RefreshMaintenance(clusterID string) {
+	p.ask(refresh{clusterID: clusterID, maintenance: true})
+}
+
+func (p *Poller) ask(r refresh) {
 	select {
-	case p.refresh <- clusterID:
-	default: // a refresh is already pending; it covers this one
+	case p.refresh <- r:
+	default: // 64 refreshes are pending; they poll soon enough
 	}
 }
 
@@ -140,6 +157,10 @@ type clusterSched struct {
 	failures   int
 	inFlight   bool
 	polled     bool // at least one status poll finished
+	answered   bool // the API answered its latest status request
+	// again is a refresh that arrived while a poll was in flight: that
+	// poll may have read the cluster before the change, so poll again.
+	again bool
 }
 
 type result struct {
@@ -162,6 +183,7 @@ type run struct {
 	listInFlight bool
 	listFails    int
 	listed       bool                     // a cluster list arrived
+	listAnswered bool                     // the API answered the latest list request
 	vanished     map[string]state.Printer // left their cluster; removed at the next list unless seen elsewhere
 	inFlight     int
 	pausedUntil  time.Time
@@ -192,8 +214,8 @@ func (p *Poller) Run(ctx context.Context) error {
 		case res := <-r.results:
 			r.inFlight--
 			r.handle(ctx, res)
-		case id := <-p.refresh:
-			r.boost(id, time.Now())
+		case rq := <-p.refresh:
+			r.boost(rq, time.Now())
 		case <-timer.C:
 		}
 	}
@@ -217,9 +239,9 @@ func (r *run) backoff(n int) time.Duration {
 	return r.jitter(min(d, r.cfg.BackoffMax))
 }
 
-func (r *run) boost(id string, now time.Time) {
+func (r *run) boost(rq refresh, now time.Time) {
 	for _, cid := range r.order {
-		if id != "" && cid != id {
+		if rq.clusterID != "" && cid != rq.clusterID {
 			continue
 		}
 		c := r.clusters[cid]
@@ -227,8 +249,12 @@ func (r *run) boost(id string, now time.Time) {
 		if c.nextStatus.After(now) {
 			c.nextStatus = now
 		}
+		if rq.maintenance {
+			c.nextMaint = now
+		}
+		c.again = c.inFlight
 	}
-	if id == "" {
+	if rq.clusterID == "" {
 		r.nextList = now
 	}
 }
@@ -323,8 +349,7 @@ func (r *run) handle(ctx context.Context, res result) {
 	if c == nil {
 		return // removed while its request was in flight
 	}
-	c.inFlight, c.polled = false, true
-	r.stats.CloudReachable = reachable(res.err)
+	c.inFlight, c.polled, c.answered = false, true, answered(res.err)
 	r.observe("status", res.err)
 	if res.err != nil {
 		r.statusFailed(ctx, c, res)
@@ -343,6 +368,9 @@ func (r *run) handle(ctx context.Context, res result) {
 	}
 	r.publish(ctx, c, state.Observation{Cluster: c.info, Status: res.status, Maintenance: res.maint, Now: res.at})
 	c.nextStatus = res.at.Add(r.jitter(r.interval(c, res.at)))
+	if c.again {
+		c.nextStatus, c.again = res.at, false
+	}
 	t := res.at.UTC().Truncate(time.Second)
 	r.stats.LastPoll = &t
 	r.sendStats(ctx, false)
@@ -404,6 +432,7 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 
 func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {
 	c.failures++
+	c.again = false // the backoff decides
 	r.stats.PollErrors++
 	r.stats.LastError = string(connect.KindOf(res.err))
 	if c.failures == 1 {
@@ -449,7 +478,7 @@ func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
 }
 
 func (r *run) handleList(ctx context.Context, res result) {
-	r.stats.CloudReachable = reachable(res.err)
+	r.listAnswered = answered(res.err)
 	r.observe("clusters", res.err)
 	if res.err != nil {
 		r.listFails++
@@ -463,6 +492,7 @@ func (r *run) handleList(ctx context.Context, res result) {
 		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
 			r.rateLimited(ae, res.at)
 		}
+		r.recount()
 		r.sendStats(ctx, true)
 		return
 	}
@@ -552,8 +582,8 @@ func (r *run) observe(target string, err error) {
 	r.cfg.OnPoll(target, class)
 }
 
-// reachable reports whether err still means the API answered sensibly.
-func reachable(err error) bool {
+// answered reports whether err still means the API answered sensibly.
+func answered(err error) bool {
 	switch connect.KindOf(err) {
 	case connect.KindNetwork, connect.KindServer, connect.KindBadBody:
 		return false
@@ -564,7 +594,9 @@ func reachable(err error) bool {
 func (r *run) recount() {
 	r.stats.Clusters, r.stats.Printers, r.stats.ClustersFailing = len(r.clusters), 0, 0
 	ready := r.listed
+	r.stats.CloudReachable = r.listAnswered
 	for _, c := range r.clusters {
+		r.stats.CloudReachable = r.stats.CloudReachable || c.answered
 		ready = ready && c.polled
 		if c.view != nil {
 			r.stats.Printers += len(c.view.Printers)

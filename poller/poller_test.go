@@ -546,3 +546,60 @@ func TestTwoChangesWithinOneSecond(t *testing.T) {
 		}
 	})
 }
+
+// TestCloudReachableHoldsWithOneFailingCluster: one cluster of fifteen
+// failing with 5xx never flips cloud_reachable; every target failing
+// turns it off, and one answer turns it on again (issue 9.11).
+func TestCloudReachableHoldsWithOneFailingCluster(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(15)
+		src.errs["c3"] = &connect.APIError{Kind: connect.KindServer, HTTPStatus: 500}
+		rec := &recorder{}
+		var reach []bool
+		runFor(t, exact, src, rec, zerolog.Nop(), time.Minute, func(p *Poller) {
+			time.Sleep(time.Minute)
+			for _, u := range rec.all() {
+				if u.Stats != nil {
+					reach = append(reach, u.Stats.CloudReachable)
+				}
+			}
+			src.mu.Lock()
+			src.errs["list"] = &connect.APIError{Kind: connect.KindNetwork}
+			for i := range 15 {
+				src.errs[fmt.Sprintf("c%d", i)] = &connect.APIError{Kind: connect.KindNetwork}
+			}
+			src.mu.Unlock()
+			p.Refresh("")
+		})
+		flips := 0
+		for i := 1; i < len(reach); i++ {
+			if reach[i] != reach[i-1] {
+				flips++
+			}
+		}
+		if len(reach) == 0 || !reach[len(reach)-1] || flips > 1 {
+			t.Errorf("with one failing cluster: %d flips of cloud_reachable in a minute, %v", flips, reach)
+		}
+		all := rec.all()
+		last := all[len(all)-1].Stats
+		if last == nil || last.CloudReachable {
+			t.Errorf("with every request failing, last stats %+v, want unreachable", last)
+		}
+	})
+}
+
+// TestRefreshMaintenanceReadsItNow: after tasks are logged as done the
+// pending maintenance is read again at once, not at the next hourly poll
+// (issue 9.9).
+func TestRefreshMaintenanceReadsItNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(1)
+		runFor(t, exact, src, &recorder{}, zerolog.Nop(), time.Second, func(p *Poller) {
+			time.Sleep(time.Minute)
+			p.RefreshMaintenance("c0")
+		})
+		if got := src.count("maintenance", "c0"); got != 2 {
+			t.Errorf("%d maintenance reads, want 2 (start and the refresh)", got)
+		}
+	})
+}
