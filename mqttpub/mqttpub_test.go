@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -341,5 +342,104 @@ func TestRepublishOrder(t *testing.T) {
 	}
 	if kinds != "cccsss" {
 		t.Errorf("republish order %q, want every config before every state", kinds)
+	}
+}
+
+// TestRetainedCopy: the probe sees what the broker holds retained on a
+// topic, and nothing where it holds nothing (issue 9.1).
+func TestRetainedCopy(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/none")
+	w.Publish("t/p/set", "pause", true)
+	c, err := New(Config{URL: b.URL(), ClientID: "c-probe", ProbeTopic: "t/bridge/probe"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	var got []byte
+	for {
+		got, err = c.RetainedCopy(ctx, "t/p/set")
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the probe connection comes up just after the main one
+	}
+	if err != nil || string(got) != "pause" {
+		t.Fatalf("RetainedCopy = %q, %v; want pause", got, err)
+	}
+	for range 3 { // repeatable, and nothing where nothing is held
+		if got, err := c.RetainedCopy(ctx, "t/q/set"); err != nil || got != nil {
+			t.Fatalf("RetainedCopy of an empty topic = %q, %v", got, err)
+		}
+		if got, err := c.RetainedCopy(ctx, "t/p/set"); err != nil || string(got) != "pause" {
+			t.Fatalf("RetainedCopy again = %q, %v", got, err)
+		}
+	}
+}
+
+// TestBusyAndMaxPayload: a message that finds the inbox full goes to the
+// Busy handler, never silently nowhere, and a payload over MaxPayload
+// arrives without its bytes (issue 9.2, 9.5).
+func TestBusyAndMaxPayload(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/none")
+	c, err := New(Config{URL: b.URL(), ClientID: "c-busy", InboxSize: 1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	handled, busy := 0, 0
+	var big Inbound
+	c.Subscribe(Subscription{Filter: "t/in/+", MaxPayload: 8,
+		Handle: func(_ context.Context, m Inbound) {
+			if m.Topic == "t/in/big" {
+				mu.Lock()
+				big = m
+				mu.Unlock()
+				return
+			}
+			<-release
+			mu.Lock()
+			handled++
+			mu.Unlock()
+		},
+		Busy: func(_ context.Context, m Inbound) { mu.Lock(); busy++; mu.Unlock() }})
+	run(t, c)
+	waitConnected(t, c)
+	for i := range 20 {
+		w.Publish(fmt.Sprintf("t/in/%d", i), "x", false)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := busy
+		mu.Unlock()
+		if n >= 18 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	w.Publish("t/in/big", strings.Repeat("y", 100), false)
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		done := handled+busy == 20 && big.Topic != ""
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("handled %d + busy %d of 20, big %+v", handled, busy, big)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if big.Payload != nil || big.Size != 100 {
+		t.Errorf("oversize message: payload %q size %d, want none and 100", big.Payload, big.Size)
 	}
 }
