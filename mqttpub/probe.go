@@ -31,9 +31,9 @@ type prober struct {
 
 	mu      sync.Mutex
 	seq     uint64
-	topics  map[string]*topicLock  // one probe per topic at a time
-	waiting map[string]*probeWait  // by topic
-	markers map[string]*probeWait  // by marker id
+	topics  map[string]*topicLock // one probe per topic at a time
+	waiting map[string]*probeWait // by topic
+	markers map[string]*probeWait // by marker id
 }
 
 type topicLock struct {
