@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	mq, err = mqttpub.New(mqttpub.Config{
 		URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
 		ClientID: clientID(cfg), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
-		StateTopic: tree.BridgeState(),
+		StateTopic: tree.BridgeState(), ProbeTopic: tree.BridgeProbe(clientID(cfg)),
 	}, log)
 	if err != nil {
 		return &configError{"MQTT_URL: " + err.Error()}
@@ -174,9 +174,10 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	}, api, sink, log)
 
 	cmd := commands.New(commands.Config{Tree: tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
-		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, OnAnswer: observeCommand(metrics)}, api, br, mq, pl, log)
+		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, OnAnswer: observeCommand(metrics), Prober: mq},
+		api, br, mq, pl, log)
 	for _, f := range cmd.Filters() {
-		mq.Handle(f, cmd.Handle)
+		mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: cmd.Handle, Busy: cmd.Busy, MaxPayload: commands.MaxPayload})
 	}
 
 	log.Info().Str("version", buildVersion()).Str("broker", redact(cfg.MQTTURL)).Str("api", cfg.APIURL).

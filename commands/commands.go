@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,6 +45,16 @@ type Publisher interface {
 // Refresher asks the poller to poll a cluster now and fast for a while.
 type Refresher interface {
 	Refresh(clusterID string)
+	// RefreshMaintenance also reads the cluster's pending maintenance now.
+	RefreshMaintenance(clusterID string)
+}
+
+// Prober tells what retained message the broker holds on a topic (nil:
+// none). MQTT 3.1.1 brokers clear the retain flag on live delivery, so a
+// command published retained while the bridge is connected arrives
+// looking live; only the broker's copy tells. *mqttpub.Client is one.
+type Prober interface {
+	RetainedCopy(ctx context.Context, topic string) ([]byte, error)
 }
 
 // Actions by target.
@@ -83,7 +94,16 @@ type Config struct {
 	// OnAnswer, when set, is told of every final answer: the action and
 	// "ok" or the error code, for metrics.
 	OnAnswer func(action, result string)
+	// Prober, when set, is asked before a command is carried out whether
+	// the broker holds it retained (then it is answered retained, never
+	// carried out). Nil skips the check (tests without a broker).
+	Prober Prober
 }
+
+// retainedMemory bounds how many retained commands are remembered as
+// answered: by a hash, so a flood of large retained payloads costs 32
+// bytes each, and at most this many.
+const retainedMemory = 1024
 
 // Response is the answer to a command.
 type Response struct {
@@ -113,7 +133,10 @@ type Handler struct {
 
 	mu       sync.Mutex
 	seenTx   map[string]time.Time
-	retained map[string]bool
+	retained map[[32]byte]bool // retained commands answered, by hash
+	retOrder [][32]byte        // their order, to forget the oldest
+	inFlight map[string]string // printer/job/cluster key -> action under way
+	clearing map[string]bool   // topics we cleared: their empty message is ours
 	running  int
 	wg       sync.WaitGroup
 }
@@ -133,7 +156,8 @@ func New(cfg Config, cloud Cloud, st State, pub Publisher, refresh Refresher, lo
 		cfg.MaxInFlight = 32
 	}
 	return &Handler{cfg: cfg, cloud: cloud, st: st, pub: pub, refresh: refresh, now: time.Now,
-		log: log.With().Str("component", "commands").Logger(), seenTx: map[string]time.Time{}, retained: map[string]bool{}}
+		log: log.With().Str("component", "commands").Logger(), seenTx: map[string]time.Time{}, retained: map[[32]byte]bool{},
+		inFlight: map[string]string{}, clearing: map[string]bool{}}
 }
 
 // Filters are the topics to subscribe Handle to.
@@ -170,47 +194,43 @@ func (h *Handler) parseTopic(topic string) (target, bool) {
 	return target{}, false
 }
 
-// Handle takes one message from a command topic and answers it.
+// MaxPayloadFor is the largest command accepted on topic; Handle refuses
+// a longer one unread (mqttpub keeps only its size).
+func MaxPayloadFor(string) int { return MaxPayload }
+
+// Handle takes one message from a command topic and answers it exactly
+// once, except an empty payload on a set topic (the clearing of a
+// retained command), which is not a command.
 func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
 	if !ok {
 		return
 	}
-	if in.Retained {
-		// A retained command would replay on every reconnect: answer it
-		// once and never carry it out.
-		key := in.Topic + "\x00" + string(in.Payload)
+	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
+	if empty {
 		h.mu.Lock()
-		seen := h.retained[key]
-		h.retained[key] = true
+		ours := h.clearing[in.Topic]
+		delete(h.clearing, in.Topic)
 		h.mu.Unlock()
-		if !seen && len(in.Payload) > 0 {
-			h.answer(ctx, t, Request{Transaction: TransactionOf(in.Payload)}, fail(CodeRetained,
-				"retained commands are never executed; publish commands without the retain flag (and clear this one with an empty retained message)"))
+		if ours || in.Retained || t.kind != "bridge" {
+			return
 		}
+	}
+	if in.Payload == nil && in.Size > 0 {
+		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, MaxPayloadFor(in.Topic))))
 		return
 	}
-	var req Request
-	var err error
-	switch {
-	case t.kind == "bridge" && len(bytes.TrimSpace(in.Payload)) == 0:
-		req.Action = t.action // the topic says it all
-	case t.kind == "bridge":
-		req, err = Parse(in.Payload)
-		if errors.Is(err, errMissingAction) {
-			err = nil
+	if in.Retained {
+		// A retained command would replay on every reconnect: answer it
+		// once, clear it, and never carry it out.
+		if h.rememberRetained(in.Topic, in.Payload) {
+			h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)}, retainedAnswer())
 		}
-		if err == nil && req.Action != "" && req.Action != t.action {
-			err = fmt.Errorf("action %q does not match the request topic %q", req.Action, t.action)
-		}
-		req.Action = t.action
-	default:
-		req, err = Parse(in.Payload)
+		h.clear(ctx, in.Topic)
+		return
 	}
+	req, err := h.parse(t, in.Payload, empty)
 	if err != nil {
-		if req.Transaction == nil {
-			req.Transaction = TransactionOf(in.Payload)
-		}
 		h.answer(ctx, t, req, fail(CodeBadRequest, err.Error()))
 		return
 	}
@@ -218,44 +238,124 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 		h.answer(ctx, t, req, resp)
 		return
 	}
-	job, resp := h.plan(t, req)
+	job, key, resp := h.plan(t, req)
 	if resp != nil {
 		h.answer(ctx, t, req, resp)
 		return
 	}
-	h.mu.Lock()
-	if h.running >= h.cfg.MaxInFlight {
-		h.mu.Unlock()
-		h.answer(ctx, t, req, fail(CodeBusy, "too many commands in progress; try again"))
+	if resp := h.accept(t, req, key); resp != nil {
+		h.answer(ctx, t, req, resp)
 		return
 	}
-	h.running++
-	h.wg.Add(1)
-	h.mu.Unlock()
-	h.log.Info().Str("topic", in.Topic).Str("action", req.Action).Msg("command accepted")
+	h.log.Debug().Str("topic", in.Topic).Str("action", req.Action).Msg("command accepted")
 	go func() {
-		defer func() {
-			h.mu.Lock()
-			h.running--
-			h.mu.Unlock()
-			h.wg.Done()
-		}()
+		defer h.release(t, req, key)
+		if !h.notRetained(ctx, t, req, in) {
+			return
+		}
 		job(ctx, func(r *Response) { h.answer(ctx, t, req, r) })
 	}()
+}
+
+// Busy answers a command the bridge cannot take now (its inbox is full):
+// busy, with the transaction when the payload has one. It does no cloud
+// call and never blocks; mqttpub calls it on paho's goroutine.
+func (h *Handler) Busy(ctx context.Context, in mqttpub.Inbound) {
+	t, ok := h.parseTopic(in.Topic)
+	if !ok || in.Retained || len(bytes.TrimSpace(in.Payload)) == 0 && (in.Size == 0 || t.kind != "bridge") {
+		return
+	}
+	h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)},
+		fail(CodeBusy, "the bridge is taking in too many commands; try again"))
+}
+
+func retainedAnswer() *Response {
+	return fail(CodeRetained, "retained commands are never executed (they would replay at every reconnect); "+
+		"the bridge cleared it: publish commands without the retain flag")
+}
+
+// rememberRetained reports whether this retained command is new, and
+// remembers it by hash, forgetting the oldest beyond retainedMemory.
+func (h *Handler) rememberRetained(topic string, payload []byte) bool {
+	sum := sha256.Sum256(append([]byte(topic+"\x00"), payload...))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.retained[sum] {
+		return false
+	}
+	h.retained[sum] = true
+	h.retOrder = append(h.retOrder, sum)
+	if len(h.retOrder) > retainedMemory {
+		delete(h.retained, h.retOrder[0])
+		h.retOrder = h.retOrder[1:]
+	}
+	return true
+}
+
+// clear removes a retained command from the broker; the empty message it
+// sends comes back to us, and is not a command.
+func (h *Handler) clear(ctx context.Context, topic string) {
+	h.mu.Lock()
+	if len(h.clearing) < retainedMemory {
+		h.clearing[topic] = true
+	}
+	h.mu.Unlock()
+	h.pub.Publish(ctx, mqttpub.Message{Topic: topic, Retain: true})
+}
+
+// notRetained asks the broker whether it holds this command retained:
+// then it is answered retained and cleared, and not carried out. A
+// different retained payload on the topic is a stale command: cleared.
+func (h *Handler) notRetained(ctx context.Context, t target, req Request, in mqttpub.Inbound) bool {
+	if h.cfg.Prober == nil {
+		return true
+	}
+	held, err := h.cfg.Prober.RetainedCopy(ctx, in.Topic)
+	if err != nil {
+		h.answer(ctx, t, req, fail(CodeBusy, "cannot confirm with the broker that this command is not retained; try again"))
+		return false
+	}
+	if held == nil {
+		return true
+	}
+	h.clear(ctx, in.Topic)
+	if !bytes.Equal(held, in.Payload) {
+		return true
+	}
+	h.rememberRetained(in.Topic, in.Payload)
+	h.answer(ctx, t, req, retainedAnswer())
+	return false
+}
+
+// parse reads the payload for target t and checks that every field it
+// carries belongs to the action.
+func (h *Handler) parse(t target, payload []byte, empty bool) (Request, error) {
+	if t.kind == "bridge" && empty {
+		return Request{Action: t.action}, nil // the topic says it all
+	}
+	req, err := Parse(payload)
+	if t.kind == "bridge" {
+		if errors.Is(err, errMissingAction) {
+			err = nil
+		}
+		if err == nil && req.Action != "" && req.Action != t.action {
+			err = fmt.Errorf("action %q does not match the request topic %q", req.Action, t.action)
+		}
+		req.Action = t.action
+	}
+	if err != nil {
+		if req.Transaction == nil {
+			req.Transaction = TransactionOf(payload)
+		}
+		return req, err
+	}
+	return req, checkFields(t.kind, req)
 }
 
 // admit applies the checks that need no state: known action, read-only,
 // allowed list, duplicate transaction.
 func (h *Handler) admit(t target, req Request) *Response {
-	var known []string
-	switch t.kind {
-	case "printer":
-		known = PrinterActions
-	case "cluster":
-		known = ClusterActions
-	default:
-		known = BridgeActions
-	}
+	known := actionsOf(t.kind)
 	if !slices.Contains(known, req.Action) {
 		return fail(CodeUnknownAction, fmt.Sprintf("%s commands are %s", t.kind, strings.Join(known, ", ")))
 	}
@@ -266,7 +366,6 @@ func (h *Handler) admit(t target, req Request) *Response {
 		return fail(CodeNotAllowed, fmt.Sprintf("action %s is not in ALLOWED_ACTIONS", req.Action))
 	}
 	if len(req.Transaction) > 0 {
-		key := t.response + "\x00" + string(req.Transaction)
 		now := h.now()
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -275,12 +374,50 @@ func (h *Handler) admit(t target, req Request) *Response {
 				delete(h.seenTx, k)
 			}
 		}
-		if _, dup := h.seenTx[key]; dup {
+		if _, dup := h.seenTx[txKey(t, req)]; dup {
 			return fail(CodeDuplicate, "this transaction was already received; it is not sent to the cloud again")
 		}
-		h.seenTx[key] = now
 	}
 	return nil
+}
+
+func txKey(t target, req Request) string { return t.response + "\x00" + string(req.Transaction) }
+
+// accept takes a planned command on: within MaxInFlight, with no other
+// action under way for its printer, job or cluster (key), and only now
+// remembers its transaction, so a command refused here can be retried
+// with the same one.
+func (h *Handler) accept(t target, req Request, keys []string) *Response {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running >= h.cfg.MaxInFlight {
+		return fail(CodeBusy, "too many commands in progress; try again")
+	}
+	for _, k := range keys {
+		if other, busy := h.inFlight[k]; busy {
+			what, _, _ := strings.Cut(k, ":")
+			return fail(CodeConflict, fmt.Sprintf("%s already in progress for this %s; nothing sent", other, what))
+		}
+	}
+	for _, k := range keys {
+		h.inFlight[k] = req.Action
+	}
+	if len(req.Transaction) > 0 {
+		h.seenTx[txKey(t, req)] = h.now()
+	}
+	h.running++
+	h.wg.Add(1)
+	return nil
+}
+
+func (h *Handler) release(t target, req Request, keys []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, k := range keys {
+		delete(h.inFlight, k)
+	}
+	h.running--
+	h.wg.Done()
 }
 
 // work carries out an admitted command and reports through answer; it may
@@ -288,23 +425,48 @@ func (h *Handler) admit(t target, req Request) *Response {
 type work func(ctx context.Context, answer func(*Response))
 
 // plan checks a command against the current state, without calling the
-// cloud, and returns the work to do.
-func (h *Handler) plan(t target, req Request) (work, *Response) {
+// cloud, and returns the work to do and the keys of what it occupies
+// while under way (one action at a time per printer, job and cluster).
+func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 	switch t.kind {
 	case "printer":
 		p, ok := h.st.Printer(t.id)
 		if !ok {
-			return nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
+			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
 		}
-		return h.planPrinter(p, req)
+		c, _ := h.st.Cluster(p.Cluster)
+		return h.planPrinter(p, c, req)
 	case "cluster":
 		c, ok := h.st.Cluster(t.id)
 		if !ok {
-			return nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
+			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
 		}
-		return h.planCluster(c, req)
+		if resp := capable(c, req.Action); resp != nil {
+			return nil, nil, resp
+		}
+		w, resp := h.planCluster(c, req)
+		return w, []string{"job:" + req.Job}, resp
 	}
 	return h.planBridge(req)
+}
+
+// capabilityOf is the cluster capability each action needs (reference:
+// the capabilities a printer reports, e.g. an S5 on firmware 8.2).
+var capabilityOf = map[string]string{
+	"pause": "print_job_action", "resume": "print_job_action", "abort": "print_job_action",
+	"snapshot": "webcam_snapshot", "move_to_top": "queue", "remove": "queue", "force": "queue",
+	"reprint": "print_job_action_reprint",
+}
+
+// capable refuses an action the cluster's capabilities do not offer. A
+// cluster that reports no capabilities at all is given the benefit of
+// the doubt.
+func capable(c state.Cluster, action string) *Response {
+	need, ok := capabilityOf[action]
+	if !ok || len(c.Capabilities) == 0 || slices.Contains(c.Capabilities, need) {
+		return nil
+	}
+	return fail(CodeConflict, fmt.Sprintf("%s cannot %s: it lacks the %s capability; nothing sent", nonEmpty(c.FriendlyName, c.ID), action, need))
 }
 
 // jobActions maps our printer commands to Connect print-job actions and
@@ -318,13 +480,17 @@ var jobActions = map[string]struct {
 	"abort":  {"abort", []string{"pre_print", "printing", "pausing", "paused", "resuming"}},
 }
 
-func (h *Handler) planPrinter(p state.Printer, req Request) (work, *Response) {
+func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (work, []string, *Response) {
 	if !p.Online {
-		return nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
+		return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
 	}
+	if resp := capable(c, req.Action); resp != nil {
+		return nil, nil, resp
+	}
+	keys := []string{"printer:" + p.ID}
 	if req.Action == "snapshot" {
 		if p.UUID == "" {
-			return nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
+			return nil, nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			st, err := h.cloud.PrinterAction(ctx, p.ClusterID, p.UUID, "get_webcam_snapshot", nil)
@@ -332,20 +498,18 @@ func (h *Handler) planPrinter(p state.Printer, req Request) (work, *Response) {
 				url := final.ImageURL()
 				if url != "" {
 					b, _ := json.Marshal(map[string]any{"url": url, "taken_at": h.now().UTC().Truncate(time.Second)})
-					pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					defer cancel()
-					h.pub.Publish(pctx, mqttpub.Message{Topic: h.cfg.Tree.PrinterSnapshot(p.ID), Payload: b, Retain: true})
+					h.pub.Publish(ctx, mqttpub.Message{Topic: h.cfg.Tree.PrinterSnapshot(p.ID), Payload: b, Retain: true})
 				}
 				return map[string]any{"action_id": final.ActionID, "image_url": url}
 			})
-		}, nil
+		}, keys, nil
 	}
 	ja := jobActions[req.Action]
 	if p.Job == nil {
-		return nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
+		return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
 	}
 	if !slices.Contains(ja.allowed, p.Job.Status) {
-		return nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status, strings.Join(ja.allowed, ", ")))
+		return nil, nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status, strings.Join(ja.allowed, ", ")))
 	}
 	job := p.Job.UUID
 	return func(ctx context.Context, answer func(*Response)) {
@@ -353,7 +517,7 @@ func (h *Handler) planPrinter(p state.Printer, req Request) (work, *Response) {
 		h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
 			return map[string]any{"action_id": final.ActionID, "job": job}
 		})
-	}, nil
+	}, append(keys, "job:"+job), nil
 }
 
 func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
@@ -386,31 +550,39 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 	}, nil
 }
 
-func (h *Handler) planBridge(req Request) (work, *Response) {
+func (h *Handler) planBridge(req Request) (work, []string, *Response) {
 	if req.Action == "refresh" {
+		id := ""
+		if req.Cluster != "" {
+			c, ok := h.st.Cluster(req.Cluster)
+			if !ok {
+				return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
+			}
+			id = c.ClusterID
+		}
 		return func(ctx context.Context, answer func(*Response)) {
-			h.refresh.Refresh(h.clusterID(req.Cluster))
+			h.refresh.Refresh(id)
 			answer(&Response{Status: "ok"})
-		}, nil
+		}, nil, nil
 	}
 	if req.Cluster == "" {
-		return nil, fail(CodeBadRequest, fmt.Sprintf(`%s needs "cluster": a cluster id`, req.Action))
+		return nil, nil, fail(CodeBadRequest, fmt.Sprintf(`%s needs "cluster": a cluster id`, req.Action))
 	}
 	c, ok := h.st.Cluster(req.Cluster)
 	if !ok {
-		return nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
+		return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
 	}
 	switch req.Action {
 	case "print":
 		if req.JobID == "" {
-			return nil, fail(CodeBadRequest, `print needs "job_id": the Digital Factory library job id`)
+			return nil, nil, fail(CodeBadRequest, `print needs "job_id": the Digital Factory library job id`)
 		}
 		if !c.Online {
-			return nil, fail(CodeConflict, fmt.Sprintf("cluster %s is offline", c.FriendlyName))
+			return nil, nil, fail(CodeConflict, fmt.Sprintf("cluster %s is offline", c.FriendlyName))
 		}
 		return h.queueJob(c.ClusterID, func(ctx context.Context) (*connect.PrintRequest, error) {
 			return h.cloud.Print(ctx, c.ClusterID, req.JobID)
-		}), nil
+		}), []string{"print:" + c.ClusterID + "/" + req.JobID}, nil
 	default: // maintenance_done
 		tasks := req.Tasks
 		if len(tasks) == 0 {
@@ -420,23 +592,30 @@ func (h *Handler) planBridge(req Request) (work, *Response) {
 				}
 			}
 			if len(tasks) == 0 {
-				return nil, fail(CodeConflict, "no maintenance task is due on this cluster")
+				return nil, nil, fail(CodeConflict, "no maintenance task is due on this cluster")
 			}
 		}
 		for _, code := range tasks {
 			if !slices.ContainsFunc(c.Maintenance, func(m state.MaintenanceTask) bool { return m.Code == code }) {
-				return nil, fail(CodeNotFound, fmt.Sprintf("no pending maintenance task %q", code))
+				return nil, nil, fail(CodeNotFound, fmt.Sprintf("no pending maintenance task %q", code))
 			}
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			if err := h.cloud.CompleteMaintenance(ctx, c.ClusterID, tasks); err != nil {
-				answer(cloudFailure(err))
+				answer(cloudFailure(err, h.now()))
 				return
 			}
-			h.refresh.Refresh(c.ClusterID)
+			h.refresh.RefreshMaintenance(c.ClusterID)
 			answer(&Response{Status: "ok", Data: map[string]any{"tasks": tasks}})
-		}, nil
+		}, []string{"cluster:" + c.ClusterID}, nil
 	}
+}
+
+func nonEmpty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }
 
 // queueJob is the work of a request that queues a job (print, reprint):
@@ -445,7 +624,7 @@ func (h *Handler) queueJob(clusterID string, send func(context.Context) (*connec
 	return func(ctx context.Context, answer func(*Response)) {
 		pr, err := send(ctx)
 		if err != nil {
-			answer(cloudFailure(err))
+			answer(cloudFailure(err, h.now()))
 			return
 		}
 		h.refresh.Refresh(clusterID)
@@ -469,7 +648,7 @@ func (h *Handler) clusterID(key string) string {
 // error when its status settles, or timeout.
 func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.ActionStatus, err error, answer func(*Response), data func(*connect.ActionStatus) any) {
 	if err != nil {
-		answer(cloudFailure(err))
+		answer(cloudFailure(err, h.now()))
 		return
 	}
 	// The cloud took it: show the change as soon as it happens.
@@ -479,6 +658,7 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 	defer deadline.Stop()
 	tick := time.NewTicker(h.cfg.PollEvery)
 	defer tick.Stop()
+	wait := tick.C
 	for !st.Settled() {
 		select {
 		case <-ctx.Done():
@@ -486,14 +666,21 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 		case <-deadline.C:
 			answer(fail(CodeTimeout, fmt.Sprintf("action %s still %s after %s", st.ActionID, st.Status, h.cfg.Timeout)))
 			return
-		case <-tick.C:
+		case <-wait:
+			wait = tick.C
 		}
 		next, err := h.cloud.ActionStatus(ctx, clusterID, st.ActionID)
 		if err != nil {
-			if k := connect.KindOf(err); k == connect.KindNetwork || k == connect.KindServer || k == connect.KindRateLimited {
+			var ae *connect.APIError
+			switch k := connect.KindOf(err); {
+			case k == connect.KindRateLimited && errors.As(err, &ae) && ae.RetryAfter > 0:
+				// The account is paused: ask again when the pause ends.
+				wait = time.After(ae.RetryAfter)
+				continue
+			case k == connect.KindNetwork || k == connect.KindServer || k == connect.KindRateLimited:
 				continue // keep trying until the deadline
 			}
-			answer(cloudFailure(err))
+			answer(cloudFailure(err, h.now()))
 			return
 		}
 		st = next
@@ -507,10 +694,16 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 
 // cloudFailure maps a Connect error to an answer with a stable code and
 // the cloud's own title.
-func cloudFailure(err error) *Response {
+func cloudFailure(err error, now time.Time) *Response {
 	var ae *connect.APIError
 	if !errors.As(err, &ae) {
 		return fail(CodeCloudError, err.Error())
+	}
+	if ae.Kind == connect.KindRateLimited && ae.RetryAfter > 0 {
+		until := now.Add(ae.RetryAfter).UTC().Truncate(time.Second).Add(time.Second)
+		r := fail(CodeRateLimited, "the cloud rate-limits this account until "+until.Format(time.RFC3339)+"; try again then")
+		r.Data = map[string]any{"retry_at": until}
+		return r
 	}
 	msg := ae.Title
 	if ae.Detail != "" {

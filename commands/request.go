@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -30,6 +31,42 @@ type Request struct {
 	// Tasks are maintenance task codes (bridge request maintenance_done);
 	// empty means every task that is due.
 	Tasks []string `json:"tasks,omitempty"`
+
+	// fields are the JSON keys the payload carried, for checkFields.
+	fields []string
+}
+
+// fieldsOf lists the fields each action takes beside action and
+// transaction; any other field is refused, so {"action": "abort", "job":
+// "<other uuid>"} cannot look like it aborts that other job.
+var fieldsOf = map[string][]string{
+	"move_to_top": {"job"}, "remove": {"job"}, "force": {"job"}, "reprint": {"job"},
+	"refresh": {"cluster"}, "maintenance_done": {"cluster", "tasks"}, "print": {"cluster", "job_id"},
+}
+
+// checkFields refuses a field the action does not take.
+func checkFields(kind string, r Request) error {
+	for _, f := range r.fields {
+		if f == "action" || f == "transaction" || slices.Contains(fieldsOf[r.Action], f) {
+			continue
+		}
+		if takes := fieldsOf[r.Action]; len(takes) > 0 {
+			return fmt.Errorf("%s takes %s, not %q", r.Action, strings.Join(takes, ", "), f)
+		}
+		return fmt.Errorf("%s takes no field %q (only action and transaction)", r.Action, f)
+	}
+	return nil
+}
+
+// actionsOf lists the actions of a kind of command topic.
+func actionsOf(kind string) []string {
+	switch kind {
+	case "printer":
+		return PrinterActions
+	case "cluster":
+		return ClusterActions
+	}
+	return BridgeActions
 }
 
 // errMissingAction is fine for bridge requests, whose topic names the
@@ -61,10 +98,18 @@ func Parse(payload []byte) (Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return Request{}, fmt.Errorf("invalid JSON: %s", jsonProblem(err))
+		// Keep the action when it is readable, so the answer names it.
+		return Request{Action: ActionOf(p)}, errors.New(jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Request{}, errors.New("invalid JSON: trailing data after the object")
+		return Request{Action: ActionOf(p)}, errors.New("invalid JSON: trailing data after the object")
+	}
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(p, &keys) == nil {
+		for k := range keys {
+			r.fields = append(r.fields, k)
+		}
+		slices.Sort(r.fields)
 	}
 	if len(r.Transaction) > 0 {
 		// Keep the transaction even when the rest is bad, so the error
@@ -89,6 +134,33 @@ func Parse(payload []byte) (Request, error) {
 	return r, nil
 }
 
+// ActionOf digs the action out of a payload that failed to parse (or
+// was not parsed): a bare word or the JSON "action" string; "" when it is
+// not readable.
+func ActionOf(payload []byte) string {
+	p := bytes.TrimSpace(payload)
+	if len(p) == 0 || len(p) > MaxPayload {
+		return ""
+	}
+	if p[0] != '{' {
+		if w := strings.ToLower(string(p)); bareWord.MatchString(w) {
+			return w
+		}
+		return ""
+	}
+	var v struct {
+		Action json.RawMessage `json:"action"`
+	}
+	var a string
+	if json.Unmarshal(p, &v) != nil || json.Unmarshal(v.Action, &a) != nil {
+		return ""
+	}
+	if a = strings.ToLower(strings.TrimSpace(a)); bareWord.MatchString(a) {
+		return a
+	}
+	return ""
+}
+
 // TransactionOf digs the transaction out of a payload that failed to
 // parse, so even a bad command's answer carries it when possible.
 func TransactionOf(payload []byte) json.RawMessage {
@@ -111,9 +183,26 @@ func TransactionOf(payload []byte) json.RawMessage {
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
+		if te.Field == "" {
+			return "want a JSON object {\"action\": …}, not " + te.Value
+		}
+		return fmt.Sprintf("field %q must be %s", te.Field, typeWord(te.Type.String()))
 	}
-	return truncate(err.Error(), 120)
+	// encoding/json says `json: unknown field "x"`; say it plainly.
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + truncate(f, 60)
+	}
+	return "invalid JSON: " + truncate(strings.TrimPrefix(err.Error(), "json: "), 120)
+}
+
+func typeWord(t string) string {
+	switch t {
+	case "string":
+		return "a string"
+	case "[]string":
+		return "a list of strings"
+	}
+	return t
 }
 
 func truncate(s string, n int) string {

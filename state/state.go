@@ -106,6 +106,7 @@ type Cluster struct {
 	Online            bool              `json:"online"`
 	PrinterType       string            `json:"printer_type"`
 	HostVersion       string            `json:"host_version"`
+	Capabilities      []string          `json:"capabilities"`
 	Printers          []string          `json:"printers"`
 	PrintersOnline    int               `json:"printers_online"`
 	Queue             []QueuedJob       `json:"queue"`
@@ -199,7 +200,7 @@ func Build(obs Observation, prev *View) View {
 	c := obs.Cluster
 	v := View{Cluster: Cluster{
 		ID: ClusterKey(c), ClusterID: c.ClusterID, HostName: c.HostName, FriendlyName: c.FriendlyName,
-		Online: c.IsOnline, PrinterType: c.PrinterType, HostVersion: c.HostVersion,
+		Online: c.IsOnline, PrinterType: c.PrinterType, HostVersion: c.HostVersion, Capabilities: nonNil(c.Capabilities),
 		Printers: []string{}, Queue: []QueuedJob{}, RecentlyCompleted: []CompletedJob{}, Maintenance: []MaintenanceTask{},
 	}}
 	var printers []connect.Printer
@@ -492,6 +493,13 @@ func timePtr(t time.Time) *time.Time {
 	}
 	t = t.UTC().Truncate(time.Second)
 	return &t
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func absDur(d time.Duration) time.Duration {

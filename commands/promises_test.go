@@ -1,0 +1,243 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+)
+
+// fakeProber answers RetainedCopy from its fields.
+type fakeProber struct {
+	held []byte
+	err  error
+}
+
+func (f fakeProber) RetainedCopy(context.Context, string) ([]byte, error) { return f.held, f.err }
+
+// clears lists the topics the handler cleared (empty retained messages).
+func (r *rig) clears() []string {
+	r.out.mu.Lock()
+	defer r.out.mu.Unlock()
+	var out []string
+	for _, m := range r.out.msgs {
+		if m.Retain && len(m.Payload) == 0 {
+			out = append(out, m.Topic)
+		}
+	}
+	return out
+}
+
+func codeOf(rs []Response) string {
+	if len(rs) != 1 || rs[0].Error == nil {
+		return ""
+	}
+	return rs[0].Error.Code
+}
+
+// TestRetainedCommands: a retained command is answered retained once and
+// cleared; the broker's retained copy of a command that arrived looking
+// live stops it too; a stale retained payload is cleared and the live
+// command carried out (issue 9.1, 9.5).
+func TestRetainedCommands(t *testing.T) {
+	t.Run("FlaggedRetained", func(t *testing.T) {
+		r := newRig(Config{})
+		rs := r.send("u/printers/printing/set", `{"action":"abort","transaction":"x"}`, true)
+		if codeOf(rs) != CodeRetained || rs[0].Action != "abort" || string(rs[0].Transaction) != `"x"` {
+			t.Fatalf("answers %+v", rs)
+		}
+		if rs := r.send("u/printers/printing/set", `{"action":"abort","transaction":"x"}`, true); len(rs) != 0 {
+			t.Errorf("second delivery answered again: %+v", rs)
+		}
+		if c := r.clears(); len(c) != 2 || c[0] != "u/printers/printing/set" {
+			t.Errorf("clears %v", c)
+		}
+		if rs := r.send("u/printers/printing/set", ``, false); len(rs) != 0 {
+			t.Errorf("the echo of our clear was answered: %+v", rs)
+		}
+		if len(r.cloud.Calls()) != 0 {
+			t.Errorf("cloud called: %v", r.cloud.Calls())
+		}
+	})
+	t.Run("LiveButRetainedOnBroker", func(t *testing.T) {
+		r := newRig(Config{Prober: fakeProber{held: []byte("pause")}})
+		rs := r.send("u/printers/printing/set", `pause`, false)
+		if codeOf(rs) != CodeRetained || len(r.cloud.Calls()) != 0 {
+			t.Fatalf("answers %+v, calls %v", rs, r.cloud.Calls())
+		}
+		if c := r.clears(); len(c) != 1 {
+			t.Errorf("clears %v, want the retained copy cleared", c)
+		}
+	})
+	t.Run("StaleRetainedOnBroker", func(t *testing.T) {
+		r := newRig(Config{Prober: fakeProber{held: []byte("resume")}})
+		rs := r.send("u/printers/printing/set", `pause`, false)
+		if final(rs).Status != "ok" || len(r.cloud.Calls()) != 1 || len(r.clears()) != 1 {
+			t.Fatalf("answers %+v, calls %v, clears %v", rs, r.cloud.Calls(), r.clears())
+		}
+	})
+	t.Run("ProbeFails", func(t *testing.T) {
+		r := newRig(Config{Prober: fakeProber{err: errors.New("down")}})
+		if rs := r.send("u/printers/printing/set", `pause`, false); codeOf(rs) != CodeBusy || len(r.cloud.Calls()) != 0 {
+			t.Fatalf("answers %+v", rs)
+		}
+	})
+	t.Run("MemoryIsBounded", func(t *testing.T) {
+		r := newRig(Config{})
+		big := `{"action":"pause","transaction":"` + strings.Repeat("x", 100) + `"}`
+		for i := range 3 * retainedMemory {
+			r.h.Handle(context.Background(), mqttpub.Inbound{Topic: "u/printers/p" + string(rune('a'+i%26)) + "/set",
+				Payload: []byte(big + strings.Repeat(" ", i)), Retained: true})
+		}
+		r.h.mu.Lock()
+		n, m := len(r.h.retained), len(r.h.retOrder)
+		r.h.mu.Unlock()
+		if n > retainedMemory || m > retainedMemory {
+			t.Errorf("remembers %d retained commands (%d in order), want at most %d", n, m, retainedMemory)
+		}
+	})
+}
+
+// TestEmptyPayloads: an empty message on a set topic is the clearing of a
+// retained command, not a command: no answer. On a bridge request topic
+// it is the request (issue 9.8).
+func TestEmptyPayloads(t *testing.T) {
+	r := newRig(Config{})
+	for _, p := range []string{"", "  \n"} {
+		if rs := r.send("u/printers/printing/set", p, false); len(rs) != 0 {
+			t.Errorf("empty %q answered %+v", p, rs)
+		}
+		if rs := r.send("u/clusters/farm/set", p, false); len(rs) != 0 {
+			t.Errorf("empty %q on a cluster answered %+v", p, rs)
+		}
+	}
+	if rs := r.send("u/bridge/request/refresh", "", false); final(rs).Status != "ok" {
+		t.Errorf("empty refresh request: %+v", rs)
+	}
+}
+
+// TestAnswersNameTheAction: error answers keep a readable action and say
+// plainly what was wrong; refresh of an unknown cluster is not_found; a
+// field another action takes is refused (issue 9.7, 9.8).
+func TestAnswersNameTheAction(t *testing.T) {
+	tests := []struct {
+		name, topic, payload, action, code, message string
+	}{
+		{"UnknownField", "u/printers/printing/set", `{"action":"pause","bogus":1}`, "pause", CodeBadRequest, `unknown field "bogus"`},
+		{"JobOnAbort", "u/printers/printing/set", `{"action":"abort","job":"other"}`, "abort", CodeBadRequest, `abort takes no field "job"`},
+		{"ClusterOnPause", "u/printers/printing/set", `{"action":"pause","cluster":"farm"}`, "pause", CodeBadRequest, `"cluster"`},
+		{"JobIDOnRemove", "u/clusters/farm/set", `{"action":"remove","job":"q1","job_id":"x"}`, "remove", CodeBadRequest, `remove takes job, not "job_id"`},
+		{"TasksOnPrint", "u/bridge/request/print", `{"cluster":"farm","job_id":"x","tasks":[]}`, "print", CodeBadRequest, `"tasks"`},
+		{"WrongType", "u/clusters/farm/set", `{"action":"remove","job":5}`, "remove", CodeBadRequest, `field "job" must be a string`},
+		{"RefreshUnknownCluster", "u/bridge/request/refresh", `{"cluster":"ghost"}`, "refresh", CodeNotFound, `no cluster "ghost"`},
+		{"NotAnObject", "u/printers/printing/set", `["pause"]`, "", CodeBadRequest, `a JSON object`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(Config{})
+			rs := r.send(tt.topic, tt.payload, false)
+			if codeOf(rs) != tt.code || rs[0].Action != tt.action || !strings.Contains(rs[0].Error.Message, tt.message) {
+				t.Fatalf("answers %+v (%v), want %s %s %q", rs, rs[0].Error, tt.action, tt.code, tt.message)
+			}
+			if len(r.cloud.Calls()) != 0 {
+				t.Errorf("cloud called: %v", r.cloud.Calls())
+			}
+		})
+	}
+}
+
+// TestOneActionInFlightPerPrinterAndJob: 500 pauses while one is under
+// way reach the cloud once; the rest are answered conflict (issue 9.3).
+func TestOneActionInFlightPerPrinterAndJob(t *testing.T) {
+	r := newRig(Config{MaxInFlight: 1000})
+	r.cloud.block = make(chan struct{})
+	ctx := context.Background()
+	for range 500 {
+		r.h.Handle(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
+	}
+	close(r.cloud.block)
+	r.h.Wait()
+	if c := r.cloud.Calls(); len(c) != 1 {
+		t.Fatalf("%d cloud calls, want 1", len(c))
+	}
+	conflicts := 0
+	r.out.mu.Lock()
+	for _, m := range r.out.msgs {
+		if strings.Contains(string(m.Payload), `"conflict"`) && strings.Contains(string(m.Payload), "already in progress") {
+			conflicts++
+		}
+	}
+	r.out.mu.Unlock()
+	if conflicts != 499 {
+		t.Errorf("%d conflict answers, want 499", conflicts)
+	}
+}
+
+// TestBusyLeavesTransactionFree: a command answered busy can be sent
+// again with the same transaction (issue 9.4); the inbox-full handler
+// answers busy with the transaction (issue 9.2).
+func TestBusyLeavesTransactionFree(t *testing.T) {
+	r := newRig(Config{MaxInFlight: 1})
+	r.cloud.block = make(chan struct{})
+	ctx := context.Background()
+	r.h.Handle(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"t1"}`)})
+	rs := r.send2("u/clusters/farm/set", `{"action":"remove","job":"q1","transaction":"t2"}`)
+	if codeOf(rs) != CodeBusy {
+		t.Fatalf("answers %+v, want busy", rs)
+	}
+	close(r.cloud.block)
+	r.h.Wait()
+	if rs := r.send("u/clusters/farm/set", `{"action":"remove","job":"q1","transaction":"t2"}`, false); final(rs).Status != "ok" {
+		t.Fatalf("retry with the same transaction: %+v", rs)
+	}
+	r.h.Busy(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"abort","transaction":7}`)})
+	r.out.mu.Lock()
+	last := string(r.out.msgs[len(r.out.msgs)-1].Payload)
+	r.out.mu.Unlock()
+	if !strings.Contains(last, `"busy"`) || !strings.Contains(last, `"transaction":7`) || !strings.Contains(last, `"action":"abort"`) {
+		t.Errorf("busy handler answered %s", last)
+	}
+}
+
+// TestRateLimitedAnswerSaysUntil: a command during the account's 429
+// pause is answered rate_limited with the time it ends (issue 9.6).
+func TestRateLimitedAnswerSaysUntil(t *testing.T) {
+	r := newRig(Config{})
+	r.cloud.err = &connect.APIError{Kind: connect.KindRateLimited, HTTPStatus: 429, RetryAfter: 30 * time.Second}
+	rs := r.send("u/printers/printing/set", "pause", false)
+	if codeOf(rs) != CodeRateLimited {
+		t.Fatalf("answers %+v", rs)
+	}
+	d, _ := rs[0].Data.(map[string]any)
+	at, err := time.Parse(time.RFC3339, d["retry_at"].(string))
+	if err != nil || at.Sub(time.Now()) < 25*time.Second || !strings.Contains(rs[0].Error.Message, "until") {
+		t.Errorf("answer %+v, data %v", rs[0].Error, d)
+	}
+}
+
+// TestCapabilities: an action the cluster's capabilities lack is refused
+// without a cloud call (issue 9.14).
+func TestCapabilities(t *testing.T) {
+	r := newRig(Config{})
+	rs := r.send("u/printers/nocam/set", "snapshot", false)
+	if codeOf(rs) != CodeConflict || !strings.Contains(rs[0].Error.Message, "webcam_snapshot") || len(r.cloud.Calls()) != 0 {
+		t.Fatalf("answers %+v, calls %v", rs, r.cloud.Calls())
+	}
+}
+
+// TestMaintenanceDoneReadsItAgain: after maintenance_done the pending
+// maintenance is read again at once (issue 9.9).
+func TestMaintenanceDoneReadsItAgain(t *testing.T) {
+	r := newRig(Config{})
+	r.send("u/bridge/request/maintenance_done", `{"cluster":"farm"}`, false)
+	r.refresh.mu.Lock()
+	defer r.refresh.mu.Unlock()
+	if len(r.refresh.maint) != 1 || r.refresh.maint[0] != "cid" {
+		t.Errorf("maintenance refreshes %v", r.refresh.maint)
+	}
+}
+
