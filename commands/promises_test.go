@@ -240,4 +240,3 @@ func TestMaintenanceDoneReadsItAgain(t *testing.T) {
 		t.Errorf("maintenance refreshes %v", r.refresh.maint)
 	}
 }
-

@@ -20,7 +20,9 @@ func (t Tree) BridgeEvent() string { return t.Base + "/bridge/event" }
 
 // BridgeProbe is a private topic of one bridge instance (named by its
 // client id): the markers that end its retained-command checks.
-func (t Tree) BridgeProbe(instance string) string { return t.Base + "/bridge/probe/" + Segment(instance) }
+func (t Tree) BridgeProbe(instance string) string {
+	return t.Base + "/bridge/probe/" + Segment(instance)
+}
 
 // BridgeRequest is where bridge-level requests for action arrive.
 func (t Tree) BridgeRequest(action string) string { return t.Base + "/bridge/request/" + action }
