@@ -453,7 +453,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer wg.Wait()
 
 	for {
-		if !c.connect(ctx, c.cli) {
+		if !c.connect(ctx, c.cli, true) {
 			c.cli.Disconnect(0)
 			return nil
 		}
@@ -467,8 +467,9 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // connect connects cli, retrying with backoff while the broker is away.
-// It reports false if ctx ended first.
-func (c *Client) connect(ctx context.Context, cli mqtt.Client) bool {
+// It reports false if ctx ended first. Only the main connection (primary)
+// logs: the probe's troubles are the same broker's.
+func (c *Client) connect(ctx context.Context, cli mqtt.Client, primary bool) bool {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		t := cli.Connect()
@@ -480,7 +481,7 @@ func (c *Client) connect(ctx context.Context, cli mqtt.Client) bool {
 		if t.Error() == nil {
 			return true
 		}
-		if attempt == 1 {
+		if attempt == 1 && primary {
 			c.log.Warn().Err(t.Error()).Str("broker", redactURL(c.cfg.URL)).Msg("broker unreachable; retrying")
 		} else {
 			c.log.Debug().Err(t.Error()).Int("attempt", attempt).Msg("broker still unreachable")

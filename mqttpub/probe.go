@@ -76,7 +76,7 @@ func truncateID(id string) string {
 // run keeps the probe connected until ctx ends.
 func (p *prober) run(ctx context.Context) {
 	for {
-		if !p.c.connect(ctx, p.cli) {
+		if !p.c.connect(ctx, p.cli, false) {
 			p.cli.Disconnect(0)
 			return
 		}

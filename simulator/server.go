@@ -123,6 +123,7 @@ func New(opts Options) *Server {
 		requests: map[string]int{}, rng: rand.New(rand.NewPCG(opts.Seed, 7)),
 		codes: map[string]*authCode{}, grants: map[string]*grant{}, access: map[string]*accessToken{},
 	}
+	s.world.speed, s.world.realT0, s.world.simT0 = opts.Speed, now, now
 	for _, t := range opts.Tokens {
 		s.tokens[t] = true
 	}
@@ -141,6 +142,11 @@ func (s *Server) routes() {
 		}
 	}
 	s.mux.HandleFunc("GET "+BasePath+"/{$}", s.root)
+	// Like the root, the spec and the teapot need no token (reference §2).
+	s.mux.HandleFunc("GET "+BasePath+"/spec", s.spec)
+	s.mux.HandleFunc("GET "+BasePath+"/teapot", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusTeapot, "iAmATeapot", "The server is permanently a teapot", "")
+	})
 	api("GET /clusters", s.listClusters)
 	api("GET /clusters/{cid}", s.getCluster)
 	api("GET /clusters/{cid}/status", s.getStatus)
@@ -384,12 +390,40 @@ func (s *Server) root(w http.ResponseWriter, _ *http.Request) {
 		"uptime": up, "version": "simulator"})
 }
 
+// spec serves a small Swagger 2.0 document naming the simulated routes;
+// the real API serves its full OpenAPI spec here.
+func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
+	if v := r.URL.Query().Get("version"); v != "" && v != "2.0" {
+		writeError(w, http.StatusBadRequest, "openApiVersionNotSupported", "OpenAPI version not supported", v)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"swagger": "2.0",
+		"info": map[string]any{"title": "Stardust Cura Connect API (simulator)", "version": "simulator"},
+		"basePath": BasePath, "paths": map[string]any{}})
+}
+
+// capabilitiesOf is what a cluster reports it can do: the list an S5 on
+// firmware 8.2 reports (reference §3), less the webcam for a MakerBot.
+func capabilitiesOf(c *cluster) []string {
+	caps := []string{"queue", "status", "print_job_action", "print_job_action_reprint", "printer_action",
+		"webcam_snapshot", "print_job_recent_history", "import_material", "rename", "set_availability"}
+	if isMakerBot(c) {
+		return []string{"queue", "status", "print_job_action", "print_job_recent_history"}
+	}
+	return caps
+}
+
+func isMakerBot(c *cluster) bool {
+	t := c.spec.printerType
+	return strings.HasPrefix(t, "lava") || strings.HasPrefix(t, "fire") || strings.HasPrefix(t, "magma")
+}
+
 func (s *Server) clusterJSON(c *cluster, now time.Time) connect.Cluster {
 	cc := connect.Cluster{
 		ClusterID: c.id, HostGUID: c.spec.hostGUID, HostName: c.spec.hostName, FriendlyName: c.spec.name,
 		PrinterCount: float64(len(c.printers)), Status: "active", IsOnline: c.spec.online,
 		HostVersion: c.spec.hostVersion, PrinterType: c.spec.printerType,
-		Capabilities:   []string{"queue", "status", "print_job_action", "printer_action", "webcam_snapshot", "print_job_recent_history"},
+		Capabilities:   capabilitiesOf(c),
 		OrganizationID: c.orgID, OrganizationShared: true, TeamIDs: []string{}, UserID: s.world.userID,
 		HostPrintJobCount: float64(len(c.queue)),
 	}
@@ -461,7 +495,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request, now time.Time
 		return
 	}
 	online := c.spec.online
-	st := connect.ClusterStatus{GeneratedTime: connect.Time{Time: now}, IsOnline: &online,
+	st := connect.ClusterStatus{GeneratedTime: connect.Time{Time: s.world.wallTime(now)}, IsOnline: &online,
 		Printers: []connect.Printer{}, PrintJobs: []connect.PrintJob{}, RecentlyCompleted: []connect.PrintJob{}}
 	for _, p := range c.printers {
 		st.Printers = append(st.Printers, s.world.printerJSON(p, now))
@@ -486,7 +520,7 @@ func (s *Server) getMaintenance(w http.ResponseWriter, r *http.Request, _ time.T
 	out := []connect.MaintenanceTask{}
 	for _, m := range c.maintenance {
 		details, _ := json.Marshal(map[string]any{"type": "time_based", "value": map[string]any{"interval": 7776000}})
-		out = append(out, connect.MaintenanceTask{IsDue: m.due, DueDate: connect.Time{Time: m.dueAt},
+		out = append(out, connect.MaintenanceTask{IsDue: m.due, DueDate: connect.Time{Time: s.world.wallTime(m.dueAt)},
 			TaskRule: connect.TaskRule{Code: m.code, TaskDetails: details}})
 	}
 	writeData(w, http.StatusOK, out)
@@ -544,6 +578,10 @@ func (s *Server) postPrintJobAction(w http.ResponseWriter, r *http.Request, now 
 		return
 	}
 	act := r.PathValue("action")
+	if !c.spec.online {
+		writeError(w, http.StatusConflict, "printerNotAcceptingJobs", "Printer is not accepting jobs", "Printer is busy or unavailable.")
+		return
+	}
 	a := s.newAction(c, act, r)
 	if !a.fail {
 		if msg := s.applyJobAction(c, j, act, body.Data, now); msg != "" {
@@ -564,12 +602,13 @@ func (s *Server) applyJobAction(c *cluster, j *job, act string, body connect.Pri
 		}
 		j.elapsed = j.elapsedAt(now)
 		j.status, j.phaseStart, j.phaseDur = "pausing", now, transitionDur
-		j.pauseAt = 0
+		j.pauseAt, j.userPaused = 0, true
 	case "print":
 		if j.status != "paused" && j.status != "pausing" {
 			return "only a paused job can resume"
 		}
 		j.status, j.phaseStart, j.phaseDur = "resuming", now, transitionDur
+		j.userPaused = false
 	case "abort":
 		switch j.status {
 		case "pre_print", "printing", "pausing", "paused", "resuming":
@@ -641,6 +680,11 @@ func (s *Server) postPrinterAction(w http.ResponseWriter, r *http.Request, _ tim
 		return
 	}
 	act := r.PathValue("action")
+	if !c.spec.online {
+		// An offline printer hears nothing: the action changes nothing.
+		writeError(w, http.StatusConflict, "printerNotAcceptingJobs", "Printer is not accepting jobs", "Printer is busy or unavailable.")
+		return
+	}
 	switch act {
 	case "get_webcam_snapshot", "identify":
 	case "rename":
@@ -653,10 +697,6 @@ func (s *Server) postPrinterAction(w http.ResponseWriter, r *http.Request, _ tim
 		}
 	default:
 		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "unknown printer action")
-		return
-	}
-	if !c.spec.online {
-		writeError(w, http.StatusConflict, "printerNotAcceptingJobs", "Printer is not accepting jobs", "Printer is busy or unavailable.")
 		return
 	}
 	a := s.newAction(c, act, r)
@@ -780,7 +820,7 @@ func (s *Server) putMaintenance(w http.ResponseWriter, r *http.Request, now time
 func (s *Server) listMakerBots(w http.ResponseWriter, _ *http.Request, _ time.Time) {
 	out := []connect.MakerBotPrinter{}
 	for _, c := range s.world.clusters {
-		if !strings.HasPrefix(c.spec.printerType, "lava") && !strings.HasPrefix(c.spec.printerType, "fire") && !strings.HasPrefix(c.spec.printerType, "magma") {
+		if !isMakerBot(c) {
 			continue
 		}
 		out = append(out, connect.MakerBotPrinter{FriendlyName: c.spec.name, HostGUID: c.spec.hostGUID, IsAuthorized: true,

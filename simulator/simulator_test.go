@@ -287,7 +287,7 @@ func TestFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.fault.Kind), func(t *testing.T) {
-			sim, _, c, _ := start(t, Options{})
+			sim, srv, c, _ := start(t, Options{})
 			id := sim.ClusterIDs()[0]
 			sim.AddFault(tt.fault)
 			_, err := c.ClusterStatus(context.Background(), id)
@@ -300,8 +300,10 @@ func TestFaults(t *testing.T) {
 					t.Errorf("Retry-After lost: %v", err)
 				}
 			}
-			if _, err := c.ClusterStatus(context.Background(), id); err != nil {
-				t.Errorf("fault with count 1 hit twice: %v", err)
+			// Asked over plain HTTP: after a 429 the client itself holds
+			// back every request until Retry-After.
+			if code, _ := get(t, srv.URL+BasePath+"/clusters/"+id+"/status", "tok"); code != http.StatusOK {
+				t.Errorf("fault with count 1 hit twice: %d", code)
 			}
 		})
 	}
@@ -353,4 +355,76 @@ func TestClusterGoesOffline(t *testing.T) {
 	if st, _ := c.ClusterStatus(context.Background(), id); st.Printers[0].Status == "unreachable" {
 		t.Error("back online but printers unreachable")
 	}
+}
+
+// TestSimulatorPromises: a pause a user sent is never resumed by the
+// simulator; actions on an offline cluster change nothing; /spec and
+// /teapot need no token; at a speed above 1 durations are reported on the
+// wall clock (issue 9.15, 9.16).
+func TestSimulatorPromises(t *testing.T) {
+	t.Run("UserPauseStays", func(t *testing.T) {
+		sim, _, c, clk := start(t, Options{Calm: true})
+		ctx := context.Background()
+		lab := sim.ClusterIDs()[0]
+		st, _ := c.ClusterStatus(ctx, lab)
+		job := st.PrintJobs[0]
+		if _, err := c.PrintJobAction(ctx, lab, job.UUID, "pause", nil); err != nil {
+			t.Fatal(err)
+		}
+		for range 60 {
+			clk.Add(time.Minute)
+			st, _ = c.ClusterStatus(ctx, lab)
+		}
+		if got := st.PrintJobs[0].Status; got != "paused" {
+			t.Fatalf("an hour after a user's pause the job is %s, want paused", got)
+		}
+		if _, err := c.PrintJobAction(ctx, lab, job.UUID, "print", nil); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Minute)
+		if st, _ = c.ClusterStatus(ctx, lab); st.PrintJobs[0].Status != "printing" {
+			t.Errorf("after resume the job is %s", st.PrintJobs[0].Status)
+		}
+	})
+	t.Run("OfflineChangesNothing", func(t *testing.T) {
+		sim, _, c, _ := start(t, Options{})
+		ctx := context.Background()
+		old := sim.ClusterIDs()[3] // the offline Ultimaker 3
+		st, _ := c.ClusterStatus(ctx, old)
+		p := st.Printers[0]
+		name := "Renamed"
+		_, err := c.PrinterAction(ctx, old, p.UUID, "rename", &connect.PrinterActionBody{Name: name})
+		if connect.KindOf(err) != connect.KindConflict {
+			t.Fatalf("rename of an offline printer: %v", err)
+		}
+		st, _ = c.ClusterStatus(ctx, old)
+		if st.Printers[0].FriendlyName == name {
+			t.Errorf("an offline printer was renamed")
+		}
+	})
+	t.Run("NoTokenNeeded", func(t *testing.T) {
+		_, srv, _, _ := start(t, Options{})
+		if code, body := get(t, srv.URL+BasePath+"/spec", ""); code != http.StatusOK || body["swagger"] != "2.0" {
+			t.Errorf("/spec: %d %v", code, body)
+		}
+		if code, _ := get(t, srv.URL+BasePath+"/teapot", ""); code != http.StatusTeapot {
+			t.Errorf("/teapot: %d", code)
+		}
+	})
+	t.Run("WallClockDurations", func(t *testing.T) {
+		sim, _, c, clk := start(t, Options{Speed: 30, Calm: true})
+		ctx := context.Background()
+		lab := sim.ClusterIDs()[0]
+		st, _ := c.ClusterStatus(ctx, lab)
+		j0 := st.PrintJobs[0]
+		clk.Add(10 * time.Second) // 300 simulated seconds
+		st, _ = c.ClusterStatus(ctx, lab)
+		j1 := st.PrintJobs[0]
+		if d := j1.TimeElapsed - j0.TimeElapsed; d < 9 || d > 11 {
+			t.Errorf("elapsed grew %v s in 10 wall seconds at 30x, want about 10", d)
+		}
+		if j1.TimeTotal > 4*60*60/30+1 {
+			t.Errorf("total %v s is not on the wall clock", j1.TimeTotal)
+		}
+	})
 }

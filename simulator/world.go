@@ -85,6 +85,7 @@ type job struct {
 	pauseAt, abortAt           time.Duration // 0 = never
 	aborted                    bool
 	force                      bool
+	userPaused                 bool // paused by an action: stays paused until resumed
 	printer                    *printer
 	endedAt                    time.Time
 }
@@ -97,6 +98,28 @@ type world struct {
 	seq      int
 	userID   string
 	host     string // of the current request, for absolute URLs
+	// speed, realT0 and simT0 map simulated time to the wall clock for
+	// what is reported: the world runs speed times faster, and durations
+	// and times in answers are wall-clock ones, so an ETA computed from
+	// them is right on a watch (the demo runs at 30x).
+	speed         float64
+	realT0, simT0 time.Time
+}
+
+// wallDur reports a simulated duration in wall-clock seconds.
+func (w *world) wallDur(d time.Duration) float64 {
+	if w.speed <= 0 {
+		return float64(int(d.Seconds()))
+	}
+	return float64(int(d.Seconds() / w.speed))
+}
+
+// wallTime reports a simulated instant on the wall clock.
+func (w *world) wallTime(t time.Time) time.Time {
+	if w.speed <= 0 || t.IsZero() {
+		return t
+	}
+	return w.realT0.Add(time.Duration(float64(t.Sub(w.simT0)) / w.speed))
 }
 
 // cloudID makes a deterministic 44-character URL-safe base64 id, the shape
@@ -355,6 +378,9 @@ func (w *world) step(c *cluster, p *printer, now time.Time) bool {
 		j.status, j.phaseStart, j.phaseDur = "printing", end, 0
 	case "pausing":
 		j.status, j.phaseStart, j.phaseDur = "paused", end, pauseDur
+		if j.userPaused {
+			j.phaseDur = 0 // a person paused it: it waits for them
+		}
 	case "paused":
 		j.status, j.phaseStart, j.phaseDur = "resuming", end, transitionDur
 	case "aborting":
@@ -433,9 +459,9 @@ func (w *world) jobJSON(c *cluster, j *job, now time.Time) connect.PrintJob {
 	pj := connect.PrintJob{
 		UUID: j.uuid, CloudJobID: j.cloudID, ClusterID: c.id, Name: j.name, Owner: j.owner,
 		MachineVariant: j.variant, Status: j.status, State: j.state, Started: j.printer != nil,
-		Force: j.force, IsOnline: c.spec.online, SentFrom: "cloud", CreatedAt: connect.Time{Time: j.createdAt},
-		TimeTotal: j.total.Seconds(), TimeElapsed: float64(int(el.Seconds())),
-		TimeRemaining:             float64(int((j.total - el).Seconds())),
+		Force: j.force, IsOnline: c.spec.online, SentFrom: "cloud", CreatedAt: connect.Time{Time: w.wallTime(j.createdAt)},
+		TimeTotal: w.wallDur(j.total), TimeElapsed: w.wallDur(el),
+		TimeRemaining:             w.wallDur(j.total - el),
 		PreviewURL:                "",
 		CompatibleMachineFamilies: []string{j.variant},
 	}
