@@ -398,7 +398,7 @@ func (s *Server) spec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"swagger": "2.0",
-		"info": map[string]any{"title": "Stardust Cura Connect API (simulator)", "version": "simulator"},
+		"info":     map[string]any{"title": "Stardust Cura Connect API (simulator)", "version": "simulator"},
 		"basePath": BasePath, "paths": map[string]any{}})
 }
 
