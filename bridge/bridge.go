@@ -4,6 +4,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -136,15 +137,39 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Retain: true})
 	}
 	// Configs go before states, so Home Assistant has the entity when its
-	// first value arrives.
+	// first value arrives, and a group's device before its printers'.
+	if c := u.Cluster; c != nil {
+		b.clusters[c.ID] = *c
+		if b.disc != nil {
+			wasGroup := b.clusterDevices[c.ID]
+			if m, ok := b.disc.Cluster(*c); ok {
+				msgs = append(msgs, m)
+				b.clusterDevices[c.ID] = true
+			} else if wasGroup {
+				// Down to one printer: its printer device is enough.
+				msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
+				delete(b.clusterDevices, c.ID)
+			}
+			if wasGroup != b.clusterDevices[c.ID] {
+				// Its printers now hang under another device.
+				for _, id := range c.Printers {
+					if p, ok := b.printers[id]; ok && !slices.ContainsFunc(u.Printers, func(q state.Printer) bool { return q.ID == id }) {
+						b.configKeys[id] = b.disc.PrinterKey(p, !wasGroup)
+						msgs = append(msgs, b.disc.Printer(p, !wasGroup))
+					}
+				}
+			}
+		}
+	}
 	for _, p := range u.Printers {
 		b.printers[p.ID] = p
 		// The config is 15–20 KB; render it only when what it shows changed
 		// (a printing printer changes state every poll).
 		if b.disc != nil {
-			if key := b.disc.PrinterKey(p); b.configKeys[p.ID] != key {
+			inGroup := b.clusterDevices[p.Cluster]
+			if key := b.disc.PrinterKey(p, inGroup); b.configKeys[p.ID] != key {
 				b.configKeys[p.ID] = key
-				msgs = append(msgs, b.disc.Printer(p))
+				msgs = append(msgs, b.disc.Printer(p, inGroup))
 			}
 		}
 		msgs = append(msgs,
@@ -158,17 +183,6 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		}
 	}
 	if c := u.Cluster; c != nil {
-		b.clusters[c.ID] = *c
-		if b.disc != nil {
-			if m, ok := b.disc.Cluster(*c); ok {
-				msgs = append(msgs, m)
-				b.clusterDevices[c.ID] = true
-			} else if b.clusterDevices[c.ID] {
-				// Down to one printer: its printer device is enough.
-				msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
-				delete(b.clusterDevices, c.ID)
-			}
-		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.ClusterState(c.ID), c, true),
 			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: availability(c.Online), Retain: true})

@@ -87,6 +87,7 @@ type Printer struct {
 	Enabled                 bool                     `json:"enabled"`
 	Configuration           []PrintCoreConfiguration `json:"configuration,omitempty"`
 	BuildPlate              *BuildPlate              `json:"build_plate,omitempty"`
+	Chamber                 *Chamber                 `json:"chamber,omitempty"`
 	MaterialStation         *MaterialStation         `json:"material_station,omitempty"`
 	Errors                  []PrinterError           `json:"errors,omitempty"`
 	Faults                  []PrinterFault           `json:"faults,omitempty"`
@@ -119,6 +120,11 @@ type Material struct {
 // BuildPlate is a ClusterPrinterBuildPlate.
 type BuildPlate struct {
 	Type        string   `json:"type,omitempty"`
+	Temperature *float64 `json:"temperature,omitempty"`
+}
+
+// Chamber is the build chamber of printers that report its temperature.
+type Chamber struct {
 	Temperature *float64 `json:"temperature,omitempty"`
 }
 

@@ -76,19 +76,22 @@ func (c Config) Ours(topic string) bool {
 }
 
 // PrinterKey changes exactly when the device config of p changes: the
-// config depends on these fields only, so callers can skip rendering it
-// on every state change.
-func (c Config) PrinterKey(p state.Printer) string {
+// config depends on these fields only (and on inGroup), so callers can
+// skip rendering it on every state change.
+func (c Config) PrinterKey(p state.Printer, inGroup bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version, c.Buttons)
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
+		p.Cluster, inGroup, p.Chamber != nil, c.Buttons)
 	for _, e := range p.Extruders {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
 	}
 	return b.String()
 }
 
-// Printer returns the device config of printer p.
-func (c Config) Printer(p state.Printer) mqttpub.Message {
+// Printer returns the device config of printer p. A printer of a cluster
+// with several printers (inGroup) hangs under the cluster's device; any
+// other under the bridge's.
+func (c Config) Printer(p state.Printer, inGroup bool) mqttpub.Message {
 	obj := c.PrinterObjectID(p.ID)
 	st := c.Tree.PrinterState(p.ID)
 	cs := components{}
@@ -161,6 +164,12 @@ func (c Config) Printer(p state.Printer) mqttpub.Message {
 	}
 	cs.add("build_plate", sensor(uid("build_plate"), "Build plate", st,
 		"{{ value_json.build_plate.type if value_json.build_plate else None }}", "").with("entity_category", "diagnostic").with("icon", "mdi:layers"))
+	cs.add("build_plate_temperature", temperature(uid("build_plate_temperature"), "Build plate temperature", st,
+		"{{ value_json.build_plate.temperature if value_json.build_plate and value_json.build_plate.temperature is not none else None }}"))
+	if p.Chamber != nil {
+		cs.add("chamber_temperature", temperature(uid("chamber_temperature"), "Chamber temperature", st,
+			"{{ value_json.chamber.temperature if value_json.chamber and value_json.chamber.temperature is not none else None }}"))
+	}
 	cs.add("firmware", Component{"platform": "update", "unique_id": uid("firmware"), "name": "Firmware", "state_topic": st,
 		"device_class": "firmware", "entity_category": "diagnostic",
 		"value_template": "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.latest if value_json.firmware.latest else value_json.firmware.version} | tojson }}"})
@@ -198,12 +207,16 @@ func (c Config) Printer(p state.Printer) mqttpub.Message {
 			"type": t, "subtype": "printer", "value_template": "{{ value_json.event }}", "payload": t})
 	}
 
+	via := c.BridgeObjectID()
+	if inGroup {
+		via = c.ClusterObjectID(p.Cluster)
+	}
 	dev := map[string]any{
 		"identifiers":  []string{obj},
 		"name":         nonEmpty(p.FriendlyName, p.ID),
 		"manufacturer": manufacturer(p.MachineVariant),
 		"model":        nonEmpty(p.MachineVariant, "unknown"),
-		"via_device":   c.BridgeObjectID(),
+		"via_device":   via,
 	}
 	if p.Firmware.Version != "" {
 		dev["sw_version"] = p.Firmware.Version
@@ -326,6 +339,11 @@ func binarySensor(uid, name, stateTopic, tpl, deviceClass string) Component {
 		c["device_class"] = deviceClass
 	}
 	return c
+}
+
+func temperature(uid, name, stateTopic, tpl string) Component {
+	return sensor(uid, name, stateTopic, tpl, "temperature").with("unit_of_measurement", "°C").
+		with("state_class", "measurement").with("suggested_display_precision", 1)
 }
 
 func availability(topic string) map[string]any { return map[string]any{"topic": topic} }

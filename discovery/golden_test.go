@@ -64,3 +64,37 @@ func firstDiff(a, b string) string {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestTemperaturesAndGroups: every printer has a build-plate temperature
+// sensor, the S7 (which reports one) a chamber sensor, and printers of a
+// multi-printer cluster hang under the cluster's device (issue 9.15).
+func TestTemperaturesAndGroups(t *testing.T) {
+	w := buildWorld(t)
+	cfg := func(obj string) map[string]any {
+		var v map[string]any
+		if err := json.Unmarshal(w.retained["homeassistant/device/"+obj+"/config"], &v); err != nil {
+			t.Fatalf("%s: %v", obj, err)
+		}
+		return v
+	}
+	s7 := cfg("ultimaker2mqtt_printer_ultimakersystem-ccbdd3007c42")
+	cmps := s7["components"].(map[string]any)
+	for _, id := range []string{"build_plate_temperature", "chamber_temperature"} {
+		c, ok := cmps[id].(map[string]any)
+		if !ok || c["device_class"] != "temperature" || c["unit_of_measurement"] != "°C" || c["state_class"] != "measurement" {
+			t.Errorf("S7 %s: %v", id, c)
+		}
+	}
+	if _, ok := cfg("ultimaker2mqtt_printer_ultimakersystem-4b0fc38e95e3")["components"].(map[string]any)["chamber_temperature"]; ok {
+		t.Errorf("the S5 reports no chamber but got a chamber sensor")
+	}
+	for obj, via := range map[string]string{
+		"ultimaker2mqtt_printer_ultimakersystem-ccbdd3007c42": "ultimaker2mqtt_cluster_ultimakersystem-ccbdd30044ec",
+		"ultimaker2mqtt_printer_ultimakersystem-ccbdd30044ec": "ultimaker2mqtt_cluster_ultimakersystem-ccbdd30044ec",
+		"ultimaker2mqtt_printer_ultimakersystem-4b0fc38e95e3": "ultimaker2mqtt_bridge",
+	} {
+		if got := cfg(obj)["device"].(map[string]any)["via_device"]; got != via {
+			t.Errorf("%s via %v, want %s", obj, got, via)
+		}
+	}
+}

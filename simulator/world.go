@@ -30,6 +30,7 @@ type printerSpec struct {
 	cores                                         []coreSpec
 	plate                                         string
 	maintenance                                   bool
+	chamber                                       bool // reports a chamber temperature
 }
 
 type coreSpec struct {
@@ -180,7 +181,7 @@ func defaultSpecs() []clusterSpec {
 					cores: []coreSpec{{core: "AA 0.4", material: "PETG", brand: "Generic", color: "Blue"},
 						{core: "BB 0.4", material: "Breakaway", brand: "Ultimaker", color: "White"}}},
 				{name: "Farm-S7-C", variant: "UltiMaker S7", firmware: "10.0.1", latest: "10.1.0",
-					updateStatus: "update_available", uniqueName: "ultimakersystem-ccbdd3007c42", ip: "10.0.4.13", plate: "pei",
+					updateStatus: "update_available", uniqueName: "ultimakersystem-ccbdd3007c42", ip: "10.0.4.13", plate: "pei", chamber: true,
 					cores: []coreSpec{{core: "AA 0.4", material: "PLA", brand: "Ultimaker", color: "Silver Metallic", remaining: 90000},
 						{core: "AA 0.4", material: "PLA", brand: "Ultimaker", color: "Red", remaining: 120000}}},
 			},
@@ -486,6 +487,13 @@ func (w *world) printerJSON(p *printer, now time.Time) connect.Printer {
 			t = 60.0
 		}
 		cp.BuildPlate = &connect.BuildPlate{Type: s.plate, Temperature: &t}
+	}
+	if s.chamber {
+		t := 28.0
+		if p.job != nil {
+			t = 34.5
+		}
+		cp.Chamber = &connect.Chamber{Temperature: &t}
 	}
 	for i, cs := range s.cores {
 		cfg := connect.PrintCoreConfiguration{ExtruderIndex: float64(i), PrintCoreID: cs.core,

@@ -35,6 +35,7 @@ type Printer struct {
 	LastJob        *LastJob    `json:"last_job"`
 	Extruders      []Extruder  `json:"extruders"`
 	BuildPlate     *BuildPlate `json:"build_plate"`
+	Chamber        *Chamber    `json:"chamber,omitempty"` // only where the printer reports one
 	Firmware       Firmware    `json:"firmware"`
 	Maintenance    Maintenance `json:"maintenance"`
 	Errors         []string    `json:"errors"`
@@ -80,6 +81,11 @@ type Extruder struct {
 // BuildPlate is the build plate type and temperature.
 type BuildPlate struct {
 	Type        string   `json:"type"`
+	Temperature *float64 `json:"temperature"`
+}
+
+// Chamber is the build chamber's temperature (°C).
+type Chamber struct {
 	Temperature *float64 `json:"temperature"`
 }
 
@@ -279,6 +285,9 @@ func Build(obs Observation, prev *View) View {
 		}
 		if cp.BuildPlate != nil {
 			p.BuildPlate = &BuildPlate{Type: cp.BuildPlate.Type, Temperature: round1(cp.BuildPlate.Temperature)}
+		}
+		if cp.Chamber != nil && round1(cp.Chamber.Temperature) != nil {
+			p.Chamber = &Chamber{Temperature: round1(cp.Chamber.Temperature)}
 		}
 		pp := prevPrinters[p.ID]
 		if j := jobOn(cp, jobs, len(printers)); j != nil {
