@@ -157,3 +157,59 @@ func TestDockerfile(t *testing.T) {
 		t.Error("Dockerfile runs as root")
 	}
 }
+
+// TestNodeRedFlowMatchesByTransaction runs the flow's own functions (in
+// node, when it is installed): the pause command remembers its
+// transaction, and only answers that carry it pass, pending ones without
+// forgetting it. The status debug sits behind a report-by-exception
+// filter, so it shows changes, not every poll (issue 9.17).
+func TestNodeRedFlowMatchesByTransaction(t *testing.T) {
+	b, err := os.ReadFile("examples/node-red/flow.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []map[string]any
+	if err := json.Unmarshal(b, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]map[string]any{}
+	for _, n := range nodes {
+		byID[n["id"].(string)] = n
+	}
+	next := func(id string) map[string]any {
+		ws := asList(asList(byID[id]["wires"])[0])
+		return byID[ws[0].(string)]
+	}
+	if f := next("u2m_state_in"); f["type"] != "rbe" || f["property"] != "payload.status" {
+		t.Errorf("printer states reach the debug through %v, want a filter on payload.status", f["type"])
+	}
+	match := next("u2m_response_in")
+	if match["type"] != "function" || next(match["id"].(string))["id"] != "u2m_answer" {
+		t.Fatalf("answers do not pass a matching function before the status switch")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed; the flow's structure was checked")
+	}
+	script := `
+const ctx = {}; const flow = {get: k => ctx[k], set: (k, v) => { ctx[k] = v; }};
+const pause = new Function('msg', 'flow', ` + jsString(byID["u2m_pause_cmd"]["func"].(string)) + `);
+const match = new Function('msg', 'flow', ` + jsString(match["func"].(string)) + `);
+const sent = pause({_msgid: 'abc'}, flow);
+const tx = sent.payload.transaction;
+const out = [];
+for (const a of [{transaction: 'other', status: 'ok'}, {transaction: tx, status: 'pending'},
+                 {transaction: tx, status: 'ok'}, {transaction: tx, status: 'ok'}, {status: 'error'}]) {
+  out.push(match({payload: a}, flow) ? a.status : '-');
+}
+console.log(sent.payload.action + ' ' + out.join(','));`
+	got, err := exec.Command(node, "-e", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, got)
+	}
+	if want := "pause -,pending,ok,-,-"; strings.TrimSpace(string(got)) != want {
+		t.Errorf("flow functions: %s, want %s", got, want)
+	}
+}
+
+func jsString(s string) string { b, _ := json.Marshal(s); return string(b) }
