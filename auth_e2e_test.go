@@ -215,15 +215,24 @@ func TestCheckCommand(t *testing.T) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
 	}
-	// A wrong token: non-zero, with the reason.
+	if !strings.Contains(out.String(), "API token accepted") {
+		t.Errorf("check does not say the token was accepted:\n%s", out.String())
+	}
+	// A wrong token: non-zero, with the reason, and never "accepted"
+	// (issue 9.18).
 	env := append(slices.Clone(w.env), "ULTIMAKER_API_TOKEN=wrong")
-	err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{})
-	if err == nil || !strings.Contains(err.Error(), "401") {
+	var wrong syncBuffer
+	err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &wrong, &syncBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the token") {
 		t.Errorf("check with a wrong token: %v", err)
 	}
-	// No broker: non-zero.
+	if strings.Contains(wrong.String(), "accepted") {
+		t.Errorf("check says a refused token was accepted:\n%s", wrong.String())
+	}
+	// No broker: non-zero, saying why.
 	env = append(slices.Clone(w.env), "MQTT_URL=tcp://127.0.0.1:1")
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "not reachable") {
+	if err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{}); err == nil ||
+		!strings.Contains(err.Error(), "not reachable") || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("check without a broker: %v", err)
 	}
 }

@@ -268,13 +268,13 @@ func sweepStale(ctx context.Context, mq *mqttpub.Client, br *bridge.Bridge, tree
 	if disc != nil {
 		filters = append(filters, disc.DeviceFilter())
 	}
-	found, err := mq.RetainedTopics(ctx, filters, 2*time.Second)
+	found, err := mq.Retained(ctx, filters, 2*time.Second)
 	if err != nil {
 		log.Debug().Err(err).Msg("stale topic sweep skipped")
 		return
 	}
 	var stale []string
-	for _, t := range found {
+	for t := range found {
 		if disc != nil && disc.Ours(t) {
 			stale = append(stale, t) // cleared unless published this run
 			continue

@@ -46,14 +46,20 @@ func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 	stop()
 	<-done
 	if !connected {
-		return fmt.Errorf("broker %s: not reachable (check MQTT_URL, credentials and TLS settings)", redact(cfg.MQTTURL))
+		why := "no answer within 8s"
+		if err := mq.LastConnectError(); err != nil {
+			why = redact(err.Error())
+		}
+		return fmt.Errorf("broker %s: not reachable: %s (check MQTT_URL, credentials and TLS settings)", redact(cfg.MQTTURL), why)
 	}
 	fmt.Fprintf(stdout, "broker %s: ok\n", redact(cfg.MQTTURL))
 
+	// Each sign-in line is printed only once the API accepted the token.
 	var ts oauth2.TokenSource
+	var signedIn []string
 	if cfg.APIToken != "" {
-		ts = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal()})
-		fmt.Fprintln(stdout, "sign-in: API token")
+		ts = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"})
+		signedIn = append(signedIn, "sign-in: API token accepted")
 	} else {
 		src := auth.NewSource(auth.Config{OAuth: oauthConfig(cfg), TokenFile: cfg.TokenFile}, log)
 		tok, err := src.Token()
@@ -61,9 +67,9 @@ func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 			return fmt.Errorf("sign-in: %v", err)
 		}
 		ts = src
-		fmt.Fprintf(stdout, "sign-in: token file %s\n", cfg.TokenFile)
+		signedIn = append(signedIn, fmt.Sprintf("sign-in: token file %s accepted", cfg.TokenFile))
 		if who := whoAmI(ctx, cfg.AccountURL, tok.AccessToken); who != "" {
-			fmt.Fprintln(stdout, who)
+			signedIn = append(signedIn, who)
 		}
 	}
 	api, err := connect.New(connect.Options{BaseURL: cfg.APIURL, TokenSource: ts, Timeout: cfg.APITimeout, UserAgent: "ultimaker2mqtt/" + buildVersion()})
@@ -72,7 +78,13 @@ func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 	}
 	clusters, err := api.Clusters(ctx)
 	if err != nil {
+		if connect.KindOf(err) == connect.KindAuth {
+			return fmt.Errorf("sign-in: the Connect API refused the token: %w", err)
+		}
 		return fmt.Errorf("Connect API %s: %w", cfg.APIURL, err)
+	}
+	for _, l := range signedIn {
+		fmt.Fprintln(stdout, l)
 	}
 	printers := 0
 	org := ""

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,7 +17,16 @@ import (
 // runCleanup removes everything the bridge ever published: every retained
 // topic below the base topic and this bridge's Home Assistant devices.
 // For users who uninstall; stop the bridge first, or it publishes again.
-func runCleanup(ctx context.Context, vars map[string]string, stdout, stderr io.Writer) error {
+func runCleanup(ctx context.Context, args []string, vars map[string]string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	force := fs.Bool("force", false, "clear even while a bridge with this base topic says it is online")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &configError{"cleanup: " + err.Error()}
+	}
 	cfg, err := loadConfig(vars, false)
 	if err != nil {
 		return err
@@ -44,12 +55,18 @@ func runCleanup(ctx context.Context, vars map[string]string, stdout, stderr io.W
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	found, err := mq.RetainedTopics(ctx, []string{tree.Base + "/#", disc.DeviceFilter()}, 2*time.Second)
+	found, err := mq.Retained(ctx, []string{tree.Base + "/#", disc.DeviceFilter()}, 2*time.Second)
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
+	// A running bridge would publish everything again at once, and its
+	// users would lose their devices for nothing.
+	if string(found[tree.BridgeState()]) == topics.Online && !*force {
+		return fmt.Errorf("cleanup: a bridge with base topic %s is online (%s says so); stop it first, or run cleanup -force",
+			tree.Base, tree.BridgeState())
+	}
 	var clear []string
-	for _, t := range found {
+	for t := range found {
 		if strings.HasPrefix(t, tree.Base+"/") || disc.Ours(t) {
 			clear = append(clear, t)
 		}

@@ -126,6 +126,17 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	watch.WaitFor(10*time.Second, "bridge running", func(m map[string]mqtttest.Message) bool {
 		return hasAll(m, expectedTopics("bye")) && m["homeassistant/device/ultimaker2mqtt_bye_bridge/config"].Payload != ""
 	})
+	// While the bridge is online cleanup refuses (issue 9.18).
+	err := run(context.Background(), []string{"ultimaker2mqtt", "cleanup"}, w.env, &syncBuffer{}, &syncBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "-force") {
+		t.Fatalf("cleanup while the bridge runs: %v", err)
+	}
+	if got := mqtttest.Retained(t, w.broker.URL(), "bye/bridge/info", 200*time.Millisecond); len(got) != 1 {
+		t.Fatalf("a refused cleanup cleared topics")
+	}
+	if err := run(context.Background(), []string{"ultimaker2mqtt", "cleanup", "-force"}, w.env, &syncBuffer{}, &syncBuffer{}); err != nil {
+		t.Fatalf("cleanup -force: %v", err)
+	}
 	if err, _ := stop(); err != nil {
 		t.Fatal(err)
 	}

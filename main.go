@@ -57,7 +57,7 @@ Usage:
   ultimaker2mqtt check       check the configuration, the broker and the API, and say what is seen
   ultimaker2mqtt healthcheck ask a running bridge's /healthz (HTTP_LISTEN); exit 0 when healthy
   ultimaker2mqtt cleanup     remove everything the bridge published (retained topics,
-                             Home Assistant devices); stop the bridge first
+                             Home Assistant devices); stop the bridge first, or -force
   ultimaker2mqtt version     print the version
   ultimaker2mqtt -h          this help
 
@@ -91,7 +91,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
 	case "cleanup":
-		return runCleanup(ctx, vars, stdout, stderr)
+		return runCleanup(ctx, rest, vars, stdout, stderr)
 	case "login":
 		return runLogin(ctx, vars, stdout, stderr)
 	case "check":

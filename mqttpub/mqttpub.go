@@ -113,6 +113,7 @@ type Client struct {
 	connects  int           // guarded by mu; for tests and logs
 	published atomic.Uint64 // messages handed to paho
 	overflow  atomic.Int64  // messages that found the inbox full this streak
+	lastErr   atomic.Value  // error of the latest failed connect, for check
 	acks      chan mqtt.Token
 	unacked   atomic.Int64 // publishes not acknowledged this streak
 
@@ -348,19 +349,19 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 	return waitAll(ctx, tokens)
 }
 
-// RetainedTopics subscribes to filters for settle and returns the topics
-// the broker holds a retained, non-empty message for. It works on an open
+// Retained subscribes to filters for settle and returns the retained,
+// non-empty messages the broker holds there, by topic. It works on an open
 // connection only.
-func (c *Client) RetainedTopics(ctx context.Context, filters []string, settle time.Duration) ([]string, error) {
+func (c *Client) Retained(ctx context.Context, filters []string, settle time.Duration) (map[string][]byte, error) {
 	if !c.cli.IsConnectionOpen() {
 		return nil, errors.New("mqtt: not connected")
 	}
 	var mu sync.Mutex
-	found := map[string]bool{}
+	found := map[string][]byte{}
 	h := func(_ mqtt.Client, m mqtt.Message) {
 		if m.Retained() {
 			mu.Lock()
-			found[m.Topic()] = len(m.Payload()) > 0
+			found[m.Topic()] = bytes.Clone(m.Payload())
 			mu.Unlock()
 		}
 	}
@@ -380,10 +381,10 @@ func (c *Client) RetainedTopics(ctx context.Context, filters []string, settle ti
 	waitAll(uctx, []mqtt.Token{c.cli.Unsubscribe(filters...)})
 	mu.Lock()
 	defer mu.Unlock()
-	var out []string
-	for t, nonEmpty := range found {
-		if nonEmpty {
-			out = append(out, t)
+	out := make(map[string][]byte, len(found))
+	for t, p := range found {
+		if len(p) > 0 {
+			out[t] = p
 		}
 	}
 	return out, ctx.Err()
@@ -404,6 +405,12 @@ func (c *Client) ClearUnknown(ctx context.Context, topics []string) (int, error)
 	}
 	c.mu.Unlock()
 	return len(tokens), waitAll(ctx, tokens)
+}
+
+// LastConnectError is why the latest connection attempt failed, or nil.
+func (c *Client) LastConnectError() error {
+	err, _ := c.lastErr.Load().(error)
+	return err
 }
 
 // Published counts messages handed to the broker connection.
@@ -480,6 +487,9 @@ func (c *Client) connect(ctx context.Context, cli mqtt.Client, primary bool) boo
 		}
 		if t.Error() == nil {
 			return true
+		}
+		if primary {
+			c.lastErr.Store(t.Error())
 		}
 		if attempt == 1 && primary {
 			c.log.Warn().Err(t.Error()).Str("broker", redactURL(c.cfg.URL)).Msg("broker unreachable; retrying")
