@@ -74,6 +74,12 @@ type Handler func(ctx context.Context, m Inbound)
 type Subscription struct {
 	Filter string
 	Handle Handler
+	// QoS of the subscription. 0 suits commands: a burst is delivered at
+	// once instead of queueing behind the broker's in-flight window
+	// (mosquitto drops what exceeds its per-client queue), and with a
+	// clean session a redelivery after a reconnect cannot happen anyway.
+	// Handle sets 1.
+	QoS byte
 	// MaxPayload, when positive, bounds what is kept of a message: a
 	// larger one reaches Handle without its payload (Size says how big),
 	// so a flood of large messages cannot fill memory.
@@ -230,7 +236,7 @@ func tlsConfig(scheme string, cfg Config) (*tls.Config, error) {
 // Handle registers h for filter. Subscriptions are made on every connect.
 // Call it before Run.
 func (c *Client) Handle(filter string, h Handler) {
-	c.Subscribe(Subscription{Filter: filter, Handle: h})
+	c.Subscribe(Subscription{Filter: filter, Handle: h, QoS: 1})
 }
 
 // Subscribe registers s; it is subscribed on every connect. Call it
@@ -529,7 +535,7 @@ func (c *Client) connected() {
 		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, Online), "publish online")
 	}
 	for _, s := range c.subs {
-		wait(c.cli.Subscribe(s.Filter, 1, c.receive(s)), "subscribe "+s.Filter)
+		wait(c.cli.Subscribe(s.Filter, min(s.QoS, 1), c.receive(s)), "subscribe "+s.Filter)
 	}
 	c.mu.Lock()
 	tokens := make([]mqtt.Token, 0, len(c.retained))

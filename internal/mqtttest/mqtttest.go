@@ -195,12 +195,20 @@ type Watcher struct {
 // Watch subscribes to filter on url and records until the test ends.
 func Watch(t testing.TB, url, filter string) *Watcher {
 	t.Helper()
+	return WatchQoS(t, url, filter, 1)
+}
+
+// WatchQoS is Watch with a subscription of the given QoS. QoS 0 takes a
+// flood without mosquitto's per-client queue limit (max_queued_messages,
+// 1,000 by default) dropping part of it.
+func WatchQoS(t testing.TB, url, filter string, qos byte) *Watcher {
+	t.Helper()
 	w := &Watcher{t: t, last: map[string]Message{}, note: make(chan struct{}, 1)}
 	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("watch-%d", time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(true)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) {
 			w.mu.Lock()
 			msg := Message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()}
 			w.all = append(w.all, msg)
