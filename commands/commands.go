@@ -216,10 +216,6 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 			return
 		}
 	}
-	if in.Payload == nil && in.Size > 0 {
-		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, MaxPayloadFor(in.Topic))))
-		return
-	}
 	if in.Retained {
 		// A retained command would replay on every reconnect: answer it
 		// once, clear it, and never carry it out.
@@ -227,6 +223,10 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 			h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)}, retainedAnswer())
 		}
 		h.clear(ctx, in.Topic)
+		return
+	}
+	if in.Payload == nil && in.Size > 0 {
+		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, MaxPayloadFor(in.Topic))))
 		return
 	}
 	req, err := h.parse(t, in.Payload, empty)
@@ -262,8 +262,9 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 // call and never blocks; mqttpub calls it on paho's goroutine.
 func (h *Handler) Busy(ctx context.Context, in mqttpub.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
-	if !ok || in.Retained || len(bytes.TrimSpace(in.Payload)) == 0 && (in.Size == 0 || t.kind != "bridge") {
-		return
+	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
+	if !ok || in.Retained || empty && t.kind != "bridge" {
+		return // Handle would not answer these either
 	}
 	h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)},
 		fail(CodeBusy, "the bridge is taking in too many commands; try again"))

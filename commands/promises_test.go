@@ -86,6 +86,17 @@ func TestRetainedCommands(t *testing.T) {
 			t.Fatalf("answers %+v", rs)
 		}
 	})
+	t.Run("OversizeRetained", func(t *testing.T) {
+		r := newRig(Config{})
+		r.h.Handle(context.Background(), mqttpub.Inbound{Topic: "u/printers/printing/set", Size: 1 << 20, Retained: true})
+		r.h.Wait()
+		if c := r.clears(); len(c) != 1 {
+			t.Errorf("an oversize retained command was not cleared: %v", c)
+		}
+		if rs := r.send("u/printers/printing/set", "", false); len(rs) != 0 {
+			t.Errorf("answers %+v", rs)
+		}
+	})
 	t.Run("MemoryIsBounded", func(t *testing.T) {
 		r := newRig(Config{})
 		big := `{"action":"pause","transaction":"` + strings.Repeat("x", 100) + `"}`

@@ -356,8 +356,10 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 }
 
 // Retained subscribes to filters for settle and returns the retained,
-// non-empty messages the broker holds there, by topic. It works on an open
-// connection only.
+// non-empty messages the broker holds there, by topic, each cut to its
+// first 256 bytes: callers look for topics and small payloads, and
+// whatever strangers retained below the filters must not be copied whole.
+// It works on an open connection only.
 func (c *Client) Retained(ctx context.Context, filters []string, settle time.Duration) (map[string][]byte, error) {
 	if !c.cli.IsConnectionOpen() {
 		return nil, errors.New("mqtt: not connected")
@@ -366,8 +368,9 @@ func (c *Client) Retained(ctx context.Context, filters []string, settle time.Dur
 	found := map[string][]byte{}
 	h := func(_ mqtt.Client, m mqtt.Message) {
 		if m.Retained() {
+			p := m.Payload()
 			mu.Lock()
-			found[m.Topic()] = bytes.Clone(m.Payload())
+			found[m.Topic()] = bytes.Clone(p[:min(len(p), 256)])
 			mu.Unlock()
 		}
 	}
