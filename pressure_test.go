@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 
 	"testing"
@@ -11,6 +12,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
 
 // blast publishes payloads to topics without waiting for each
@@ -158,4 +160,47 @@ func waitForPrinters(t *testing.T, w *world, base string) {
 	watch.WaitFor(15*time.Second, "printer states", func(m map[string]mqtttest.Message) bool {
 		return hasAll(m, expectedTopics(base))
 	})
+}
+
+// TestCloudReachableSteadyWithOneFailingCluster: with one of fifteen
+// clusters answering 500 on every poll, cloud_reachable in bridge/info
+// never flips (issue 9.11). 20 s at 1-s polls: twenty polls of each.
+func TestCloudReachableSteadyWithOneFailingCluster(t *testing.T) {
+	flips, seen := cloudReachableFlips(t, 20*time.Second)
+	t.Logf("cloud_reachable: %d flips in 20 s with one of 15 clusters failing (%d info messages)", flips, seen)
+	if flips != 0 {
+		t.Errorf("cloud_reachable flipped %d times", flips)
+	}
+}
+
+func cloudReachableFlips(t *testing.T, d time.Duration) (flips, seen int) {
+	b := mqtttest.Start(t)
+	sim := simulator.New(simulator.Options{Seed: 3, ExtraPrinters: 15, OnlyExtra: true, Tokens: []string{testToken}})
+	sim.AddFault(simulator.Fault{Kind: simulator.FaultServerError, PathContains: sim.ClusterIDs()[3] + "/status"})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	watch := mqtttest.Watch(t, b.URL(), "reach/bridge/info")
+	startBridge(t, []string{"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=reach", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=5s",
+		"POLL_BACKOFF_MAX=2s", "LOG_FORMAT=json"})
+	time.Sleep(d)
+	var last *bool
+	for _, m := range watch.All() {
+		var info struct {
+			Reachable *bool `json:"cloud_reachable"`
+			Ready     bool  `json:"ready"`
+		}
+		if json.Unmarshal([]byte(m.Payload), &info) != nil || info.Reachable == nil || !info.Ready {
+			continue
+		}
+		seen++
+		if last != nil && *last != *info.Reachable {
+			flips++
+		}
+		last = info.Reachable
+	}
+	if seen == 0 {
+		t.Fatal("no bridge/info with cloud_reachable")
+	}
+	return flips, seen
 }

@@ -443,3 +443,27 @@ func TestBusyAndMaxPayload(t *testing.T) {
 		t.Errorf("oversize message: payload %q size %d, want none and 100", big.Payload, big.Size)
 	}
 }
+
+// TestBackWithinSecondsAfterLongOutage: after a broker outage long enough
+// for the backoff to reach its cap, the client is back within 5 s of the
+// broker's return (issue 9.13). The default cap is used.
+func TestBackWithinSecondsAfterLongOutage(t *testing.T) {
+	b := mqtttest.Start(t)
+	c, err := New(Config{URL: b.URL(), ClientID: "c-outage", KeepAlive: 2 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitConnected(t, c)
+	b.Stop()
+	time.Sleep(12 * time.Second) // 0.5 + 1 + 2 + 4 + 4: the cap is reached
+	b.Restart()
+	start := time.Now()
+	for !c.Connected() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("not back on the broker 5 s after its return")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("back on the broker %s after its return from a 12 s outage", time.Since(start).Round(time.Millisecond))
+}
