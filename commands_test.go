@@ -189,6 +189,28 @@ func TestCommandsEndToEnd(t *testing.T) {
 	if statuses(got) != "ok" || w.sim.Requests("/maintenance") == 0 {
 		t.Fatalf("maintenance_done: %+v", got)
 	}
+	// The pending maintenance is read again at once (not at the next hourly
+	// poll), so a second maintenance_done finds nothing due (issue 9.9).
+	watch.WaitFor(3*time.Second, "the task no longer due", func(m map[string]mqtttest.Message) bool {
+		var c struct {
+			Maintenance []struct {
+				Code string
+				Due  bool
+			} `json:"maintenance"`
+		}
+		json.Unmarshal([]byte(m["cmd/clusters/ultimakersystem-ccbdd30044ec/state"].Payload), &c)
+		for _, t := range c.Maintenance {
+			if t.Code == "s5_clean_printer" {
+				return !t.Due
+			}
+		}
+		return false
+	})
+	got = command(t, watch, "cmd/bridge/request/maintenance_done", "cmd/bridge/response/maintenance_done",
+		`{"cluster":"`+farmID+`","transaction":"md2"}`, `"md2"`)
+	if len(got) != 1 || got[0].Error == nil || got[0].Error.Code != "conflict" {
+		t.Fatalf("second maintenance_done: %+v", got)
+	}
 	if got := command(t, watch, "cmd/bridge/request/refresh", "cmd/bridge/response/refresh", `{"transaction":"rf"}`, `"rf"`); statuses(got) != "ok" {
 		t.Fatalf("refresh: %+v", got)
 	}
