@@ -21,6 +21,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -150,7 +151,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	br.BirthDelay = cfg.HABirthDelay
 	var sweeps sync.WaitGroup
 	if disc != nil {
-		mq.Handle(cfg.HAStatusTopic, func(ctx context.Context, m mqttpub.Inbound) { br.HAStatus(ctx, m.Payload) })
+		mq.Handle(cfg.HAStatusTopic, func(ctx context.Context, m bus.Inbound) { br.HAStatus(ctx, m.Payload) })
 	}
 	// Once every cluster has been polled, whatever this bridge left on the
 	// broker in an earlier run for printers that are gone is stale.

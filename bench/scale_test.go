@@ -15,7 +15,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -29,7 +29,7 @@ type counter struct {
 	last        map[string]string
 }
 
-func (c *counter) Publish(_ context.Context, msgs ...mqttpub.Message) error {
+func (c *counter) Publish(_ context.Context, msgs ...bus.Message) error {
 	for _, m := range msgs {
 		if m.Retain {
 			if c.last[m.Topic] == string(m.Payload) {

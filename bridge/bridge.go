@@ -11,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -19,7 +19,7 @@ import (
 
 // Publisher sends MQTT messages; *mqttpub.Client is one.
 type Publisher interface {
-	Publish(ctx context.Context, msgs ...mqttpub.Message) error
+	Publish(ctx context.Context, msgs ...bus.Message) error
 	// Republish sends the remembered retained topics under prefixes again.
 	Republish(ctx context.Context, prefixes ...string) error
 }
@@ -72,7 +72,7 @@ var _ poller.Sink = (*Bridge)(nil)
 // Start publishes the bridge info before the first poll, so users see the
 // bridge even while the cloud is unreachable.
 func (b *Bridge) Start(ctx context.Context) {
-	msgs := []mqttpub.Message{}
+	msgs := []bus.Message{}
 	if b.disc != nil {
 		msgs = append(msgs, b.disc.Bridge())
 	}
@@ -110,7 +110,7 @@ func (b *Bridge) HAStatus(ctx context.Context, payload []byte) {
 
 // Apply implements poller.Sink.
 func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
-	var msgs []mqttpub.Message
+	var msgs []bus.Message
 	b.mu.Lock()
 	// Empty retained payloads delete the topics from the broker, and the
 	// device from Home Assistant.
@@ -121,10 +121,10 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
 		}
 		msgs = append(msgs,
-			mqttpub.Message{Topic: b.tree.PrinterState(p.ID), Retain: true},
-			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true},
-			mqttpub.Message{Topic: b.tree.PrinterPreview(p.ID), Retain: true},
-			mqttpub.Message{Topic: b.tree.PrinterSnapshot(p.ID), Retain: true})
+			bus.Message{Topic: b.tree.PrinterState(p.ID), Retain: true},
+			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true},
+			bus.Message{Topic: b.tree.PrinterPreview(p.ID), Retain: true},
+			bus.Message{Topic: b.tree.PrinterSnapshot(p.ID), Retain: true})
 	}
 	for _, c := range u.RemovedClusters {
 		delete(b.clusters, c.ID)
@@ -133,8 +133,8 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			delete(b.clusterDevices, c.ID)
 		}
 		msgs = append(msgs,
-			mqttpub.Message{Topic: b.tree.ClusterState(c.ID), Retain: true},
-			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Retain: true})
+			bus.Message{Topic: b.tree.ClusterState(c.ID), Retain: true},
+			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Retain: true})
 	}
 	// Configs go before states, so Home Assistant has the entity when its
 	// first value arrives, and a group's device before its printers'.
@@ -174,7 +174,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),
-			mqttpub.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
+			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
 		// The preview gets a topic of its own, kept after the job ends: an
 		// image entity logs an error for every message without a URL.
 		if p.Job != nil && p.Job.PreviewURL != "" {
@@ -185,7 +185,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.ClusterState(c.ID), c, true),
-			mqttpub.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: availability(c.Online), Retain: true})
+			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: availability(c.Online), Retain: true})
 	}
 	b.mu.Unlock()
 	for _, e := range u.Events {
@@ -245,7 +245,7 @@ func (b *Bridge) SetAuth(ctx context.Context, auth string) {
 	b.publish(ctx, b.infoMessage())
 }
 
-func (b *Bridge) infoMessage() mqttpub.Message {
+func (b *Bridge) infoMessage() bus.Message {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v := struct {
@@ -255,16 +255,16 @@ func (b *Bridge) infoMessage() mqttpub.Message {
 	return b.jsonMessage(b.tree.BridgeInfo(), v, true)
 }
 
-func (b *Bridge) jsonMessage(topic string, v any, retain bool) mqttpub.Message {
+func (b *Bridge) jsonMessage(topic string, v any, retain bool) bus.Message {
 	p, err := json.Marshal(v)
 	if err != nil {
 		// Our own types always marshal; this is a programming error.
 		b.log.Error().Err(err).Str("topic", topic).Msg("encode payload")
 	}
-	return mqttpub.Message{Topic: topic, Payload: p, Retain: retain}
+	return bus.Message{Topic: topic, Payload: p, Retain: retain}
 }
 
-func (b *Bridge) publish(ctx context.Context, msgs ...mqttpub.Message) {
+func (b *Bridge) publish(ctx context.Context, msgs ...bus.Message) {
 	if len(msgs) == 0 {
 		return
 	}

@@ -10,16 +10,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 // recorder is a Publisher that keeps what it is given.
-type recorder struct{ msgs []mqttpub.Message }
+type recorder struct{ msgs []bus.Message }
 
-func (r *recorder) Publish(_ context.Context, msgs ...mqttpub.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 	r.msgs = append(r.msgs, msgs...)
 	return nil
 }
@@ -41,7 +41,7 @@ func TestApply(t *testing.T) {
 		Events:          []state.Event{{Type: state.PrintFinished, Printer: "p1", Time: now}},
 		Stats:           &poller.Stats{Clusters: 1, Printers: 2, LastPoll: &last},
 	})
-	got := map[string]mqttpub.Message{}
+	got := map[string]bus.Message{}
 	var order []string
 	for _, m := range rec.msgs {
 		got[m.Topic+map[bool]string{true: "", false: "#"}[m.Retain]] = m

@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -39,7 +39,7 @@ type State interface {
 
 // Publisher sends answers (and snapshot URLs).
 type Publisher interface {
-	Publish(ctx context.Context, msgs ...mqttpub.Message) error
+	Publish(ctx context.Context, msgs ...bus.Message) error
 }
 
 // Refresher asks the poller to poll a cluster now and fast for a while.
@@ -201,7 +201,7 @@ func MaxPayloadFor(string) int { return MaxPayload }
 // Handle takes one message from a command topic and answers it exactly
 // once, except an empty payload on a set topic (the clearing of a
 // retained command), which is not a command.
-func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
+func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
 	if !ok {
 		return
@@ -260,7 +260,7 @@ func (h *Handler) Handle(ctx context.Context, in mqttpub.Inbound) {
 // Busy answers a command the bridge cannot take now (its inbox is full):
 // busy, with the transaction when the payload has one. It does no cloud
 // call and never blocks; mqttpub calls it on paho's goroutine.
-func (h *Handler) Busy(ctx context.Context, in mqttpub.Inbound) {
+func (h *Handler) Busy(ctx context.Context, in bus.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
 	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
 	if !ok || in.Retained || empty && t.kind != "bridge" {
@@ -301,13 +301,13 @@ func (h *Handler) clear(ctx context.Context, topic string) {
 		h.clearing[topic] = true
 	}
 	h.mu.Unlock()
-	h.pub.Publish(ctx, mqttpub.Message{Topic: topic, Retain: true})
+	h.pub.Publish(ctx, bus.Message{Topic: topic, Retain: true})
 }
 
 // notRetained asks the broker whether it holds this command retained:
 // then it is answered retained and cleared, and not carried out. A
 // different retained payload on the topic is a stale command: cleared.
-func (h *Handler) notRetained(ctx context.Context, t target, req Request, in mqttpub.Inbound) bool {
+func (h *Handler) notRetained(ctx context.Context, t target, req Request, in bus.Inbound) bool {
 	if h.cfg.Prober == nil {
 		return true
 	}
@@ -499,7 +499,7 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 				url := final.ImageURL()
 				if url != "" {
 					b, _ := json.Marshal(map[string]any{"url": url, "taken_at": h.now().UTC().Truncate(time.Second)})
-					h.pub.Publish(ctx, mqttpub.Message{Topic: h.cfg.Tree.PrinterSnapshot(p.ID), Payload: b, Retain: true})
+					h.pub.Publish(ctx, bus.Message{Topic: h.cfg.Tree.PrinterSnapshot(p.ID), Payload: b, Retain: true})
 				}
 				return map[string]any{"action_id": final.ActionID, "image_url": url}
 			})
@@ -762,7 +762,7 @@ func (h *Handler) answer(ctx context.Context, t target, req Request, r *Response
 	ev.Str("topic", t.response).Str("action", r.Action).Str("status", r.Status).Msg("command answered")
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.pub.Publish(pctx, mqttpub.Message{Topic: t.response, Payload: b}); err != nil {
+	if err := h.pub.Publish(pctx, bus.Message{Topic: t.response, Payload: b}); err != nil {
 		h.log.Warn().Err(err).Str("topic", t.response).Msg("answer not delivered")
 	}
 }

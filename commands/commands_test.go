@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -139,11 +139,11 @@ func (fakeState) Cluster(id string) (state.Cluster, bool) {
 // answers records published answers.
 type answers struct {
 	mu   sync.Mutex
-	msgs []mqttpub.Message
+	msgs []bus.Message
 	note chan struct{}
 }
 
-func (a *answers) Publish(_ context.Context, msgs ...mqttpub.Message) error {
+func (a *answers) Publish(_ context.Context, msgs ...bus.Message) error {
 	a.mu.Lock()
 	a.msgs = append(a.msgs, msgs...)
 	a.mu.Unlock()
@@ -191,7 +191,7 @@ func (r *rig) send(topic, payload string, retained bool) []Response {
 	r.out.mu.Lock()
 	start := len(r.out.msgs)
 	r.out.mu.Unlock()
-	r.h.Handle(context.Background(), mqttpub.Inbound{Topic: topic, Payload: []byte(payload), Retained: retained})
+	r.h.Handle(context.Background(), bus.Inbound{Topic: topic, Payload: []byte(payload), Retained: retained})
 	r.h.Wait()
 	r.out.mu.Lock()
 	defer r.out.mu.Unlock()
@@ -405,7 +405,7 @@ func TestSafety(t *testing.T) {
 	t.Run("Busy", func(t *testing.T) {
 		r := newRig(Config{MaxInFlight: 1})
 		r.cloud.block = make(chan struct{})
-		r.h.Handle(context.Background(), mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
+		r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
 		rs := r.send2("u/printers/idle/set", "snapshot")
 		close(r.cloud.block)
 		r.h.Wait()
@@ -420,7 +420,7 @@ func (r *rig) send2(topic, payload string) []Response {
 	r.out.mu.Lock()
 	start := len(r.out.msgs)
 	r.out.mu.Unlock()
-	r.h.Handle(context.Background(), mqttpub.Inbound{Topic: topic, Payload: []byte(payload)})
+	r.h.Handle(context.Background(), bus.Inbound{Topic: topic, Payload: []byte(payload)})
 	r.out.mu.Lock()
 	defer r.out.mu.Unlock()
 	var out []Response

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 )
 
 // fakeProber answers RetainedCopy from its fields.
@@ -88,7 +88,7 @@ func TestRetainedCommands(t *testing.T) {
 	})
 	t.Run("OversizeRetained", func(t *testing.T) {
 		r := newRig(Config{})
-		r.h.Handle(context.Background(), mqttpub.Inbound{Topic: "u/printers/printing/set", Size: 1 << 20, Retained: true})
+		r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/printing/set", Size: 1 << 20, Retained: true})
 		r.h.Wait()
 		if c := r.clears(); len(c) != 1 {
 			t.Errorf("an oversize retained command was not cleared: %v", c)
@@ -101,7 +101,7 @@ func TestRetainedCommands(t *testing.T) {
 		r := newRig(Config{})
 		big := `{"action":"pause","transaction":"` + strings.Repeat("x", 100) + `"}`
 		for i := range 3 * retainedMemory {
-			r.h.Handle(context.Background(), mqttpub.Inbound{Topic: "u/printers/p" + string(rune('a'+i%26)) + "/set",
+			r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/p" + string(rune('a'+i%26)) + "/set",
 				Payload: []byte(big + strings.Repeat(" ", i)), Retained: true})
 		}
 		r.h.mu.Lock()
@@ -168,7 +168,7 @@ func TestOneActionInFlightPerPrinterAndJob(t *testing.T) {
 	r.cloud.block = make(chan struct{})
 	ctx := context.Background()
 	for range 500 {
-		r.h.Handle(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
+		r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
 	}
 	close(r.cloud.block)
 	r.h.Wait()
@@ -195,7 +195,7 @@ func TestBusyLeavesTransactionFree(t *testing.T) {
 	r := newRig(Config{MaxInFlight: 1})
 	r.cloud.block = make(chan struct{})
 	ctx := context.Background()
-	r.h.Handle(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"t1"}`)})
+	r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"t1"}`)})
 	rs := r.send2("u/clusters/farm/set", `{"action":"remove","job":"q1","transaction":"t2"}`)
 	if codeOf(rs) != CodeBusy {
 		t.Fatalf("answers %+v, want busy", rs)
@@ -205,7 +205,7 @@ func TestBusyLeavesTransactionFree(t *testing.T) {
 	if rs := r.send("u/clusters/farm/set", `{"action":"remove","job":"q1","transaction":"t2"}`, false); final(rs).Status != "ok" {
 		t.Fatalf("retry with the same transaction: %+v", rs)
 	}
-	r.h.Busy(ctx, mqttpub.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"abort","transaction":7}`)})
+	r.h.Busy(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"abort","transaction":7}`)})
 	r.out.mu.Lock()
 	last := string(r.out.msgs[len(r.out.msgs)-1].Payload)
 	r.out.mu.Unlock()

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -91,7 +91,7 @@ func (c Config) PrinterKey(p state.Printer, inGroup bool) string {
 // Printer returns the device config of printer p. A printer of a cluster
 // with several printers (inGroup) hangs under the cluster's device; any
 // other under the bridge's.
-func (c Config) Printer(p state.Printer, inGroup bool) mqttpub.Message {
+func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	obj := c.PrinterObjectID(p.ID)
 	st := c.Tree.PrinterState(p.ID)
 	cs := components{}
@@ -229,9 +229,9 @@ func (c Config) Printer(p state.Printer, inGroup bool) mqttpub.Message {
 
 // Cluster returns the device config of cluster cl, and false for a
 // cluster of one printer: that printer's device says it all.
-func (c Config) Cluster(cl state.Cluster) (mqttpub.Message, bool) {
+func (c Config) Cluster(cl state.Cluster) (bus.Message, bool) {
 	if len(cl.Printers) < 2 {
-		return mqttpub.Message{}, false
+		return bus.Message{}, false
 	}
 	obj := c.ClusterObjectID(cl.ID)
 	st := c.Tree.ClusterState(cl.ID)
@@ -261,7 +261,7 @@ func (c Config) Cluster(cl state.Cluster) (mqttpub.Message, bool) {
 }
 
 // Bridge returns the bridge's own device config: diagnostics only.
-func (c Config) Bridge() mqttpub.Message {
+func (c Config) Bridge() bus.Message {
 	obj := c.BridgeObjectID()
 	info := c.Tree.BridgeInfo()
 	uid := func(key string) string { return obj + "_" + key }
@@ -292,11 +292,11 @@ func (c Config) Bridge() mqttpub.Message {
 }
 
 // Clear is the empty retained message that removes a device.
-func (c Config) Clear(objectID string) mqttpub.Message {
-	return mqttpub.Message{Topic: c.DeviceTopic(objectID), Retain: true}
+func (c Config) Clear(objectID string) bus.Message {
+	return bus.Message{Topic: c.DeviceTopic(objectID), Retain: true}
 }
 
-func (c Config) device(obj string, dev map[string]any, cs components, avail []any) mqttpub.Message {
+func (c Config) device(obj string, dev map[string]any, cs components, avail []any) bus.Message {
 	payload := map[string]any{
 		"device":            dev,
 		"origin":            map[string]any{"name": "ultimaker2mqtt", "sw_version": c.Version, "support_url": "https://github.com/ultimaker2mqtt/ultimaker2mqtt"},
@@ -312,7 +312,7 @@ func (c Config) device(obj string, dev map[string]any, cs components, avail []an
 	if err := enc.Encode(payload); err != nil {
 		panic("discovery: " + err.Error()) // maps of strings, lists and bools always marshal
 	}
-	return mqttpub.Message{Topic: c.DeviceTopic(obj), Payload: bytes.TrimSpace(buf.Bytes()), Retain: true}
+	return bus.Message{Topic: c.DeviceTopic(obj), Payload: bytes.TrimSpace(buf.Bytes()), Retain: true}
 }
 
 // Component is one entity or trigger of a device, with full key names.

@@ -25,7 +25,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -93,14 +93,14 @@ func loadContract(t *testing.T) *contract {
 // world is what the bridge publishes for the simulated account: every
 // message, and the retained topics with their latest payload.
 type world struct {
-	msgs     []mqttpub.Message
+	msgs     []bus.Message
 	retained map[string][]byte
 	events   map[string][]byte // a sample payload per event topic
 }
 
-type recorder struct{ msgs []mqttpub.Message }
+type recorder struct{ msgs []bus.Message }
 
-func (r *recorder) Publish(_ context.Context, msgs ...mqttpub.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 	r.msgs = append(r.msgs, msgs...)
 	return nil
 }

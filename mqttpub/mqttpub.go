@@ -17,6 +17,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 )
 
 // Config configures the connection.
@@ -49,26 +51,9 @@ type Config struct {
 	InboxSize int
 }
 
-// Message is one outgoing message. An empty retained payload clears the
-// retained message on the broker.
-type Message struct {
-	Topic   string
-	Payload []byte
-	Retain  bool
-}
-
-// Inbound is one received message.
-type Inbound struct {
-	Topic   string
-	Payload []byte // nil when Size is over the subscription's MaxPayload
-	// Size is the payload's length as received.
-	Size     int
-	Retained bool
-}
-
 // Handler handles a received message. Handlers run one at a time on the
 // client's worker goroutine, never on paho's.
-type Handler func(ctx context.Context, m Inbound)
+type Handler func(ctx context.Context, m bus.Inbound)
 
 // Subscription says what to do with messages on a filter.
 type Subscription struct {
@@ -128,7 +113,7 @@ type Client struct {
 
 type inboundFor struct {
 	h Handler
-	m Inbound
+	m bus.Inbound
 }
 
 // New validates cfg and returns an unconnected Client.
@@ -266,7 +251,7 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 // pipelined; unacknowledged ones are logged once per streak, and a
 // reconnect republishes every retained topic anyway. ctx is unused and
 // kept for callers that may block in future.
-func (c *Client) Publish(ctx context.Context, msgs ...Message) error {
+func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
 	open := c.cli.IsConnectionOpen()
@@ -576,7 +561,7 @@ func (c *Client) connected() {
 // callbacks must not block or acknowledgements stall.
 func (c *Client) receive(s Subscription) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
-		in := Inbound{Topic: m.Topic(), Size: len(m.Payload()), Retained: m.Retained()}
+		in := bus.Inbound{Topic: m.Topic(), Size: len(m.Payload()), Retained: m.Retained()}
 		if s.MaxPayload <= 0 || in.Size <= s.MaxPayload {
 			in.Payload = bytes.Clone(m.Payload())
 		}

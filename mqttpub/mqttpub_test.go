@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
 )
 
@@ -100,18 +101,18 @@ func TestRetainedPublishedOnlyWhenChanged(t *testing.T) {
 	waitConnected(t, c)
 	ctx := context.Background()
 	for _, p := range []string{"a", "a", "b", "b", "b", "a"} {
-		if err := c.Publish(ctx, Message{Topic: "t/p/state", Payload: []byte(p), Retain: true}); err != nil {
+		if err := c.Publish(ctx, bus.Message{Topic: "t/p/state", Payload: []byte(p), Retain: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Non-retained messages are never deduplicated: events repeat.
 	for range 2 {
-		if err := c.Publish(ctx, Message{Topic: "t/p/event", Payload: []byte("e")}); err != nil {
+		if err := c.Publish(ctx, bus.Message{Topic: "t/p/event", Payload: []byte("e")}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A marker published last: once it arrives, everything before it has.
-	c.Publish(ctx, Message{Topic: "t/p/marker", Payload: []byte("end")})
+	c.Publish(ctx, bus.Message{Topic: "t/p/marker", Payload: []byte("end")})
 	w.WaitFor(5*time.Second, "marker", func(m map[string]mqtttest.Message) bool { return m["t/p/marker"].Payload == "end" })
 	var states, events []string
 	for _, m := range w.All() {
@@ -142,13 +143,13 @@ func TestRepublishAfterBrokerRestart(t *testing.T) {
 	for i, topic := range []string{"t/a/state", "t/b/state", "t/c/availability"} {
 		payload := []byte{'x', byte('0' + i)}
 		want[topic] = string(payload)
-		if err := c.Publish(ctx, Message{Topic: topic, Payload: payload, Retain: true}); err != nil {
+		if err := c.Publish(ctx, bus.Message{Topic: topic, Payload: payload, Retain: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A topic cleared before the restart must not come back.
-	c.Publish(ctx, Message{Topic: "t/gone/state", Payload: []byte("x"), Retain: true})
-	c.Publish(ctx, Message{Topic: "t/gone/state", Retain: true})
+	c.Publish(ctx, bus.Message{Topic: "t/gone/state", Payload: []byte("x"), Retain: true})
+	c.Publish(ctx, bus.Message{Topic: "t/gone/state", Retain: true})
 
 	b.Restart()
 	if got := mqtttest.Retained(t, b.URL(), "t/#", 100*time.Millisecond); len(got) != 0 {
@@ -174,8 +175,8 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	run(t, c)
 	waitConnected(t, c)
 	ctx := context.Background()
-	c.Publish(ctx, Message{Topic: "t/x/state", Payload: []byte("old"), Retain: true})
-	c.Publish(ctx, Message{Topic: "t/y/state", Payload: []byte("doomed"), Retain: true})
+	c.Publish(ctx, bus.Message{Topic: "t/x/state", Payload: []byte("old"), Retain: true})
+	c.Publish(ctx, bus.Message{Topic: "t/y/state", Payload: []byte("doomed"), Retain: true})
 	b.Stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Connected() && time.Now().Before(deadline) {
@@ -183,8 +184,8 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	c.Publish(pctx, Message{Topic: "t/x/state", Payload: []byte("new"), Retain: true})
-	c.Publish(pctx, Message{Topic: "t/y/state", Retain: true})
+	c.Publish(pctx, bus.Message{Topic: "t/x/state", Payload: []byte("new"), Retain: true})
+	c.Publish(pctx, bus.Message{Topic: "t/y/state", Retain: true})
 	b.Restart()
 	deadline = time.Now().Add(10 * time.Second)
 	for {
@@ -239,8 +240,8 @@ func TestLastWillOnAbruptLoss(t *testing.T) {
 func TestHandlersResubscribedAfterRestart(t *testing.T) {
 	b := mqtttest.Start(t)
 	c := newClient(t, b.URL(), "c-sub")
-	got := make(chan Inbound, 10)
-	c.Handle("t/cmd/#", func(_ context.Context, m Inbound) { got <- m })
+	got := make(chan bus.Inbound, 10)
+	c.Handle("t/cmd/#", func(_ context.Context, m bus.Inbound) { got <- m })
 	run(t, c)
 	waitConnected(t, c)
 	w := mqtttest.Watch(t, b.URL(), "t/none")
@@ -273,13 +274,13 @@ func TestRetainedCommandIsFlagged(t *testing.T) {
 	w := mqtttest.Watch(t, b.URL(), "t/none")
 	w.Publish("t/cmd/old", "abort", true)
 	c := newClient(t, b.URL(), "c-retained")
-	got := make(chan Inbound, 10)
-	c.Handle("t/cmd/#", func(_ context.Context, m Inbound) { got <- m })
+	got := make(chan bus.Inbound, 10)
+	c.Handle("t/cmd/#", func(_ context.Context, m bus.Inbound) { got <- m })
 	run(t, c)
 	expect(t, got, "t/cmd/old", "abort", true)
 }
 
-func expect(t *testing.T, ch chan Inbound, topic, payload string, retained bool) {
+func expect(t *testing.T, ch chan bus.Inbound, topic, payload string, retained bool) {
 	t.Helper()
 	select {
 	case m := <-ch:
@@ -322,8 +323,8 @@ func TestRepublishOrder(t *testing.T) {
 	ctx := context.Background()
 	// Published interleaved: state, config, state, config.
 	for i := range 3 {
-		c.Publish(ctx, Message{Topic: fmt.Sprintf("base/p%d/state", i), Payload: []byte("s"), Retain: true},
-			Message{Topic: fmt.Sprintf("ha/device/p%d/config", i), Payload: []byte("c"), Retain: true})
+		c.Publish(ctx, bus.Message{Topic: fmt.Sprintf("base/p%d/state", i), Payload: []byte("s"), Retain: true},
+			bus.Message{Topic: fmt.Sprintf("ha/device/p%d/config", i), Payload: []byte("c"), Retain: true})
 	}
 	w := mqtttest.Watch(t, b.URL(), "#")
 	time.Sleep(300 * time.Millisecond) // the retained ones arrive on subscribe
@@ -393,9 +394,9 @@ func TestBusyAndMaxPayload(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	handled, busy := 0, 0
-	var big Inbound
+	var big bus.Inbound
 	c.Subscribe(Subscription{Filter: "t/in/+", MaxPayload: 8,
-		Handle: func(_ context.Context, m Inbound) {
+		Handle: func(_ context.Context, m bus.Inbound) {
 			if m.Topic == "t/in/big" {
 				mu.Lock()
 				big = m
@@ -407,7 +408,7 @@ func TestBusyAndMaxPayload(t *testing.T) {
 			handled++
 			mu.Unlock()
 		},
-		Busy: func(_ context.Context, m Inbound) { mu.Lock(); busy++; mu.Unlock() }})
+		Busy: func(_ context.Context, m bus.Inbound) { mu.Lock(); busy++; mu.Unlock() }})
 	run(t, c)
 	waitConnected(t, c)
 	for i := range 20 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 )
 
@@ -52,7 +53,7 @@ func measure(bin string, window time.Duration) error {
 	if err != nil {
 		return err
 	}
-	watcher.Handle("ultimaker/#", func(_ context.Context, m mqttpub.Inbound) {
+	watcher.Handle("ultimaker/#", func(_ context.Context, m bus.Inbound) {
 		mu.Lock()
 		msgs = append(msgs, seen{time.Now(), m.Topic, m.Retained})
 		mu.Unlock()

@@ -1,0 +1,19 @@
+// Package bus holds the messages the bridge exchanges with the MQTT broker, free of any client library.
+package bus
+
+// Message is one outgoing message. An empty retained payload clears the
+// retained message on the broker.
+type Message struct {
+	Topic   string
+	Payload []byte
+	Retain  bool
+}
+
+// Inbound is one received message.
+type Inbound struct {
+	Topic   string
+	Payload []byte // nil when Size is over the subscription's limit
+	// Size is the payload's length as received.
+	Size     int
+	Retained bool
+}
