@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 )
 
 // fakeProber answers RetainedCopy from its fields.
