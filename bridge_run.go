@@ -265,7 +265,7 @@ func redact(raw string) string {
 // run for printers and clusters that no longer exist: their state,
 // availability and discovery configs.
 func sweepStale(ctx context.Context, mq *mqttpub.Client, br *bridge.Bridge, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
-	filters := []string{tree.Base + "/printers/+/+", tree.Base + "/clusters/+/+"}
+	filters := tree.DeviceFilters()
 	if disc != nil {
 		filters = append(filters, disc.DeviceFilter())
 	}
@@ -280,16 +280,15 @@ func sweepStale(ctx context.Context, mq *mqttpub.Client, br *bridge.Bridge, tree
 			stale = append(stale, t) // cleared unless published this run
 			continue
 		}
-		// <base>/printers/<id>/… and <base>/clusters/<id>/… of ids that
-		// are gone; a live printer keeps its snapshot and preview.
-		rest, _ := strings.CutPrefix(t, tree.Base+"/")
-		parts := strings.Split(rest, "/")
-		if len(parts) != 3 {
+		// The retained topics of printers and clusters that are gone; a
+		// live printer keeps its snapshot and preview.
+		a, ok := tree.Parse(t)
+		if !ok || !topics.IsRetained(a) {
 			continue
 		}
-		_, printer := br.Printer(parts[1])
-		_, cluster := br.Cluster(parts[1])
-		if (parts[0] == "printers" && !printer) || (parts[0] == "clusters" && !cluster) {
+		_, printer := br.Printer(a.ID)
+		_, cluster := br.Cluster(a.ID)
+		if (a.Kind == topics.Printer && !printer) || (a.Kind == topics.Cluster && !cluster) {
 			stale = append(stale, t)
 		}
 	}

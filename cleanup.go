@@ -55,7 +55,7 @@ func runCleanup(ctx context.Context, args []string, vars map[string]string, stdo
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	found, err := mq.Retained(ctx, []string{tree.Base + "/#", disc.DeviceFilter()}, 2*time.Second)
+	found, err := mq.Retained(ctx, []string{tree.All(), disc.DeviceFilter()}, 2*time.Second)
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}

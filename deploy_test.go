@@ -14,35 +14,11 @@ import (
 
 // topicKinds are the shapes of every topic the bridge publishes or
 // listens to, with X for an id.
-func topicKinds(base string) []string {
-	t := topics.Tree{Base: base}
-	return []string{t.BridgeState(), t.BridgeInfo(), t.BridgeEvent(), t.BridgeRequest("X"), t.BridgeResponse("X"),
-		t.PrinterState("X"), t.PrinterAvailability("X"), t.PrinterEvent("X"), t.PrinterSet("X"), t.PrinterResponse("X"),
-		t.PrinterSnapshot("X"), t.ClusterState("X"), t.ClusterAvailability("X"), t.ClusterSet("X"), t.ClusterResponse("X")}
-}
-
 // matchesTree reports whether an MQTT topic or filter names topics of
-// the tree: each level equal, or an id (or +) where the tree has X.
+// the tree: the tree's own parser must accept it (an id may be +).
 func matchesTree(topic string) bool {
-	levels := strings.Split(topic, "/")
-	for _, kind := range topicKinds(topics.DefaultBase) {
-		k := strings.Split(kind, "/")
-		if len(k) != len(levels) {
-			continue
-		}
-		ok := true
-		for i := range k {
-			if k[i] == "X" {
-				ok = ok && levels[i] != "" && levels[i] != "#"
-			} else {
-				ok = ok && k[i] == levels[i]
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
+	a, ok := topics.Tree{Base: topics.DefaultBase}.Parse(topic)
+	return ok && a.ID != "#"
 }
 
 func TestNodeRedFlowUsesOurTopics(t *testing.T) {

@@ -120,11 +120,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		if b.disc != nil {
 			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
 		}
-		msgs = append(msgs,
-			bus.Message{Topic: b.tree.PrinterState(p.ID), Retain: true},
-			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Retain: true},
-			bus.Message{Topic: b.tree.PrinterPreview(p.ID), Retain: true},
-			bus.Message{Topic: b.tree.PrinterSnapshot(p.ID), Retain: true})
+		msgs = append(msgs, clears(b.tree.Retained(topics.Printer, p.ID))...)
 	}
 	for _, c := range u.RemovedClusters {
 		delete(b.clusters, c.ID)
@@ -132,9 +128,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 			msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
 			delete(b.clusterDevices, c.ID)
 		}
-		msgs = append(msgs,
-			bus.Message{Topic: b.tree.ClusterState(c.ID), Retain: true},
-			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Retain: true})
+		msgs = append(msgs, clears(b.tree.Retained(topics.Cluster, c.ID))...)
 	}
 	// Configs go before states, so Home Assistant has the entity when its
 	// first value arrives, and a group's device before its printers'.
@@ -174,7 +168,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		}
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),
-			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: availability(p.Online), Retain: true})
+			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: topics.AvailabilityPayload(p.Online), Retain: true})
 		// The preview gets a topic of its own, kept after the job ends: an
 		// image entity logs an error for every message without a URL.
 		if p.Job != nil && p.Job.PreviewURL != "" {
@@ -185,7 +179,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
 			b.jsonMessage(b.tree.ClusterState(c.ID), c, true),
-			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: availability(c.Online), Retain: true})
+			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: topics.AvailabilityPayload(c.Online), Retain: true})
 	}
 	b.mu.Unlock()
 	for _, e := range u.Events {
@@ -275,11 +269,13 @@ func (b *Bridge) publish(ctx context.Context, msgs ...bus.Message) {
 	}
 }
 
-func availability(online bool) []byte {
-	if online {
-		return []byte(topics.Online)
+// clears are the empty retained messages that delete topics.
+func clears(topics []string) []bus.Message {
+	out := make([]bus.Message, len(topics))
+	for i, t := range topics {
+		out[i] = bus.Message{Topic: t, Retain: true}
 	}
-	return []byte(topics.Offline)
+	return out
 }
 
 // PrinterChanges is a poller.Sink that reports each printer status change

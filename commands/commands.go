@@ -161,35 +161,28 @@ func New(cfg Config, cloud Cloud, st State, pub Publisher, refresh Refresher, lo
 }
 
 // Filters are the topics to subscribe Handle to.
-func (h *Handler) Filters() []string {
-	b := h.cfg.Tree.Base
-	return []string{b + "/printers/+/set", b + "/clusters/+/set", b + "/bridge/request/+"}
-}
+func (h *Handler) Filters() []string { return h.cfg.Tree.CommandFilters() }
 
 // Wait waits for commands in progress; cancel their context first.
 func (h *Handler) Wait() { h.wg.Wait() }
 
 // target is what a command topic addresses.
 type target struct {
-	kind     string // printer, cluster, bridge
+	kind     topics.Kind
 	id       string // printer or cluster topic id
 	action   string // bridge requests carry it in the topic
 	response string
 }
 
 func (h *Handler) parseTopic(topic string) (target, bool) {
-	rest, ok := strings.CutPrefix(topic, h.cfg.Tree.Base+"/")
-	if !ok {
-		return target{}, false
-	}
-	parts := strings.Split(rest, "/")
+	a, ok := h.cfg.Tree.Parse(topic)
 	switch {
-	case len(parts) == 3 && parts[0] == "printers" && parts[2] == "set" && parts[1] != "":
-		return target{kind: "printer", id: parts[1], response: h.cfg.Tree.PrinterResponse(parts[1])}, true
-	case len(parts) == 3 && parts[0] == "clusters" && parts[2] == "set" && parts[1] != "":
-		return target{kind: "cluster", id: parts[1], response: h.cfg.Tree.ClusterResponse(parts[1])}, true
-	case len(parts) == 3 && parts[0] == "bridge" && parts[1] == "request" && parts[2] != "":
-		return target{kind: "bridge", action: parts[2], response: h.cfg.Tree.BridgeResponse(parts[2])}, true
+	case !ok:
+		return target{}, false
+	case a.Kind == topics.Bridge && a.Verb == topics.Request:
+		return target{kind: a.Kind, action: a.ID, response: h.cfg.Tree.ResponseTo(a)}, true
+	case a.Kind != topics.Bridge && a.Verb == topics.Set:
+		return target{kind: a.Kind, id: a.ID, response: h.cfg.Tree.ResponseTo(a)}, true
 	}
 	return target{}, false
 }
@@ -212,7 +205,7 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 		ours := h.clearing[in.Topic]
 		delete(h.clearing, in.Topic)
 		h.mu.Unlock()
-		if ours || in.Retained || t.kind != "bridge" {
+		if ours || in.Retained || t.kind != topics.Bridge {
 			return
 		}
 	}
@@ -263,7 +256,7 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 func (h *Handler) Busy(ctx context.Context, in bus.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
 	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
-	if !ok || in.Retained || empty && t.kind != "bridge" {
+	if !ok || in.Retained || empty && t.kind != topics.Bridge {
 		return // Handle would not answer these either
 	}
 	h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)},
@@ -331,11 +324,11 @@ func (h *Handler) notRetained(ctx context.Context, t target, req Request, in bus
 // parse reads the payload for target t and checks that every field it
 // carries belongs to the action.
 func (h *Handler) parse(t target, payload []byte, empty bool) (Request, error) {
-	if t.kind == "bridge" && empty {
+	if t.kind == topics.Bridge && empty {
 		return Request{Action: t.action}, nil // the topic says it all
 	}
 	req, err := Parse(payload)
-	if t.kind == "bridge" {
+	if t.kind == topics.Bridge {
 		if errors.Is(err, errMissingAction) {
 			err = nil
 		}
@@ -350,7 +343,7 @@ func (h *Handler) parse(t target, payload []byte, empty bool) (Request, error) {
 		}
 		return req, err
 	}
-	return req, checkFields(t.kind, req)
+	return req, checkFields(req)
 }
 
 // admit applies the checks that need no state: known action, read-only,
@@ -430,14 +423,14 @@ type work func(ctx context.Context, answer func(*Response))
 // while under way (one action at a time per printer, job and cluster).
 func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 	switch t.kind {
-	case "printer":
+	case topics.Printer:
 		p, ok := h.st.Printer(t.id)
 		if !ok {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
 		}
 		c, _ := h.st.Cluster(p.Cluster)
 		return h.planPrinter(p, c, req)
-	case "cluster":
+	case topics.Cluster:
 		c, ok := h.st.Cluster(t.id)
 		if !ok {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 // MaxPayload is the largest command accepted; anything longer is refused
@@ -45,7 +47,7 @@ var fieldsOf = map[string][]string{
 }
 
 // checkFields refuses a field the action does not take.
-func checkFields(kind string, r Request) error {
+func checkFields(r Request) error {
 	for _, f := range r.fields {
 		if f == "action" || f == "transaction" || slices.Contains(fieldsOf[r.Action], f) {
 			continue
@@ -59,11 +61,11 @@ func checkFields(kind string, r Request) error {
 }
 
 // actionsOf lists the actions of a kind of command topic.
-func actionsOf(kind string) []string {
+func actionsOf(kind topics.Kind) []string {
 	switch kind {
-	case "printer":
+	case topics.Printer:
 		return PrinterActions
-	case "cluster":
+	case topics.Cluster:
 		return ClusterActions
 	}
 	return BridgeActions

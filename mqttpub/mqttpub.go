@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 // Config configures the connection.
@@ -74,12 +75,6 @@ type Subscription struct {
 	// message, so it must be quick and must not wait for the broker.
 	Busy Handler
 }
-
-// Payloads of the state topic.
-const (
-	Online  = "online"
-	Offline = "offline"
-)
 
 // Client is a broker connection that remembers every retained topic it
 // published, publishes a retained topic only when its payload changed, and
@@ -173,7 +168,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 			}
 		})
 	if cfg.StateTopic != "" {
-		opts.SetWill(cfg.StateTopic, Offline, 1, true)
+		opts.SetWill(cfg.StateTopic, topics.Offline, 1, true)
 	}
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username)
@@ -520,7 +515,7 @@ func (c *Client) connected() {
 		}
 	}
 	if c.cfg.StateTopic != "" {
-		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, Online), "publish online")
+		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Online), "publish online")
 	}
 	for _, s := range c.subs {
 		wait(c.cli.Subscribe(s.Filter, min(s.QoS, 1), c.receive(s)), "subscribe "+s.Filter)
@@ -599,7 +594,7 @@ func (c *Client) serve(ctx context.Context) {
 // publish "offline" ourselves first. Bounded so SIGTERM exits quickly.
 func (c *Client) shutdown() {
 	if c.cli.IsConnectionOpen() && c.cfg.StateTopic != "" {
-		t := c.cli.Publish(c.cfg.StateTopic, 1, true, Offline)
+		t := c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Offline)
 		if !t.WaitTimeout(time.Second) {
 			c.log.Warn().Msg("offline not acknowledged before shutdown")
 		}

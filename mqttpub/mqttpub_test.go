@@ -16,6 +16,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 func newClient(t *testing.T, url, id string) *Client {
@@ -81,14 +82,14 @@ func TestOnlineRetainedAndOfflineOnShutdown(t *testing.T) {
 	w := mqtttest.Watch(t, b.URL(), "t/#")
 	c := newClient(t, b.URL(), "c-online")
 	stop := run(t, c)
-	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Online })
-	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Online {
+	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == topics.Online })
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != topics.Online {
 		t.Fatalf("retained state = %q, want online", got)
 	}
 	if took := stop(); took > 2*time.Second {
 		t.Errorf("shutdown took %s, want under 2s", took)
 	}
-	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Offline {
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != topics.Offline {
 		t.Fatalf("retained state after shutdown = %q, want offline", got)
 	}
 }
@@ -139,7 +140,7 @@ func TestRepublishAfterBrokerRestart(t *testing.T) {
 	run(t, c)
 	waitConnected(t, c)
 	ctx := context.Background()
-	want := map[string]string{"t/bridge/state": Online}
+	want := map[string]string{"t/bridge/state": topics.Online}
 	for i, topic := range []string{"t/a/state", "t/b/state", "t/c/availability"} {
 		payload := []byte{'x', byte('0' + i)}
 		want[topic] = string(payload)
@@ -229,10 +230,10 @@ func TestLastWillOnAbruptLoss(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("child said %q", line)
 	}
-	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Online })
+	w.WaitFor(5*time.Second, "online", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == topics.Online })
 	cmd.Process.Kill()
-	w.WaitFor(5*time.Second, "will", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == Offline })
-	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != Offline {
+	w.WaitFor(5*time.Second, "will", func(m map[string]mqtttest.Message) bool { return m["t/bridge/state"].Payload == topics.Offline })
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != topics.Offline {
 		t.Fatalf("retained state after kill = %q, want offline", got)
 	}
 }

@@ -1,4 +1,4 @@
-// Package topics defines the bridge's MQTT topic tree, the one place that knows its shape.
+// Package topics defines the bridge's MQTT topic tree, the one place that knows its shape, in both directions.
 package topics
 
 import "strings"
@@ -6,81 +6,206 @@ import "strings"
 // DefaultBase is the default MQTT_BASE_TOPIC.
 const DefaultBase = "ultimaker"
 
-// Tree builds topics below one base topic.
-type Tree struct{ Base string }
-
-// Bridge topics.
-func (t Tree) BridgeState() string { return t.Base + "/bridge/state" }
-
-// BridgeInfo is the retained JSON summary of the bridge.
-func (t Tree) BridgeInfo() string { return t.Base + "/bridge/info" }
-
-// BridgeEvent carries every printer and cluster event.
-func (t Tree) BridgeEvent() string { return t.Base + "/bridge/event" }
-
-// BridgeProbe is a private topic of one bridge instance (named by its
-// client id): the markers that end its retained-command checks.
-func (t Tree) BridgeProbe(instance string) string {
-	return t.Base + "/bridge/probe/" + Segment(instance)
-}
-
-// BridgeRequest is where bridge-level requests for action arrive.
-func (t Tree) BridgeRequest(action string) string { return t.Base + "/bridge/request/" + action }
-
-// BridgeResponse answers BridgeRequest.
-func (t Tree) BridgeResponse(action string) string { return t.Base + "/bridge/response/" + action }
-
-// PrinterState is a printer's retained JSON state.
-func (t Tree) PrinterState(printer string) string { return t.Base + "/printers/" + printer + "/state" }
-
-// PrinterAvailability is a printer's retained online/offline.
-func (t Tree) PrinterAvailability(printer string) string {
-	return t.Base + "/printers/" + printer + "/availability"
-}
-
-// PrinterEvent is a printer's event stream.
-func (t Tree) PrinterEvent(printer string) string { return t.Base + "/printers/" + printer + "/event" }
-
-// PrinterSnapshot holds the URL of a printer's latest webcam snapshot.
-func (t Tree) PrinterSnapshot(printer string) string {
-	return t.Base + "/printers/" + printer + "/snapshot"
-}
-
-// PrinterPreview holds the preview image URL of the printer's current (or
-// last) job.
-func (t Tree) PrinterPreview(printer string) string {
-	return t.Base + "/printers/" + printer + "/preview"
-}
-
-// PrinterSet is a printer's command topic.
-func (t Tree) PrinterSet(printer string) string { return t.Base + "/printers/" + printer + "/set" }
-
-// PrinterResponse answers PrinterSet.
-func (t Tree) PrinterResponse(printer string) string {
-	return t.Base + "/printers/" + printer + "/response"
-}
-
-// ClusterState is a cluster's retained JSON state.
-func (t Tree) ClusterState(cluster string) string { return t.Base + "/clusters/" + cluster + "/state" }
-
-// ClusterAvailability is a cluster's retained online/offline.
-func (t Tree) ClusterAvailability(cluster string) string {
-	return t.Base + "/clusters/" + cluster + "/availability"
-}
-
-// ClusterSet is a cluster's command topic.
-func (t Tree) ClusterSet(cluster string) string { return t.Base + "/clusters/" + cluster + "/set" }
-
-// ClusterResponse answers ClusterSet.
-func (t Tree) ClusterResponse(cluster string) string {
-	return t.Base + "/clusters/" + cluster + "/response"
-}
-
-// Availability payloads.
+// Availability payloads, of the bridge state topic (and its last will)
+// and of every availability topic.
 const (
 	Online  = "online"
 	Offline = "offline"
 )
+
+// Kind is what a topic addresses.
+type Kind string
+
+// Kinds of topic.
+const (
+	Bridge  Kind = "bridge"
+	Printer Kind = "printer"
+	Cluster Kind = "cluster"
+)
+
+// Verbs: the last level of a printer or cluster topic, or the second of a
+// bridge topic.
+const (
+	State        = "state"
+	Availability = "availability"
+	Event        = "event"
+	Snapshot     = "snapshot"
+	Preview      = "preview"
+	Set          = "set"
+	Response     = "response"
+	Info         = "info"
+	Request      = "request"
+	Probe        = "probe"
+)
+
+// Address is a topic taken apart: what it addresses (Kind and ID: the
+// printer or cluster id, or for bridge requests, responses and probes the
+// action or instance) and the verb.
+type Address struct {
+	Kind Kind
+	ID   string
+	Verb string
+}
+
+// the shape of the tree: which verbs each kind has, and which of those
+// are retained (removal and the stale sweep clear exactly these).
+var (
+	printerVerbs = []string{State, Availability, Event, Snapshot, Preview, Set, Response}
+	clusterVerbs = []string{State, Availability, Set, Response}
+	bridgeVerbs  = []string{State, Info, Event}       // <base>/bridge/<verb>
+	bridgeIDVerb = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
+	retained     = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot}, Cluster: {State, Availability}}
+	collections  = map[Kind]string{Printer: "printers", Cluster: "clusters"}
+)
+
+// Tree builds and parses topics below one base topic.
+type Tree struct{ Base string }
+
+// Topic builds the topic of a.
+func (t Tree) Topic(a Address) string {
+	if a.Kind == Bridge {
+		if a.ID != "" {
+			return t.Base + "/bridge/" + a.Verb + "/" + a.ID
+		}
+		return t.Base + "/bridge/" + a.Verb
+	}
+	return t.Base + "/" + collections[a.Kind] + "/" + a.ID + "/" + a.Verb
+}
+
+// Parse takes a topic of the tree apart; false for anything else.
+func (t Tree) Parse(topic string) (Address, bool) {
+	rest, ok := strings.CutPrefix(topic, t.Base+"/")
+	if !ok {
+		return Address{}, false
+	}
+	parts := strings.Split(rest, "/")
+	for _, p := range parts {
+		if p == "" {
+			return Address{}, false
+		}
+	}
+	switch {
+	case len(parts) == 2 && parts[0] == "bridge" && contains(bridgeVerbs, parts[1]):
+		return Address{Kind: Bridge, Verb: parts[1]}, true
+	case len(parts) == 3 && parts[0] == "bridge" && contains(bridgeIDVerb, parts[1]):
+		return Address{Kind: Bridge, ID: parts[2], Verb: parts[1]}, true
+	case len(parts) == 3 && parts[0] == "printers" && contains(printerVerbs, parts[2]):
+		return Address{Kind: Printer, ID: parts[1], Verb: parts[2]}, true
+	case len(parts) == 3 && parts[0] == "clusters" && contains(clusterVerbs, parts[2]):
+		return Address{Kind: Cluster, ID: parts[1], Verb: parts[2]}, true
+	}
+	return Address{}, false
+}
+
+// Retained lists the retained topics of a printer or cluster: what its
+// removal clears.
+func (t Tree) Retained(kind Kind, id string) []string {
+	out := make([]string, 0, len(retained[kind]))
+	for _, v := range retained[kind] {
+		out = append(out, t.Topic(Address{Kind: kind, ID: id, Verb: v}))
+	}
+	return out
+}
+
+// IsRetained reports whether a is one of the retained topics of a
+// printer or cluster (state, availability, preview, snapshot).
+func IsRetained(a Address) bool { return contains(retained[a.Kind], a.Verb) }
+
+// CommandFilters are the subscriptions of every command topic: printer
+// and cluster set topics and bridge requests.
+func (t Tree) CommandFilters() []string {
+	return []string{t.Base + "/printers/+/" + Set, t.Base + "/clusters/+/" + Set, t.Base + "/bridge/" + Request + "/+"}
+}
+
+// DeviceFilters match every printer and cluster topic, for the sweep of
+// what an earlier run left.
+func (t Tree) DeviceFilters() []string {
+	return []string{t.Base + "/printers/+/+", t.Base + "/clusters/+/+"}
+}
+
+// All matches everything below the base.
+func (t Tree) All() string { return t.Base + "/#" }
+
+// ResponseTo is the topic that answers a command topic.
+func (t Tree) ResponseTo(a Address) string {
+	a.Verb = Response
+	return t.Topic(a)
+}
+
+// BridgeState is the bridge's retained online/offline (its last will).
+func (t Tree) BridgeState() string { return t.Topic(Address{Kind: Bridge, Verb: State}) }
+
+// BridgeInfo is the retained JSON summary of the bridge.
+func (t Tree) BridgeInfo() string { return t.Topic(Address{Kind: Bridge, Verb: Info}) }
+
+// BridgeEvent carries every printer and cluster event.
+func (t Tree) BridgeEvent() string { return t.Topic(Address{Kind: Bridge, Verb: Event}) }
+
+// BridgeProbe is a private topic of one bridge instance (named by its
+// client id): the markers that end its retained-command checks.
+func (t Tree) BridgeProbe(instance string) string {
+	return t.Topic(Address{Kind: Bridge, ID: Segment(instance), Verb: Probe})
+}
+
+// BridgeRequest is where bridge-level requests for action arrive.
+func (t Tree) BridgeRequest(action string) string {
+	return t.Topic(Address{Kind: Bridge, ID: action, Verb: Request})
+}
+
+// BridgeResponse answers BridgeRequest.
+func (t Tree) BridgeResponse(action string) string {
+	return t.Topic(Address{Kind: Bridge, ID: action, Verb: Response})
+}
+
+// PrinterState is a printer's retained JSON state.
+func (t Tree) PrinterState(printer string) string { return t.printer(printer, State) }
+
+// PrinterAvailability is a printer's retained online/offline.
+func (t Tree) PrinterAvailability(printer string) string { return t.printer(printer, Availability) }
+
+// PrinterEvent is a printer's event stream.
+func (t Tree) PrinterEvent(printer string) string { return t.printer(printer, Event) }
+
+// PrinterSnapshot holds the URL of a printer's latest webcam snapshot.
+func (t Tree) PrinterSnapshot(printer string) string { return t.printer(printer, Snapshot) }
+
+// PrinterPreview holds the preview image URL of the printer's current (or
+// last) job.
+func (t Tree) PrinterPreview(printer string) string { return t.printer(printer, Preview) }
+
+// PrinterSet is a printer's command topic.
+func (t Tree) PrinterSet(printer string) string { return t.printer(printer, Set) }
+
+// PrinterResponse answers PrinterSet.
+func (t Tree) PrinterResponse(printer string) string { return t.printer(printer, Response) }
+
+// ClusterState is a cluster's retained JSON state.
+func (t Tree) ClusterState(cluster string) string { return t.cluster(cluster, State) }
+
+// ClusterAvailability is a cluster's retained online/offline.
+func (t Tree) ClusterAvailability(cluster string) string { return t.cluster(cluster, Availability) }
+
+// ClusterSet is a cluster's command topic.
+func (t Tree) ClusterSet(cluster string) string { return t.cluster(cluster, Set) }
+
+// ClusterResponse answers ClusterSet.
+func (t Tree) ClusterResponse(cluster string) string { return t.cluster(cluster, Response) }
+
+func (t Tree) printer(id, verb string) string {
+	return t.Topic(Address{Kind: Printer, ID: id, Verb: verb})
+}
+
+func (t Tree) cluster(id, verb string) string {
+	return t.Topic(Address{Kind: Cluster, ID: id, Verb: verb})
+}
+
+// AvailabilityPayload is the payload of an availability topic.
+func AvailabilityPayload(online bool) []byte {
+	if online {
+		return []byte(Online)
+	}
+	return []byte(Offline)
+}
 
 // Segment makes s safe as one topic level: lower-cased, with every character
 // outside [a-z0-9_-] replaced by '_'. It returns "" for an empty s so callers
@@ -112,4 +237,13 @@ func ValidBase(base string) bool {
 		}
 	}
 	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package topics
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -62,4 +63,48 @@ func FuzzSegment(f *testing.F) {
 			t.Fatalf("Segment(%q) = %q has unsafe characters", s, got)
 		}
 	})
+}
+
+// TestWalkTheTree builds every topic of the tree and parses it back: the
+// grammar is one, in both directions.
+func TestWalkTheTree(t *testing.T) {
+	tr := Tree{Base: "site/u"}
+	var all []Address
+	for _, v := range printerVerbs {
+		all = append(all, Address{Kind: Printer, ID: "ultimakersystem-ccbdd30044ec", Verb: v})
+	}
+	for _, v := range clusterVerbs {
+		all = append(all, Address{Kind: Cluster, ID: "farm", Verb: v})
+	}
+	for _, v := range bridgeVerbs {
+		all = append(all, Address{Kind: Bridge, Verb: v})
+	}
+	for _, v := range bridgeIDVerb {
+		all = append(all, Address{Kind: Bridge, ID: "refresh", Verb: v})
+	}
+	for _, a := range all {
+		topic := tr.Topic(a)
+		got, ok := tr.Parse(topic)
+		if !ok || got != a {
+			t.Errorf("%+v -> %s -> %+v, %v", a, topic, got, ok)
+		}
+	}
+	for _, bad := range []string{"other/printers/p/state", "site/u/printers/p", "site/u/printers//state", "site/u/printers/p/nope",
+		"site/u/bridge/request", "site/u/clusters/c/event", "site/u/bridge/x", "site/u/printers/p/state/x"} {
+		if a, ok := tr.Parse(bad); ok {
+			t.Errorf("Parse(%q) = %+v, want no", bad, a)
+		}
+	}
+	for _, f := range append(tr.CommandFilters(), tr.DeviceFilters()...) {
+		if !strings.HasPrefix(f, "site/u/") {
+			t.Errorf("filter %s outside the base", f)
+		}
+	}
+	if got := tr.Retained(Printer, "p"); strings.Join(got, " ") != "site/u/printers/p/state site/u/printers/p/availability site/u/printers/p/preview site/u/printers/p/snapshot" {
+		t.Errorf("printer retained topics %v", got)
+	}
+	a, _ := tr.Parse(tr.PrinterSet("p"))
+	if tr.ResponseTo(a) != tr.PrinterResponse("p") || !IsRetained(Address{Kind: Cluster, Verb: State}) || IsRetained(a) {
+		t.Errorf("ResponseTo or IsRetained wrong")
+	}
 }
