@@ -463,16 +463,9 @@ func capable(c state.Cluster, action string) *Response {
 	return fail(CodeConflict, fmt.Sprintf("%s cannot %s: it lacks the %s capability; nothing sent", nonEmpty(c.FriendlyName, c.ID), action, need))
 }
 
-// jobActions maps our printer commands to Connect print-job actions and
-// the job states that allow them.
-var jobActions = map[string]struct {
-	connect string
-	allowed []string
-}{
-	"pause":  {"pause", []string{"printing"}},
-	"resume": {"print", []string{"paused"}},
-	"abort":  {"abort", []string{"pre_print", "printing", "pausing", "paused", "resuming"}},
-}
+// connectAction is the Connect print-job action of each printer command
+// (the job statuses that allow it are state.JobActionFrom).
+var connectAction = map[string]string{"pause": "pause", "resume": "print", "abort": "abort"}
 
 func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (work, []string, *Response) {
 	if !p.Online {
@@ -498,16 +491,16 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 			})
 		}, keys, nil
 	}
-	ja := jobActions[req.Action]
 	if p.Job == nil {
 		return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
 	}
-	if !slices.Contains(ja.allowed, p.Job.Status) {
-		return nil, nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status, strings.Join(ja.allowed, ", ")))
+	if !state.JobActionAllowed(req.Action, p.Job.Status) {
+		return nil, nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status,
+			strings.Join(state.JobActionFrom[req.Action], ", ")))
 	}
 	job := p.Job.UUID
 	return func(ctx context.Context, answer func(*Response)) {
-		st, err := h.cloud.PrintJobAction(ctx, p.ClusterID, job, ja.connect, nil)
+		st, err := h.cloud.PrintJobAction(ctx, p.ClusterID, job, connectAction[req.Action], nil)
 		h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
 			return map[string]any{"action_id": final.ActionID, "job": job}
 		})
@@ -671,7 +664,7 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 				// The account is paused: ask again when the pause ends.
 				wait = time.After(ae.RetryAfter)
 				continue
-			case k == connect.KindNetwork || k == connect.KindServer || k == connect.KindRateLimited:
+			case connect.Retryable(err):
 				continue // keep trying until the deadline
 			}
 			answer(cloudFailure(err, h.now()))

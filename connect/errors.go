@@ -65,6 +65,26 @@ func (e *APIError) Error() string {
 
 func (e *APIError) Unwrap() error { return e.Err }
 
+// Answered reports whether err (nil included) still means the API gave a
+// sensible answer: anything but no answer, a 5xx or an unreadable body.
+func Answered(err error) bool {
+	switch KindOf(err) {
+	case KindNetwork, KindServer, KindBadBody:
+		return false
+	}
+	return true
+}
+
+// Retryable reports whether the same request may succeed later: no
+// answer, a 5xx, or a 429 (after Retry-After).
+func Retryable(err error) bool {
+	switch KindOf(err) {
+	case KindNetwork, KindServer, KindRateLimited:
+		return true
+	}
+	return false
+}
+
 // KindOf returns the Kind of err if it is or wraps an *APIError, else "".
 func KindOf(err error) Kind {
 	var ae *APIError

@@ -26,12 +26,26 @@ type Config struct {
 }
 
 // buttons describes each printer button: its label, icon, and the
-// availability template that offers it only when it can work.
+// availability condition that offers it only when it can work. The job
+// buttons' conditions are rendered from state.JobActionFrom, the lists
+// the command handler checks.
 var buttons = map[string]struct{ name, icon, when string }{
-	"pause":    {"Pause", "mdi:pause", "value_json.job and value_json.job.status == 'printing'"},
-	"resume":   {"Resume", "mdi:play", "value_json.job and value_json.job.status == 'paused'"},
-	"abort":    {"Abort", "mdi:stop", "value_json.job and value_json.job.status in ['pre_print', 'printing', 'pausing', 'paused', 'resuming']"},
+	"pause":    {"Pause", "mdi:pause", jobStatusIn("pause")},
+	"resume":   {"Resume", "mdi:play", jobStatusIn("resume")},
+	"abort":    {"Abort", "mdi:stop", jobStatusIn("abort")},
 	"snapshot": {"Take snapshot", "mdi:camera", "value_json.online and value_json.uuid"},
+}
+
+func jobStatusIn(action string) string {
+	return "value_json.job and value_json.job.status in " + jinjaList(state.JobActionFrom[action])
+}
+
+func jinjaList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, o := range items {
+		quoted[i] = "'" + o + "'"
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
 // NodeID prefixes every discovery object id and unique id of this bridge.
@@ -355,11 +369,7 @@ func enumTemplate(path string, options []string) string {
 }
 
 func enumPick(v string, options []string) string {
-	quoted := make([]string, len(options))
-	for i, o := range options {
-		quoted[i] = "'" + o + "'"
-	}
-	return "{{ " + v + " if " + v + " in [" + strings.Join(quoted, ", ") + "] else 'unknown' }}"
+	return "{{ " + v + " if " + v + " in " + jinjaList(options) + " else 'unknown' }}"
 }
 
 func manufacturer(variant string) string {

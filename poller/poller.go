@@ -349,7 +349,7 @@ func (r *run) handle(ctx context.Context, res result) {
 	if c == nil {
 		return // removed while its request was in flight
 	}
-	c.inFlight, c.polled, c.answered = false, true, answered(res.err)
+	c.inFlight, c.polled, c.answered = false, true, connect.Answered(res.err)
 	r.observe("status", res.err)
 	if res.err != nil {
 		r.statusFailed(ctx, c, res)
@@ -478,7 +478,7 @@ func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
 }
 
 func (r *run) handleList(ctx context.Context, res result) {
-	r.listAnswered = answered(res.err)
+	r.listAnswered = connect.Answered(res.err)
 	r.observe("clusters", res.err)
 	if res.err != nil {
 		r.listFails++
@@ -580,15 +580,6 @@ func (r *run) observe(target string, err error) {
 		}
 	}
 	r.cfg.OnPoll(target, class)
-}
-
-// answered reports whether err still means the API answered sensibly.
-func answered(err error) bool {
-	switch connect.KindOf(err) {
-	case connect.KindNetwork, connect.KindServer, connect.KindBadBody:
-		return false
-	}
-	return true
 }
 
 func (r *run) recount() {

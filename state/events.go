@@ -140,14 +140,6 @@ func printerEvents(a, b Printer) []Event {
 	return out
 }
 
-func ended(status string) bool {
-	switch status {
-	case "wait_cleanup", "finished", "aborted", "aborting", "failed", "error":
-		return true
-	}
-	return false
-}
-
 func resultEvent(result string) string {
 	switch result {
 	case "finished":

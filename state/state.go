@@ -335,25 +335,6 @@ func printerStatus(p Printer, cp connect.Printer) string {
 	return cp.Status
 }
 
-// isQueued reports whether a job with this status waits in the queue
-// rather than being on a printer. Cura treats "error" as queued too.
-func isQueued(status string) bool {
-	switch status {
-	case "queued", "wait_approval", "error", "wait_for_configuration", "sending":
-		return true
-	}
-	return false
-}
-
-// isRunning reports whether a print is in progress (paused counts).
-func isRunning(status string) bool {
-	switch status {
-	case "sent_to_printer", "pre_print", "printing", "pausing", "paused", "resuming", "post_print", "aborting":
-		return true
-	}
-	return false
-}
-
 // jobOn finds the job on printer cp. Jobs name their printer by UUID; a
 // MakerBot has none, so fall back to the name, or to the only printer.
 func jobOn(cp connect.Printer, jobs []connect.PrintJob, nPrinters int) *connect.PrintJob {

@@ -1,0 +1,39 @@
+package state
+
+import "slices"
+
+// The status rules of print jobs, in one place: the command handler
+// accepts a job action in exactly these statuses, and Home Assistant's
+// buttons are offered in exactly these (discovery renders its templates
+// from the same lists).
+var (
+	// JobActionFrom lists, per printer command, the job statuses that
+	// allow it.
+	JobActionFrom = map[string][]string{
+		"pause":  {"printing"},
+		"resume": {"paused"},
+		"abort":  {"pre_print", "printing", "pausing", "paused", "resuming"},
+	}
+	// QueuedStatuses are the statuses of a job that waits in its
+	// cluster's queue rather than being on a printer. Cura counts
+	// "error" as queued too.
+	QueuedStatuses = []string{"queued", "wait_approval", "error", "wait_for_configuration", "sending"}
+	// RunningStatuses are those of a print in progress, paused included.
+	RunningStatuses = []string{"sent_to_printer", "pre_print", "printing", "pausing", "paused", "resuming", "post_print", "aborting"}
+	// EndedStatuses are those of a job that will not print any more.
+	EndedStatuses = []string{"wait_cleanup", "finished", "aborted", "aborting", "failed", "error"}
+)
+
+// JobActionAllowed reports whether a printer command (pause, resume,
+// abort) may act on a job in status.
+func JobActionAllowed(action, status string) bool {
+	return slices.Contains(JobActionFrom[action], status)
+}
+
+// isQueued reports whether a job with this status waits in the queue.
+func isQueued(status string) bool { return slices.Contains(QueuedStatuses, status) }
+
+// isRunning reports whether a print is in progress (paused counts).
+func isRunning(status string) bool { return slices.Contains(RunningStatuses, status) }
+
+func ended(status string) bool { return slices.Contains(EndedStatuses, status) }
