@@ -16,7 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
@@ -58,7 +58,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 	// Declared first: the metrics read them at scrape time.
 	var (
 		mq     *mqttpub.Client
-		br     *bridge.Bridge
+		br     *render.Renderer
 		signIn *auth.Source
 	)
 	var metrics *monitor.Metrics
@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg *Config, log zerolog.Logger, wrap func(polle
 			}
 		}
 	}
-	br = bridge.New(tree, mq, bridge.Info{
+	br = render.New(tree, mq, render.Info{
 		Version: buildVersion(), StartedAt: started, APIURL: cfg.APIURL, Auth: initialAuth(signIn), ReadOnly: cfg.ReadOnly,
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
@@ -264,7 +264,7 @@ func redact(raw string) string {
 // sweepStale clears retained topics this bridge published in an earlier
 // run for printers and clusters that no longer exist: their state,
 // availability and discovery configs.
-func sweepStale(ctx context.Context, mq *mqttpub.Client, br *bridge.Bridge, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
+func sweepStale(ctx context.Context, mq *mqttpub.Client, br *render.Renderer, tree topics.Tree, disc *discovery.Config, log zerolog.Logger) {
 	filters := tree.DeviceFilters()
 	if disc != nil {
 		filters = append(filters, disc.DeviceFilter())
@@ -338,7 +338,7 @@ func observeCommand(m *monitor.Metrics) func(string, string) {
 // health is what /healthz reports: the broker is connected, a poll
 // succeeded recently (or the bridge is still starting), and the bridge is
 // signed in.
-func health(cfg *Config, started time.Time, mq *mqttpub.Client, br *bridge.Bridge, signIn *auth.Source) monitor.Health {
+func health(cfg *Config, started time.Time, mq *mqttpub.Client, br *render.Renderer, signIn *auth.Source) monitor.Health {
 	broker := monitor.Check{Name: "broker", OK: mq.Connected(), Detail: "connected"}
 	if !broker.OK {
 		broker.Detail = "not connected to " + redact(cfg.MQTTURL)

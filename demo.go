@@ -17,7 +17,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -94,7 +94,7 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 
 	var mu sync.Mutex
 	changes := func(next poller.Sink) poller.Sink {
-		return &bridge.PrinterChanges{Next: next, OnChange: func(p state.Printer, previous string) {
+		return &render.PrinterChanges{Next: next, OnChange: func(p state.Printer, previous string) {
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprintln(stdout, describeChange(time.Now(), p, previous))

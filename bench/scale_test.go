@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
@@ -61,7 +61,7 @@ func BenchmarkPollCycle(b *testing.B) {
 				TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 			out := &counter{last: map[string]string{}}
 			tree := topics.Tree{Base: "ultimaker"}
-			br := bridge.New(tree, out, bridge.Info{}, &discovery.Config{Prefix: "homeassistant", Tree: tree, Version: "bench",
+			br := render.New(tree, out, render.Info{}, &discovery.Config{Prefix: "homeassistant", Tree: tree, Version: "bench",
 				Buttons: []string{"pause", "resume", "abort", "snapshot"}}, zerolog.Nop())
 			ctx := context.Background()
 			clusters, err := api.Clusters(ctx)

@@ -89,10 +89,10 @@ func (c Config) Ours(topic string) bool {
 	return id == node+"_bridge" || strings.HasPrefix(id, node+"_printer_") || strings.HasPrefix(id, node+"_cluster_")
 }
 
-// PrinterKey changes exactly when the device config of p changes: the
+// PrinterFingerprint changes exactly when the device config of p changes: the
 // config depends on these fields only (and on inGroup), so callers can
 // skip rendering it on every state change.
-func (c Config) PrinterKey(p state.Printer, inGroup bool) string {
+func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
 		p.Cluster, inGroup, p.Chamber != nil, c.Buttons)

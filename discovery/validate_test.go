@@ -22,7 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
@@ -123,7 +123,7 @@ func buildWorld(t *testing.T) *world {
 		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 	rec := &recorder{}
 	disc := testDisc
-	br := bridge.New(disc.Tree, rec, bridge.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, zerolog.Nop())
+	br := render.New(disc.Tree, rec, render.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, zerolog.Nop())
 	ctx := context.Background()
 	br.Start(ctx)
 	clusters, err := api.Clusters(ctx)

@@ -38,23 +38,24 @@ type Update struct {
 	Stats           *Stats // nil when not worth publishing
 }
 
-// Stats describe the poller for the bridge's info topic.
+// Stats describe the poller; the renderer shows them on the bridge's info
+// topic.
 type Stats struct {
 	// Ready is true once the cluster list and every cluster in it have
 	// been polled (successfully or not) since start.
-	Ready bool `json:"ready"`
+	Ready bool
 	// CloudReachable is false when the latest request of the cluster list
 	// and the latest request of every cluster all went without a sensible
 	// answer (network error, timeout, 5xx, garbled body). One failing
 	// cluster among answering ones cannot flip it.
-	CloudReachable   bool       `json:"cloud_reachable"`
-	Clusters         int        `json:"clusters"`
-	Printers         int        `json:"printers"`
-	ClustersFailing  int        `json:"clusters_failing"`
-	LastPoll         *time.Time `json:"last_poll"`
-	PollErrors       int64      `json:"poll_errors"`
-	LastError        string     `json:"last_error"`
-	RateLimitedUntil *time.Time `json:"rate_limited_until"`
+	CloudReachable   bool
+	Clusters         int
+	Printers         int
+	ClustersFailing  int
+	LastPoll         *time.Time
+	PollErrors       int64
+	LastError        string
+	RateLimitedUntil *time.Time
 }
 
 // Config sets the schedule.

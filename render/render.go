@@ -1,5 +1,5 @@
-// Package bridge renders the poller's updates as MQTT messages on the topic tree.
-package bridge
+// Package render turns the poller's updates into MQTT messages on the topic tree and keeps the latest state for commands.
+package render
 
 import (
 	"context"
@@ -34,9 +34,9 @@ type Info struct {
 	Intervals map[string]string `json:"intervals"`
 }
 
-// Bridge is a poller.Sink that publishes state, availability, events and
+// Renderer is a poller.Sink that publishes state, availability, events and
 // the bridge's info.
-type Bridge struct {
+type Renderer struct {
 	tree    topics.Tree
 	pub     Publisher
 	log     zerolog.Logger
@@ -60,18 +60,18 @@ type Bridge struct {
 	configKeys     map[string]string // printer id -> discovery.PrinterKey last rendered
 }
 
-// New returns a Bridge publishing below tree through pub, with Home
+// New returns a Renderer publishing below tree through pub, with Home
 // Assistant discovery when disc is not nil.
-func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Bridge {
-	return &Bridge{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
+func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Renderer {
+	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
-var _ poller.Sink = (*Bridge)(nil)
+var _ poller.Sink = (*Renderer)(nil)
 
 // Start publishes the bridge info before the first poll, so users see the
 // bridge even while the cloud is unreachable.
-func (b *Bridge) Start(ctx context.Context) {
+func (b *Renderer) Start(ctx context.Context) {
 	msgs := []bus.Message{}
 	if b.disc != nil {
 		msgs = append(msgs, b.disc.Bridge())
@@ -81,7 +81,7 @@ func (b *Bridge) Start(ctx context.Context) {
 
 // HAStatus handles a message on Home Assistant's status topic: after its
 // birth ("online") every config and then every state is sent again.
-func (b *Bridge) HAStatus(ctx context.Context, payload []byte) {
+func (b *Renderer) HAStatus(ctx context.Context, payload []byte) {
 	if b.disc == nil || string(payload) != "online" {
 		return
 	}
@@ -109,7 +109,7 @@ func (b *Bridge) HAStatus(ctx context.Context, payload []byte) {
 }
 
 // Apply implements poller.Sink.
-func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
+func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	var msgs []bus.Message
 	b.mu.Lock()
 	// Empty retained payloads delete the topics from the broker, and the
@@ -148,7 +148,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 				// Its printers now hang under another device.
 				for _, id := range c.Printers {
 					if p, ok := b.printers[id]; ok && !slices.ContainsFunc(u.Printers, func(q state.Printer) bool { return q.ID == id }) {
-						b.configKeys[id] = b.disc.PrinterKey(p, !wasGroup)
+						b.configKeys[id] = b.disc.PrinterFingerprint(p, !wasGroup)
 						msgs = append(msgs, b.disc.Printer(p, !wasGroup))
 					}
 				}
@@ -161,7 +161,7 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 		// (a printing printer changes state every poll).
 		if b.disc != nil {
 			inGroup := b.clusterDevices[p.Cluster]
-			if key := b.disc.PrinterKey(p, inGroup); b.configKeys[p.ID] != key {
+			if key := b.disc.PrinterFingerprint(p, inGroup); b.configKeys[p.ID] != key {
 				b.configKeys[p.ID] = key
 				msgs = append(msgs, b.disc.Printer(p, inGroup))
 			}
@@ -201,14 +201,14 @@ func (b *Bridge) Apply(ctx context.Context, u poller.Update) {
 }
 
 // Stats returns the poller's latest stats.
-func (b *Bridge) Stats() poller.Stats {
+func (b *Renderer) Stats() poller.Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.stats
 }
 
 // Printer returns the latest state of a printer by its topic id.
-func (b *Bridge) Printer(id string) (state.Printer, bool) {
+func (b *Renderer) Printer(id string) (state.Printer, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p, ok := b.printers[id]
@@ -217,7 +217,7 @@ func (b *Bridge) Printer(id string) (state.Printer, bool) {
 
 // Cluster returns the latest state of a cluster by its topic id or its
 // cloud id.
-func (b *Bridge) Cluster(id string) (state.Cluster, bool) {
+func (b *Renderer) Cluster(id string) (state.Cluster, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if c, ok := b.clusters[id]; ok {
@@ -232,24 +232,34 @@ func (b *Bridge) Cluster(id string) (state.Cluster, bool) {
 }
 
 // SetAuth changes the auth field of the info topic and republishes it.
-func (b *Bridge) SetAuth(ctx context.Context, auth string) {
+func (b *Renderer) SetAuth(ctx context.Context, auth string) {
 	b.mu.Lock()
 	b.info.Auth = auth
 	b.mu.Unlock()
 	b.publish(ctx, b.infoMessage())
 }
 
-func (b *Bridge) infoMessage() bus.Message {
+func (b *Renderer) infoMessage() bus.Message {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	st := b.stats
 	v := struct {
 		Info
-		poller.Stats
-	}{b.info, b.stats}
+		Ready            bool       `json:"ready"`
+		CloudReachable   bool       `json:"cloud_reachable"`
+		Clusters         int        `json:"clusters"`
+		Printers         int        `json:"printers"`
+		ClustersFailing  int        `json:"clusters_failing"`
+		LastPoll         *time.Time `json:"last_poll"`
+		PollErrors       int64      `json:"poll_errors"`
+		LastError        string     `json:"last_error"`
+		RateLimitedUntil *time.Time `json:"rate_limited_until"`
+	}{b.info, st.Ready, st.CloudReachable, st.Clusters, st.Printers, st.ClustersFailing, st.LastPoll, st.PollErrors,
+		st.LastError, st.RateLimitedUntil}
 	return b.jsonMessage(b.tree.BridgeInfo(), v, true)
 }
 
-func (b *Bridge) jsonMessage(topic string, v any, retain bool) bus.Message {
+func (b *Renderer) jsonMessage(topic string, v any, retain bool) bus.Message {
 	p, err := json.Marshal(v)
 	if err != nil {
 		// Our own types always marshal; this is a programming error.
@@ -258,7 +268,7 @@ func (b *Bridge) jsonMessage(topic string, v any, retain bool) bus.Message {
 	return bus.Message{Topic: topic, Payload: p, Retain: retain}
 }
 
-func (b *Bridge) publish(ctx context.Context, msgs ...bus.Message) {
+func (b *Renderer) publish(ctx context.Context, msgs ...bus.Message) {
 	if len(msgs) == 0 {
 		return
 	}
