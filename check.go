@@ -7,9 +7,8 @@ import (
 	"io"
 	"time"
 
-	"golang.org/x/oauth2"
-
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 )
@@ -21,60 +20,42 @@ func decodeLimited(r io.Reader, v any) error {
 // runCheck validates the configuration, reaches the broker and the API,
 // and says what it sees. Any failure exits non-zero with the reason.
 func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(vars, true)
+	cfg, err := config.Load(vars, true)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "configuration: ok")
-	log := newLogger(cfg, io.Discard)
+	log := cfg.Logger(io.Discard)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 
-	mq, err := mqttpub.New(mqttpub.Config{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
-		ClientID: clientID(cfg) + "-check", CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
-		ConnectTimeout: 5 * time.Second}, log)
+	mq, err := mqttpub.New(bridge.MQTTConfig(cfg, "check"), log)
 	if err != nil {
-		return &configError{"MQTT_URL: " + err.Error()}
+		return config.Errorf("MQTT_URL: %v", err)
 	}
-	mctx, stop := context.WithTimeout(ctx, 8*time.Second)
-	done := make(chan error, 1)
-	go func() { done <- mq.Run(mctx) }()
-	for !mq.Connected() && mctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	connected := mq.Connected()
+	stop, err := bridge.Connect(ctx, mq, 8*time.Second)
 	stop()
-	<-done
-	if !connected {
-		why := "no answer within 8s"
-		if err := mq.LastConnectError(); err != nil {
-			why = redact(err.Error())
-		}
-		return fmt.Errorf("broker %s: not reachable: %s (check MQTT_URL, credentials and TLS settings)", redact(cfg.MQTTURL), why)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "broker %s: ok\n", redact(cfg.MQTTURL))
+	fmt.Fprintf(stdout, "broker %s: ok\n", mqttpub.RedactURL(cfg.MQTTURL))
 
 	// Each sign-in line is printed only once the API accepted the token.
-	var ts oauth2.TokenSource
-	var signedIn []string
-	if cfg.APIToken != "" {
-		ts = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"})
-		signedIn = append(signedIn, "sign-in: API token accepted")
-	} else {
-		src := auth.NewSource(auth.Config{OAuth: oauthConfig(cfg), TokenFile: cfg.TokenFile}, log)
+	ts, src := bridge.TokenSource(cfg, log, nil)
+	signedIn := []string{"sign-in: API token accepted"}
+	if src != nil {
 		tok, err := src.Token()
 		if err != nil {
 			return fmt.Errorf("sign-in: %v", err)
 		}
-		ts = src
-		signedIn = append(signedIn, fmt.Sprintf("sign-in: token file %s accepted", cfg.TokenFile))
+		signedIn = []string{fmt.Sprintf("sign-in: token file %s accepted", cfg.TokenFile)}
 		if who := whoAmI(ctx, cfg.AccountURL, tok.AccessToken); who != "" {
 			signedIn = append(signedIn, who)
 		}
 	}
-	api, err := connect.New(connect.Options{BaseURL: cfg.APIURL, TokenSource: ts, Timeout: cfg.APITimeout, UserAgent: "ultimaker2mqtt/" + buildVersion()})
+	api, err := bridge.API(cfg, ts, log, buildVersion(), nil)
 	if err != nil {
-		return &configError{"ULTIMAKER_API_URL: " + err.Error()}
+		return err
 	}
 	clusters, err := api.Clusters(ctx)
 	if err != nil {

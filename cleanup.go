@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -25,35 +27,26 @@ func runCleanup(ctx context.Context, args []string, vars map[string]string, stdo
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return &configError{"cleanup: " + err.Error()}
+		return &config.Error{Msg: "cleanup: " + err.Error()}
 	}
-	cfg, err := loadConfig(vars, false)
+	cfg, err := config.Load(vars, false)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := cfg.Logger(stderr)
 	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
 	disc := discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: tree}
-	// No state topic: this client must not announce itself as the bridge.
-	mq, err := mqttpub.New(mqttpub.Config{
-		URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
-		ClientID: clientID(cfg) + "-cleanup", CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
-	}, log)
+	// Not the bridge's own client: it must not announce itself as the bridge.
+	mq, err := mqttpub.New(bridge.MQTTConfig(cfg, "cleanup"), log)
 	if err != nil {
-		return &configError{"MQTT_URL: " + err.Error()}
+		return config.Errorf("MQTT_URL: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mq.Run(runCtx) }()
-	defer func() { stop(); <-done }()
-	for !mq.Connected() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cleanup: broker %s not reachable", redact(cfg.MQTTURL))
-		case <-time.After(50 * time.Millisecond):
-		}
+	stop, err := bridge.Connect(ctx, mq, 10*time.Second)
+	defer stop()
+	if err != nil {
+		return fmt.Errorf("cleanup: %w", err)
 	}
 	found, err := mq.Retained(ctx, []string{tree.All(), disc.DeviceFilter()}, 2*time.Second)
 	if err != nil {

@@ -13,12 +13,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 )
@@ -49,11 +53,11 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 			merged["MQTT_URL"] = "tcp://127.0.0.1:1883"
 		}
 	}
-	cfg, err := loadConfig(merged, false)
+	cfg, err := config.Load(merged, false)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := cfg.Logger(stderr)
 
 	if !ownBroker {
 		broker, addr, err := startBroker(cfg.DemoMQTTListen)
@@ -64,7 +68,7 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 			broker, addr, err = startBroker("127.0.0.1:0")
 		}
 		if err != nil {
-			return &configError{fmt.Sprintf("DEMO_MQTT_LISTEN %s: %v (set DEMO_MQTT_LISTEN to a free address, or MQTT_URL to your broker)", cfg.DemoMQTTListen, err)}
+			return &config.Error{Msg: fmt.Sprintf("DEMO_MQTT_LISTEN %s: %v (set DEMO_MQTT_LISTEN to a free address, or MQTT_URL to your broker)", cfg.DemoMQTTListen, err)}
 		}
 		defer broker.Close()
 		cfg.MQTTURL = "tcp://" + addr
@@ -80,12 +84,12 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 	defer srv.Close()
 
 	cfg.APIURL = "http://" + ln.Addr().String() + simulator.BasePath
-	cfg.APIToken = demoToken
+	cfg.APIToken = config.Secret(demoToken)
 
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(cfg.MQTTURL, "tcp://"), "mqtt://"))
 	fmt.Fprintf(stdout, "ultimaker2mqtt demo: simulated Digital Factory at %s (%gx speed)\n", cfg.APIURL, cfg.DemoSpeed)
 	if ownBroker {
-		fmt.Fprintf(stdout, "publishing to your broker %s\n", redact(cfg.MQTTURL))
+		fmt.Fprintf(stdout, "publishing to your broker %s\n", mqttpub.RedactURL(cfg.MQTTURL))
 	} else {
 		fmt.Fprintf(stdout, "embedded MQTT broker on %s\n", cfg.MQTTURL)
 	}
@@ -100,7 +104,11 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 			fmt.Fprintln(stdout, describeChange(time.Now(), p, previous))
 		}}
 	}
-	return serve(ctx, cfg, log, changes)
+	br, err := bridge.New(cfg, bridge.Options{Version: buildVersion(), Log: log, Wrap: changes})
+	if err != nil {
+		return err
+	}
+	return br.Run(ctx)
 }
 
 func describeChange(now time.Time, p state.Printer, previous string) string {
@@ -157,10 +165,10 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return &configError{"simulate: " + err.Error()}
+		return &config.Error{Msg: "simulate: " + err.Error()}
 	}
 	if *speed <= 0 || *printers < 0 || *errorRate < 0 || *errorRate > 1 || *latency < 0 {
-		return &configError{"simulate: -speed must be positive, -printers and -latency not negative, -error-rate within 0-1"}
+		return &config.Error{Msg: "simulate: -speed must be positive, -printers and -latency not negative, -error-rate within 0-1"}
 	}
 	opts := simulator.Options{Speed: *speed, Seed: *seed, ExtraPrinters: *printers, OnlyExtra: *onlyExtra,
 		Latency: *latency, ErrorRate: *errorRate}
@@ -169,7 +177,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return &configError{fmt.Sprintf("simulate -listen %s: %v", *listen, err)}
+		return &config.Error{Msg: fmt.Sprintf("simulate -listen %s: %v", *listen, err)}
 	}
 	srv := &http.Server{Handler: simulator.New(opts), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "simulated Connect API on http://%s%s\n", ln.Addr(), simulator.BasePath)

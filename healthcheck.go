@@ -8,17 +8,19 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 )
 
 // runHealthcheck asks the running bridge's /healthz, for Docker's
 // HEALTHCHECK (the image has no curl): exit 0 when healthy.
 func runHealthcheck(ctx context.Context, vars map[string]string, stdout io.Writer) error {
-	cfg, err := loadConfig(vars, false)
+	cfg, err := config.Load(vars, false)
 	if err != nil {
 		return err
 	}
 	if cfg.HTTPListen == "" {
-		return &configError{"healthcheck needs HTTP_LISTEN (the bridge's /healthz address)"}
+		return &config.Error{Msg: "healthcheck needs HTTP_LISTEN (the bridge's /healthz address)"}
 	}
 	host, port, _ := net.SplitHostPort(cfg.HTTPListen)
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {

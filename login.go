@@ -16,9 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
+
 	"golang.org/x/oauth2"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 )
 
 // loginInput is where login reads a pasted redirect URL on machines whose
@@ -33,7 +36,7 @@ type callbackResult struct {
 // runLogin signs in with the authorization-code flow and PKCE and writes
 // TOKEN_FILE.
 func runLogin(ctx context.Context, vars map[string]string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(vars, false)
+	cfg, err := config.Load(vars, false)
 	if err != nil {
 		return err
 	}
@@ -45,9 +48,9 @@ func runLogin(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 		missing = append(missing, "TOKEN_FILE (where to store the sign-in)")
 	}
 	if len(missing) > 0 {
-		return &configError{"login needs " + strings.Join(missing, " and ")}
+		return &config.Error{Msg: "login needs " + strings.Join(missing, " and ")}
 	}
-	oc := oauthConfig(cfg)
+	oc := bridge.OAuth(cfg)
 	verifier := oauth2.GenerateVerifier()
 	stateBytes := make([]byte, 16)
 	rand.Read(stateBytes)

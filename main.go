@@ -12,6 +12,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; without
@@ -40,7 +43,7 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "ultimaker2mqtt:", err)
-	var ce *configError
+	var ce *config.Error
 	if errors.As(err, &ce) {
 		return 2
 	}
@@ -73,19 +76,27 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	switch cmd {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
-		printConfigHelp(stdout)
+		config.Help(stdout)
 		return flag.ErrHelp
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ultimaker2mqtt", buildVersion())
 		return nil
 	case "run":
 		if len(rest) > 0 {
-			return &configError{"run takes no arguments; configure it with environment variables (see -h)"}
+			return &config.Error{Msg: "run takes no arguments; configure it with environment variables (see -h)"}
 		}
-		return runBridge(ctx, vars, stderr)
+		cfg, err := config.Load(vars, true)
+		if err != nil {
+			return err
+		}
+		br, err := bridge.New(cfg, bridge.Options{Version: buildVersion(), Log: cfg.Logger(stderr)})
+		if err != nil {
+			return err
+		}
+		return br.Run(ctx)
 	case "demo":
 		if len(rest) > 0 {
-			return &configError{"demo takes no arguments; configure it with environment variables (see -h)"}
+			return &config.Error{Msg: "demo takes no arguments; configure it with environment variables (see -h)"}
 		}
 		return runDemo(ctx, vars, stdout, stderr)
 	case "simulate":
@@ -99,7 +110,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "healthcheck":
 		return runHealthcheck(ctx, vars, stdout)
 	}
-	return &configError{fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, healthcheck, cleanup or version; -h for help)", cmd)}
+	return &config.Error{Msg: fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, healthcheck, cleanup or version; -h for help)", cmd)}
 }
 
 func envMap(environ []string) map[string]string {

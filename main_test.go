@@ -6,13 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
@@ -392,64 +391,13 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestEmptyVariableTakesDefault(t *testing.T) {
-	cfg, err := loadConfig(map[string]string{"LOG_LEVEL": "", "POLL_INTERVAL": ""}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.LogLevel != "info" || cfg.PollInterval != 10*time.Second {
-		t.Errorf("defaults not applied: %q %s", cfg.LogLevel, cfg.PollInterval)
-	}
-}
-
-func TestSecretFileIsTrimmed(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "token")
-	os.WriteFile(path, []byte("  "+testToken+"\n"), 0o600)
-	cfg, err := loadConfig(map[string]string{"ULTIMAKER_API_TOKEN_FILE": path}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.APIToken.Reveal() != testToken {
-		t.Errorf("token %q", cfg.APIToken.Reveal())
-	}
-	if fmt.Sprint(cfg.APIToken) != "[redacted]" || fmt.Sprintf("%+v", *cfg) == "" || strings.Contains(fmt.Sprintf("%+v", *cfg), testToken) {
-		t.Errorf("secret prints: %+v", *cfg)
-	}
-}
-
-// The example file lists every variable the code reads, and nothing else.
-func TestConfigExampleMatches(t *testing.T) {
-	b, err := os.ReadFile("config.example.env")
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`(?m)^#?\s?([A-Z][A-Z0-9_]+)=`)
-	var inFile []string
-	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-		inFile = append(inFile, m[1])
-	}
-	var inCode []string
-	for _, v := range configVars() {
-		inCode = append(inCode, v.Name)
-		if !slices.Contains(inFile, v.Name) {
-			t.Errorf("config.example.env lacks %s", v.Name)
-		}
-	}
-	for _, n := range inFile {
-		if !slices.Contains(inCode, n) {
-			t.Errorf("config.example.env lists %s, which the code does not read", n)
-		}
-	}
-}
-
 func TestHelpListsEveryVariable(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"ultimaker2mqtt", "-h"}, nil, &out, &bytes.Buffer{})
 	if exitCode(err, &bytes.Buffer{}) != 0 {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, v := range configVars() {
+	for _, v := range config.Vars() {
 		if !strings.Contains(out.String(), v.Name) {
 			t.Errorf("-h does not mention %s", v.Name)
 		}

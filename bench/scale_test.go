@@ -12,11 +12,12 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -61,8 +62,11 @@ func BenchmarkPollCycle(b *testing.B) {
 				TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 			out := &counter{last: map[string]string{}}
 			tree := topics.Tree{Base: "ultimaker"}
-			br := render.New(tree, out, render.Info{}, &discovery.Config{Prefix: "homeassistant", Tree: tree, Version: "bench",
-				Buttons: []string{"pause", "resume", "abort", "snapshot"}}, zerolog.Nop())
+			cfg, err := config.Load(map[string]string{}, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			br := render.New(tree, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
 			ctx := context.Background()
 			clusters, err := api.Clusters(ctx)
 			if err != nil || len(clusters) != n {

@@ -22,11 +22,11 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -123,7 +123,7 @@ func buildWorld(t *testing.T) *world {
 		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 	rec := &recorder{}
 	disc := testDisc
-	br := render.New(disc.Tree, rec, render.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, zerolog.Nop())
+	br := render.New(disc.Tree, rec, render.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, render.Options{}, zerolog.Nop())
 	ctx := context.Background()
 	br.Start(ctx)
 	clusters, err := api.Clusters(ctx)

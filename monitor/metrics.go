@@ -70,13 +70,20 @@ func NewMetrics(src Sources) *Metrics {
 	return m
 }
 
-// ObserveAPI records one Connect API request.
+// ObserveAPI records one Connect API request. A nil *Metrics (metrics
+// off) records nothing, as do the other Observe methods.
 func (m *Metrics) ObserveAPI(method, route string, code int, took time.Duration) {
+	if m == nil {
+		return
+	}
 	m.APIRequests.WithLabelValues(method, route, strconv.Itoa(code)).Observe(took.Seconds())
 }
 
 // ObservePoll records one poll; class is "" for success.
 func (m *Metrics) ObservePoll(target, class string) {
+	if m == nil {
+		return
+	}
 	m.Polls.WithLabelValues(target).Inc()
 	if class != "" {
 		m.PollErrors.WithLabelValues(target, class).Inc()
@@ -85,5 +92,8 @@ func (m *Metrics) ObservePoll(target, class string) {
 
 // ObserveCommand records one final command answer.
 func (m *Metrics) ObserveCommand(action, result string) {
+	if m == nil {
+		return
+	}
 	m.Commands.WithLabelValues(action, result).Inc()
 }

@@ -481,7 +481,7 @@ func (c *Client) connect(ctx context.Context, cli mqtt.Client, primary bool) boo
 			c.lastErr.Store(t.Error())
 		}
 		if attempt == 1 && primary {
-			c.log.Warn().Err(t.Error()).Str("broker", redactURL(c.cfg.URL)).Msg("broker unreachable; retrying")
+			c.log.Warn().Err(t.Error()).Str("broker", RedactURL(c.cfg.URL)).Msg("broker unreachable; retrying")
 		} else {
 			c.log.Debug().Err(t.Error()).Int("attempt", attempt).Msg("broker still unreachable")
 		}
@@ -505,7 +505,7 @@ func (c *Client) connected() {
 	c.connects++
 	n := c.connects
 	c.mu.Unlock()
-	c.log.Info().Str("broker", redactURL(c.cfg.URL)).Int("connects", n).Msg("broker connected")
+	c.log.Info().Str("broker", RedactURL(c.cfg.URL)).Int("connects", n).Msg("broker connected")
 
 	wait := func(t mqtt.Token, what string) {
 		if !t.WaitTimeout(c.cfg.ConnectTimeout) {
@@ -603,12 +603,37 @@ func (c *Client) shutdown() {
 	c.log.Info().Msg("broker disconnected")
 }
 
-// redactURL drops credentials from a broker URL for logs.
-func redactURL(s string) string {
+// URL is the broker URL the client connects to (it may hold credentials:
+// show it through RedactURL).
+func (c *Client) URL() string { return c.cfg.URL }
+
+// RedactURL drops credentials from a broker URL (or a text holding one)
+// for logs and messages.
+func RedactURL(s string) string {
+	if !strings.Contains(s, "://") || strings.ContainsAny(s, " \t") {
+		return redactInText(s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(invalid url)"
 	}
 	u.User = nil
 	return strings.TrimSuffix(u.String(), "/")
+}
+
+// redactInText drops user:password@ from every URL inside s.
+func redactInText(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	rest := s[i+3:]
+	end := strings.IndexAny(rest, " /\t")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return s[:i+3] + redactInText(rest)
 }

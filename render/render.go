@@ -34,6 +34,16 @@ type Info struct {
 	Intervals map[string]string `json:"intervals"`
 }
 
+// Options tune a Renderer.
+type Options struct {
+	// BirthDelay is how long to wait after Home Assistant's birth message
+	// before republishing: HA drops what arrives while it starts up.
+	// Default 5s.
+	BirthDelay time.Duration
+	// OnReady runs once, when every cluster has been polled since start.
+	OnReady func(ctx context.Context)
+}
+
 // Renderer is a poller.Sink that publishes state, availability, events and
 // the bridge's info.
 type Renderer struct {
@@ -43,11 +53,7 @@ type Renderer struct {
 	timeout time.Duration
 	disc    *discovery.Config // nil: Home Assistant discovery off
 
-	// BirthDelay is how long to wait after Home Assistant's birth message
-	// before republishing: HA drops what arrives while it starts up.
-	BirthDelay time.Duration
-	// OnReady runs once, when every cluster has been polled since start.
-	OnReady func(ctx context.Context)
+	opts Options
 
 	mu             sync.Mutex
 	info           Info
@@ -62,8 +68,11 @@ type Renderer struct {
 
 // New returns a Renderer publishing below tree through pub, with Home
 // Assistant discovery when disc is not nil.
-func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, log zerolog.Logger) *Renderer {
-	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, BirthDelay: 5 * time.Second,
+func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opts Options, log zerolog.Logger) *Renderer {
+	if opts.BirthDelay <= 0 {
+		opts.BirthDelay = 5 * time.Second
+	}
+	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts,
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
@@ -91,7 +100,7 @@ func (b *Renderer) HAStatus(ctx context.Context, payload []byte) {
 		return // one republish covers several births
 	}
 	b.birthPending = true
-	time.AfterFunc(b.BirthDelay, func() {
+	time.AfterFunc(b.opts.BirthDelay, func() {
 		b.mu.Lock()
 		b.birthPending = false
 		b.mu.Unlock()
@@ -195,8 +204,8 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		msgs = append(msgs, b.infoMessage())
 	}
 	b.publish(ctx, msgs...)
-	if becameReady && b.OnReady != nil {
-		b.OnReady(ctx)
+	if becameReady && b.opts.OnReady != nil {
+		b.opts.OnReady(ctx)
 	}
 }
 

@@ -30,7 +30,7 @@ var _ Publisher = (*recorder)(nil)
 
 func TestApply(t *testing.T) {
 	rec := &recorder{}
-	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, nil, zerolog.Nop())
+	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, nil, Options{}, zerolog.Nop())
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	last := now
 	b.Apply(context.Background(), poller.Update{
@@ -83,7 +83,7 @@ func TestApply(t *testing.T) {
 
 func TestPrinterChanges(t *testing.T) {
 	var lines []string
-	pc := &PrinterChanges{Next: New(topics.Tree{Base: "u"}, &recorder{}, Info{}, nil, zerolog.Nop()),
+	pc := &PrinterChanges{Next: New(topics.Tree{Base: "u"}, &recorder{}, Info{}, nil, Options{}, zerolog.Nop()),
 		OnChange: func(p state.Printer, prev string) { lines = append(lines, prev+">"+p.Status) }}
 	for _, s := range []string{"idle", "idle", "printing", "printing", "paused"} {
 		pc.Apply(context.Background(), poller.Update{Printers: []state.Printer{{ID: "p", Status: s}}})
@@ -96,7 +96,7 @@ func TestPrinterChanges(t *testing.T) {
 func TestDiscoveryRenderedOnlyWhenItChanges(t *testing.T) {
 	rec := &recorder{}
 	tree := topics.Tree{Base: "u"}
-	b := New(tree, rec, Info{}, &discovery.Config{Prefix: "ha", Tree: tree}, zerolog.Nop())
+	b := New(tree, rec, Info{}, &discovery.Config{Prefix: "ha", Tree: tree}, Options{}, zerolog.Nop())
 	p := state.Printer{ID: "p1", FriendlyName: "Lab", Job: &state.Job{Progress: 10}}
 	configs := func() int {
 		n := 0

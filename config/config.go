@@ -1,4 +1,5 @@
-package main
+// Package config reads, checks and documents the bridge's settings, all from environment variables.
+package config
 
 import (
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -86,14 +88,18 @@ type Config struct {
 // secretVars may also be given as <NAME>_FILE, a path to read.
 var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN", "ULTIMAKER_CLIENT_SECRET"}
 
-// configError is a bad setting; the process exits 2.
-type configError struct{ msg string }
+// Error is a bad setting, or bad usage; the process exits 2.
+type Error struct{ Msg string }
 
-func (e *configError) Error() string { return e.msg }
+func (e *Error) Error() string { return e.Msg }
 
-// loadConfig reads the configuration from environ, checks every value
-// (and that an API token is given, when requireToken) and returns one error naming each bad variable.
-func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
+// Errorf returns an *Error.
+func Errorf(format string, args ...any) error { return &Error{fmt.Sprintf(format, args...)} }
+
+// Load reads the configuration from environ, checks every value (and that
+// an API token is given, when requireToken) and returns one error naming
+// each bad variable.
+func Load(environ map[string]string, requireToken bool) (*Config, error) {
 	vars := make(map[string]string, len(environ))
 	for k, v := range environ {
 		vars[k] = v
@@ -119,9 +125,10 @@ func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
 	if err != nil {
 		problems = append(problems, envProblems(err)...)
 	}
+	cfg.normalize()
 	// A variable that did not parse holds its zero value: do not report
 	// it twice.
-	for _, p := range cfg.validate() {
+	for _, p := range cfg.Problems() {
 		name, _, _ := strings.Cut(p, ":")
 		if !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, name+":") }) {
 			problems = append(problems, p)
@@ -134,7 +141,7 @@ func loadConfig(environ map[string]string, requireToken bool) (*Config, error) {
 		problems = append(problems, "set ULTIMAKER_API_TOKEN, or ULTIMAKER_CLIENT_ID to sign in with TOKEN_FILE (see `ultimaker2mqtt login`)")
 	}
 	if len(problems) > 0 {
-		return nil, &configError{"configuration: " + strings.Join(problems, "; ")}
+		return nil, &Error{"configuration: " + strings.Join(problems, "; ")}
 	}
 	return &cfg, nil
 }
@@ -198,7 +205,24 @@ func typeWord(t reflect.Type) string {
 	return t.String()
 }
 
-func (c *Config) validate() []string {
+// normalize trims the list settings: spaces around items and empty items
+// are not settings.
+func (c *Config) normalize() {
+	trim := func(list []string) []string {
+		out := list[:0]
+		for _, s := range list {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	c.AllowedActions, c.ClusterIDs = trim(c.AllowedActions), trim(c.ClusterIDs)
+}
+
+// Problems lists what is wrong with c, one phrase per variable; it
+// changes nothing.
+func (c *Config) Problems() []string {
 	var p []string
 	if err := checkBrokerURL(c.MQTTURL); err != "" {
 		p = append(p, "MQTT_URL: "+err)
@@ -207,13 +231,11 @@ func (c *Config) validate() []string {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
 	}
 	known := append(append(slices.Clone(commands.PrinterActions), commands.ClusterActions...), commands.BridgeActions...)
-	for i, a := range c.AllowedActions {
-		c.AllowedActions[i] = strings.TrimSpace(a)
-		if c.AllowedActions[i] != "" && !slices.Contains(known, c.AllowedActions[i]) {
-			p = append(p, fmt.Sprintf("ALLOWED_ACTIONS: unknown action %q (known: %s)", c.AllowedActions[i], strings.Join(known, ", ")))
+	for _, a := range c.AllowedActions {
+		if !slices.Contains(known, a) {
+			p = append(p, fmt.Sprintf("ALLOWED_ACTIONS: unknown action %q (known: %s)", a, strings.Join(known, ", ")))
 		}
 	}
-	c.AllowedActions = slices.DeleteFunc(c.AllowedActions, func(s string) bool { return s == "" })
 	if c.CommandTimeout < time.Second || c.CommandTimeout > 10*time.Minute {
 		p = append(p, "COMMAND_TIMEOUT: must be between 1s and 10m")
 	}
@@ -275,11 +297,7 @@ func (c *Config) validate() []string {
 	if c.PollMaxInFlight < 1 || c.PollMaxInFlight > 64 {
 		p = append(p, "POLL_MAX_IN_FLIGHT: must be 1 to 64")
 	}
-	c.ClusterIDs = slices.DeleteFunc(c.ClusterIDs, func(s string) bool { return strings.TrimSpace(s) == "" })
-	for i := range c.ClusterIDs {
-		c.ClusterIDs[i] = strings.TrimSpace(c.ClusterIDs[i])
-	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
+	if _, err := ParseLevel(c.LogLevel); err != nil {
 		p = append(p, "LOG_LEVEL: "+err.Error())
 	}
 	if !slices.Contains([]string{"auto", "json", "console"}, c.LogFormat) {
@@ -308,9 +326,9 @@ func checkBrokerURL(s string) string {
 	return "scheme " + u.Scheme + " not supported"
 }
 
-// parseLevel accepts the five levels we document. zerolog's own parser
+// ParseLevel accepts the five levels we document. zerolog's own parser
 // maps "" to NoLevel, which silently drops every message.
-func parseLevel(s string) (zerolog.Level, error) {
+func ParseLevel(s string) (zerolog.Level, error) {
 	switch s {
 	case "trace", "debug", "info", "warn", "error":
 		return zerolog.ParseLevel(s)
@@ -318,30 +336,64 @@ func parseLevel(s string) (zerolog.Level, error) {
 	return zerolog.NoLevel, errors.New("want trace, debug, info, warn or error")
 }
 
-// configVar describes one variable for -h and the example file.
-type configVar struct{ Name, Default, Help string }
+// Var describes one variable for -h and the example file.
+type Var struct{ Name, Default, Help string }
 
-func configVars() []configVar {
-	var out []configVar
+// Vars lists every variable, from the struct tags, secrets' _FILE forms
+// included.
+func Vars() []Var {
+	var out []Var
 	t := reflect.TypeFor[Config]()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		out = append(out, configVar{name, f.Tag.Get("envDefault"), f.Tag.Get("help")})
+		out = append(out, Var{name, f.Tag.Get("envDefault"), f.Tag.Get("help")})
 		if slices.Contains(secretVars, name) {
-			out = append(out, configVar{name + "_FILE", "", "Path of a file holding " + name + " (Docker secrets)"})
+			out = append(out, Var{name + "_FILE", "", "Path of a file holding " + name + " (Docker secrets)"})
 		}
 	}
 	return out
 }
 
-func printConfigHelp(w io.Writer) {
+// Help writes every variable with its meaning and default, for -h.
+func Help(w io.Writer) {
 	fmt.Fprintln(w, "Environment variables:")
-	for _, v := range configVars() {
+	for _, v := range Vars() {
 		def := v.Default
 		if def == "" {
 			def = "(unset)"
 		}
 		fmt.Fprintf(w, "  %-26s %s\n  %-26s default: %s\n", v.Name, v.Help, "", def)
 	}
+}
+
+// Logger is the root logger these settings ask for: JSON, or readable
+// lines on a terminal (LOG_FORMAT), at LOG_LEVEL.
+func (c *Config) Logger(w io.Writer) zerolog.Logger {
+	lvl, _ := ParseLevel(c.LogLevel) // checked in Load
+	console := c.LogFormat == "console"
+	if c.LogFormat == "auto" {
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			console = true
+		}
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// BrokerClientID is MQTT_CLIENT_ID, or one stable across restarts and
+// distinct per host and base topic, so two instances never kick each
+// other off the broker.
+func (c *Config) BrokerClientID() string {
+	if c.MQTTClientID != "" {
+		return c.MQTTClientID
+	}
+	host, _ := os.Hostname()
+	id := "ultimaker2mqtt-" + topics.Segment(c.MQTTBaseTopic) + "-" + topics.Segment(host)
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
 }

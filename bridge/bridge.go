@@ -1,0 +1,385 @@
+// Package bridge is the whole bridge as one value: built once from the configuration, run until its context ends, stopped in a fixed order.
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// Options are what the configuration does not say.
+type Options struct {
+	Version string
+	Log     zerolog.Logger
+	// Wrap, when set, wraps the renderer as the poller's sink: the demo
+	// prints each printer change through it.
+	Wrap func(poller.Sink) poller.Sink
+	// OnStop, when set, is told the name of each part as it has stopped,
+	// in order (tests check the shutdown order).
+	OnStop func(part string)
+}
+
+// Bridge is every part of a running bridge, wired once.
+type Bridge struct {
+	cfg     *config.Config
+	opts    Options
+	log     zerolog.Logger
+	started time.Time
+	tree    topics.Tree
+
+	mq       *mqttpub.Client
+	api      *connect.Client
+	signIn   *auth.Source // nil with an API token
+	render   *render.Renderer
+	poll     *poller.Poller
+	cmd      *commands.Handler
+	disc     *discovery.Config // nil: Home Assistant discovery off
+	metrics  *monitor.Metrics  // nil without HTTP_LISTEN
+	mon      *monitor.Server
+	monLn    net.Listener
+	auth     chan string // sign-in state changes
+	sweeping sync.WaitGroup
+}
+
+// New builds the bridge from cfg: every client, the renderer, poller and
+// command handler, and the HTTP endpoint's listener. It connects nothing;
+// a bad setting found here is a *config.Error.
+func New(cfg *config.Config, opts Options) (*Bridge, error) {
+	b := &Bridge{cfg: cfg, opts: opts, log: opts.Log, started: time.Now().UTC().Truncate(time.Second),
+		tree: topics.Tree{Base: cfg.MQTTBaseTopic}, auth: make(chan string, 4)}
+	if cfg.HTTPListen != "" {
+		b.metrics = monitor.NewMetrics(monitor.Sources{
+			Published: func() float64 { return float64(b.mq.Published()) },
+			Refreshes: func() float64 {
+				if b.signIn == nil {
+					return 0
+				}
+				return float64(b.signIn.Refreshes())
+			},
+			Clusters: func() float64 { return float64(b.render.Stats().Clusters) },
+			Printers: func() float64 { return float64(b.render.Stats().Printers) },
+			LastPoll: func() float64 {
+				if lp := b.render.Stats().LastPoll; lp != nil {
+					return float64(lp.Unix())
+				}
+				return 0
+			},
+			MQTTConnected: func() float64 {
+				if b.mq.Connected() {
+					return 1
+				}
+				return 0
+			},
+		})
+	}
+	ts, signIn := TokenSource(cfg, b.log, func(s string) {
+		select {
+		case b.auth <- s:
+		default:
+		}
+	})
+	b.signIn = signIn
+	var err error
+	if b.api, err = API(cfg, ts, b.log, opts.Version, b.metrics); err != nil {
+		return nil, err
+	}
+	if b.mq, err = mqttpub.New(MQTTConfig(cfg, ""), b.log); err != nil {
+		return nil, config.Errorf("MQTT_URL: %v", err)
+	}
+	if cfg.HADiscovery {
+		b.disc = Discovery(cfg, opts.Version)
+	}
+	b.render = render.New(b.tree, b.mq, render.Info{
+		Version: opts.Version, StartedAt: b.started, APIURL: cfg.APIURL, Auth: authState(signIn), ReadOnly: cfg.ReadOnly,
+		Intervals: map[string]string{
+			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
+			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
+			"maintenance": cfg.PollMaintenanceInterval.String(),
+		},
+	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater}, b.log)
+	var sink poller.Sink = b.render
+	if opts.Wrap != nil {
+		sink = opts.Wrap(b.render)
+	}
+	b.poll = poller.New(poller.Config{
+		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
+		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
+		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
+		Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
+		OnPoll: b.metrics.ObservePoll,
+	}, b.api, sink, b.log)
+	b.cmd = commands.New(commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
+		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq,
+		OnAnswer: b.metrics.ObserveCommand}, b.api, b.render, b.mq, b.poll, b.log)
+	for _, f := range b.cmd.Filters() {
+		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: commands.MaxPayload})
+	}
+	if b.disc != nil {
+		b.mq.Subscribe(mqttpub.Subscription{Filter: cfg.HAStatusTopic, QoS: 1,
+			Handle: func(ctx context.Context, m bus.Inbound) { b.render.HAStatus(ctx, m.Payload) }})
+	}
+	if cfg.HTTPListen != "" {
+		b.mon = monitor.New(cfg.HTTPListen, b.metrics.Registry, b.health, b.log)
+		if b.monLn, err = b.mon.Listen(); err != nil {
+			return nil, config.Errorf("HTTP_LISTEN %s: %v", cfg.HTTPListen, err)
+		}
+	}
+	return b, nil
+}
+
+// Run runs the bridge until ctx ends, then stops it in this order: the
+// poller (no new state), the helpers (HTTP endpoint, sign-in), the stale
+// sweep, the commands under way, and last the broker connection, so
+// "offline" is the last thing published. It returns nil after a clean stop.
+func (b *Bridge) Run(ctx context.Context) error {
+	b.log.Info().Str("version", b.opts.Version).Str("broker", mqttpub.RedactURL(b.cfg.MQTTURL)).Str("api", b.cfg.APIURL).
+		Str("base_topic", b.cfg.MQTTBaseTopic).Msg("starting")
+	// The broker connection outlives everything else.
+	mqCtx, stopMQ := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMQ()
+	mqDone := make(chan error, 1)
+	go func() { mqDone <- b.mq.Run(mqCtx) }()
+
+	b.render.Start(ctx)
+	var helpers sync.WaitGroup
+	if b.mon != nil {
+		helpers.Go(func() {
+			if err := b.mon.Serve(ctx, b.monLn); err != nil {
+				b.log.Error().Err(err).Msg("http endpoint stopped")
+			}
+		})
+	} else if b.monLn != nil {
+		b.monLn.Close()
+	}
+	if b.signIn != nil {
+		helpers.Go(func() { b.signIn.Run(ctx, b.cfg.AuthRecheck) })
+		helpers.Go(func() { b.relayAuth(ctx) })
+	}
+
+	pollErr := b.poll.Run(ctx)
+	b.stopped("poller")
+	helpers.Wait()
+	b.stopped("helpers")
+	b.sweeping.Wait()
+	b.stopped("sweep")
+	b.cmd.Wait()
+	b.stopped("commands")
+	stopMQ()
+	mqErr := <-mqDone
+	b.stopped("mqtt")
+	b.log.Info().Msg("stopped")
+	if pollErr != nil {
+		return pollErr
+	}
+	return mqErr
+}
+
+func (b *Bridge) stopped(part string) {
+	if b.opts.OnStop != nil {
+		b.opts.OnStop(part)
+	}
+}
+
+// relayAuth shows sign-in changes in bridge/info and Home Assistant at
+// once; a new sign-in polls everything now.
+func (b *Bridge) relayAuth(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-b.auth:
+			b.render.SetAuth(ctx, s)
+			if s == auth.StateOK {
+				b.poll.Refresh("")
+			}
+		}
+	}
+}
+
+// sweepLater clears, in the background, what an earlier run left for
+// printers and clusters that are gone; the renderer calls it once every
+// cluster has been polled.
+func (b *Bridge) sweepLater(ctx context.Context) {
+	b.sweeping.Go(func() { b.sweepStale(ctx) })
+}
+
+// sweepStale clears retained topics this bridge published in an earlier
+// run for printers and clusters that no longer exist: their state,
+// availability and discovery configs.
+func (b *Bridge) sweepStale(ctx context.Context) {
+	filters := b.tree.DeviceFilters()
+	if b.disc != nil {
+		filters = append(filters, b.disc.DeviceFilter())
+	}
+	found, err := b.mq.Retained(ctx, filters, 2*time.Second)
+	if err != nil {
+		b.log.Debug().Err(err).Msg("stale topic sweep skipped")
+		return
+	}
+	var stale []string
+	for t := range found {
+		if b.disc != nil && b.disc.Ours(t) {
+			stale = append(stale, t) // cleared unless published this run
+			continue
+		}
+		// The retained topics of printers and clusters that are gone; a
+		// live printer keeps its snapshot and preview.
+		a, ok := b.tree.Parse(t)
+		if !ok || !topics.IsRetained(a) {
+			continue
+		}
+		_, printer := b.render.Printer(a.ID)
+		_, cluster := b.render.Cluster(a.ID)
+		if (a.Kind == topics.Printer && !printer) || (a.Kind == topics.Cluster && !cluster) {
+			stale = append(stale, t)
+		}
+	}
+	n, err := b.mq.ClearUnknown(ctx, stale)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn().Err(err).Msg("clearing stale topics incomplete")
+	}
+	if n > 0 {
+		b.log.Info().Int("topics", n).Msg("cleared retained topics of printers and clusters that are gone")
+	}
+}
+
+// health is what /healthz reports: the broker is connected, a poll
+// succeeded recently (or the bridge is still starting), and the bridge is
+// signed in.
+func (b *Bridge) health() monitor.Health {
+	broker := monitor.Check{Name: "broker", OK: b.mq.Connected(), Detail: "connected"}
+	if !broker.OK {
+		broker.Detail = "not connected to " + mqttpub.RedactURL(b.cfg.MQTTURL)
+	}
+	// The slowest regular poll is an idle or offline cluster's; allow
+	// three of those.
+	window := 3 * max(b.cfg.PollIdleInterval, b.cfg.PollOfflineInterval, b.cfg.PollClustersInterval)
+	poll := monitor.Check{Name: "poll"}
+	switch lp := b.render.Stats().LastPoll; {
+	case lp != nil && time.Since(*lp) < window:
+		poll.OK, poll.Detail = true, "last successful poll "+lp.Format(time.RFC3339)
+	case lp != nil:
+		poll.Detail = "no successful poll since " + lp.Format(time.RFC3339)
+	case time.Since(b.started) < window:
+		poll.OK, poll.Detail = true, "starting"
+	default:
+		poll.Detail = "no successful poll since the start at " + b.started.Format(time.RFC3339)
+	}
+	signedIn := monitor.Check{Name: "sign_in", OK: true, Detail: auth.StateAPIToken}
+	if b.signIn != nil {
+		signedIn.Detail = b.signIn.State()
+		signedIn.OK = signedIn.Detail != auth.StateAuthRequired
+	}
+	return monitor.Evaluate(broker, poll, signedIn)
+}
+
+// MQTTConfig is the broker connection of cfg. role is "" for the bridge
+// itself (with its state topic, last will and probe) and names any other
+// client ("check", "cleanup"), which must not announce itself as the
+// bridge.
+func MQTTConfig(cfg *config.Config, role string) mqttpub.Config {
+	c := mqttpub.Config{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
+		ClientID: cfg.BrokerClientID(), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile}
+	if role != "" {
+		c.ClientID += "-" + role
+		c.ConnectTimeout = 5 * time.Second
+		return c
+	}
+	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
+	c.StateTopic, c.ProbeTopic = tree.BridgeState(), tree.BridgeProbe(c.ClientID)
+	return c
+}
+
+// Connect runs mq until ctx ends and waits, up to within, for its first
+// connection. The returned stop ends it and waits; call it in any case.
+func Connect(ctx context.Context, mq *mqttpub.Client, within time.Duration) (stop func(), err error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mq.Run(runCtx) }()
+	stop = func() { cancel(); <-done }
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !mq.Connected() {
+		select {
+		case <-ctx.Done():
+			return stop, ctx.Err()
+		case <-deadline.C:
+			why := fmt.Sprintf("no connection within %s", within)
+			if err := mq.LastConnectError(); err != nil {
+				why = mqttpub.RedactURL(err.Error())
+			}
+			return stop, fmt.Errorf("broker %s: not reachable: %s (check MQTT_URL, credentials and TLS settings)",
+				mqttpub.RedactURL(mq.URL()), why)
+		case <-tick.C:
+		}
+	}
+	return stop, nil
+}
+
+// TokenSource is how the bridge signs in: the API token, or the OAuth2
+// token file kept fresh by an *auth.Source (returned too; nil with an API
+// token). onState hears of sign-in changes.
+func TokenSource(cfg *config.Config, log zerolog.Logger, onState func(string)) (oauth2.TokenSource, *auth.Source) {
+	if cfg.APIToken != "" {
+		return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: cfg.APIToken.Reveal(), TokenType: "Bearer"}), nil
+	}
+	src := auth.NewSource(auth.Config{OAuth: OAuth(cfg), TokenFile: cfg.TokenFile, OnState: onState}, log)
+	return src, src
+}
+
+// OAuth is the OAuth2 client of cfg, for login and the token file.
+func OAuth(cfg *config.Config) *oauth2.Config {
+	return &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret.Reveal(),
+		Endpoint: auth.Endpoint(cfg.AccountURL), Scopes: strings.Fields(cfg.Scopes),
+		RedirectURL: fmt.Sprintf("http://localhost:%d/callback", cfg.LoginPort)}
+}
+
+// API is the Connect client of cfg; metrics may be nil.
+func API(cfg *config.Config, ts oauth2.TokenSource, log zerolog.Logger, version string, metrics *monitor.Metrics) (*connect.Client, error) {
+	c, err := connect.New(connect.Options{BaseURL: cfg.APIURL, TokenSource: ts, Timeout: cfg.APITimeout,
+		UserAgent: "ultimaker2mqtt/" + version, Observe: metrics.ObserveAPI, Log: log})
+	if err != nil {
+		return nil, config.Errorf("ULTIMAKER_API_URL: %v", err)
+	}
+	return c, nil
+}
+
+// Discovery is the Home Assistant discovery of cfg, offering only the
+// buttons that can work: none when read-only.
+func Discovery(cfg *config.Config, version string) *discovery.Config {
+	d := &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: topics.Tree{Base: cfg.MQTTBaseTopic}, Version: version}
+	for _, a := range commands.PrinterActions {
+		if !cfg.ReadOnly && (len(cfg.AllowedActions) == 0 || slices.Contains(cfg.AllowedActions, a)) {
+			d.Buttons = append(d.Buttons, a)
+		}
+	}
+	return d
+}
+
+func authState(s *auth.Source) string {
+	if s == nil {
+		return auth.StateAPIToken
+	}
+	return s.State()
+}
