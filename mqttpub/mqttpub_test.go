@@ -53,10 +53,15 @@ func run(t *testing.T, c *Client) (stop func() time.Duration) {
 
 func waitConnected(t *testing.T, c *Client) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitFor(t, c, 10*time.Second, "client did not connect")
+}
+
+func waitFor(t *testing.T, c *Client, within time.Duration, failure string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for !c.Connected() {
 		if time.Now().After(deadline) {
-			t.Fatal("client did not connect")
+			t.Fatal(failure)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -295,13 +300,7 @@ func expect(t *testing.T, ch chan bus.Inbound, topic, payload string, retained b
 
 func waitReconnect(t *testing.T, c *Client) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !c.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconnect")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, c, 15*time.Second, "no reconnect")
 }
 
 func equalMaps(a, b map[string]string) bool {
