@@ -465,7 +465,10 @@ func (c *Client) CompleteMaintenance(ctx context.Context, clusterID string, task
 // routeWords are the fixed words of Connect paths; anything else in a path
 // is an id.
 var routeWords = map[string]bool{"clusters": true, "cluster": true, "status": true, "maintenance": true, "pending": true,
-	"print_jobs": true, "action": true, "action_status": true, "printers": true, "makerbot": true, "print": true, "reprint": true}
+	"print_jobs": true, "action": true, "action_status": true, "printers": true, "makerbot": true, "print": true, "reprint": true,
+	"note": true, "share": true, "share_all": true, "team_count": true, "teams": true, "user": true, "reports": true,
+	"filters": true, "completed": true, "confirm-registration": true, "confirm-registration-pin": true, "materials": true,
+	"upload": true, "settings": true, "usage": true, "spec": true, "teapot": true}
 
 // Route is path with its ids replaced by {id} (action names after
 // "action" are kept), for metrics with bounded label values.

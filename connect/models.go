@@ -44,27 +44,33 @@ func (t Time) MarshalJSON() ([]byte, error) {
 // Cluster is a ClusterResponse: one printer group (a single printer is a
 // cluster of one).
 type Cluster struct {
-	ClusterID              string    `json:"cluster_id"`
-	HostGUID               string    `json:"host_guid"`
-	HostName               string    `json:"host_name"`
-	FriendlyName           string    `json:"friendly_name"`
-	PrinterCount           float64   `json:"printer_count"`
-	Status                 string    `json:"status"`
-	IsOnline               bool      `json:"is_online"`
-	HostVersion            string    `json:"host_version,omitempty"`
-	HostInternalIP         string    `json:"host_internal_ip,omitempty"`
-	PrinterType            string    `json:"printer_type,omitempty"`
-	Capabilities           []string  `json:"capabilities,omitempty"`
-	OrganizationID         string    `json:"organization_id,omitempty"`
-	OrganizationShared     bool      `json:"organization_shared,omitempty"`
-	TeamIDs                []string  `json:"team_ids,omitempty"`
-	UserID                 string    `json:"user_id,omitempty"`
-	MaintenanceDue         bool      `json:"maintenance_due,omitempty"`
-	DisplayStatus          string    `json:"display_status,omitempty"`
-	HostPrinter            *Printer  `json:"host_printer,omitempty"`
-	HostCurrentPrintJob    *PrintJob `json:"host_current_print_job,omitempty"`
-	HostPrintJobCount      float64   `json:"host_print_job_count,omitempty"`
-	HostRemainingPrintTime float64   `json:"host_remaining_print_time,omitempty"`
+	ClusterID              string       `json:"cluster_id"`
+	HostGUID               string       `json:"host_guid"`
+	HostName               string       `json:"host_name"`
+	FriendlyName           string       `json:"friendly_name"`
+	PrinterCount           float64      `json:"printer_count"`
+	Status                 string       `json:"status"`
+	IsOnline               bool         `json:"is_online"`
+	HostVersion            string       `json:"host_version,omitempty"`
+	HostInternalIP         string       `json:"host_internal_ip,omitempty"`
+	PrinterType            string       `json:"printer_type,omitempty"`
+	Capabilities           []string     `json:"capabilities,omitempty"`
+	OrganizationID         string       `json:"organization_id,omitempty"`
+	OrganizationShared     bool         `json:"organization_shared,omitempty"`
+	TeamIDs                []string     `json:"team_ids,omitempty"`
+	Note                   *ClusterNote `json:"note,omitempty"`
+	UserID                 string       `json:"user_id,omitempty"`
+	MaintenanceDue         bool         `json:"maintenance_due,omitempty"`
+	DisplayStatus          string       `json:"display_status,omitempty"`
+	HostPrinter            *Printer     `json:"host_printer,omitempty"`
+	HostCurrentPrintJob    *PrintJob    `json:"host_current_print_job,omitempty"`
+	HostPrintJobCount      float64      `json:"host_print_job_count,omitempty"`
+	HostRemainingPrintTime float64      `json:"host_remaining_print_time,omitempty"`
+}
+
+// ClusterNote is a cluster's note.
+type ClusterNote struct {
+	Note string `json:"note"`
 }
 
 // ClusterStatus is a ClusterStatusResponse: the live view of one cluster.
@@ -188,6 +194,7 @@ type PrintJob struct {
 	TimeRemaining                float64                  `json:"time_remaining"`
 	LastSeen                     float64                  `json:"last_seen,omitempty"`
 	PreviewURL                   string                   `json:"preview_url,omitempty"`
+	Note                         string                   `json:"note,omitempty"`
 	Configuration                []PrintCoreConfiguration `json:"configuration,omitempty"`
 	ConfigurationChangesRequired []ConfigurationChange    `json:"configuration_changes_required,omitempty"`
 	ImpedimentsToPrinting        []Impediment             `json:"impediments_to_printing,omitempty"`

@@ -93,6 +93,9 @@ type Server struct {
 	grants   map[string]*grant
 	access   map[string]*accessToken
 	acct     AccountStats
+	// the rest of the API
+	settings  connect.Settings
+	materials map[string]*material
 }
 
 type action struct {
@@ -122,6 +125,7 @@ func New(opts Options) *Server {
 		actions: map[string]*action{}, expired: map[string]bool{}, tokens: map[string]bool{},
 		requests: map[string]int{}, rng: rand.New(rand.NewPCG(opts.Seed, 7)),
 		codes: map[string]*authCode{}, grants: map[string]*grant{}, access: map[string]*accessToken{},
+		settings: connect.Settings{EnablePrintPrep: true}, materials: map[string]*material{},
 	}
 	s.world.speed, s.world.realT0, s.world.simT0 = opts.Speed, now, now
 	for _, t := range opts.Tokens {
@@ -159,6 +163,7 @@ func (s *Server) routes() {
 	api("POST /clusters/{cid}/print/{job}", s.postPrint)
 	api("POST /clusters/{cid}/reprint/{orig}/{jid}", s.postReprint)
 	api("PUT /clusters/{cid}/maintenance", s.putMaintenance)
+	s.moreRoutes(api)
 	s.mux.Handle(BasePath+"/", s.api(func(w http.ResponseWriter, r *http.Request, _ time.Time) {
 		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
 	}))
@@ -424,7 +429,7 @@ func (s *Server) clusterJSON(c *cluster, now time.Time) connect.Cluster {
 		PrinterCount: float64(len(c.printers)), Status: "active", IsOnline: c.spec.online,
 		HostVersion: c.spec.hostVersion, PrinterType: c.spec.printerType,
 		Capabilities:   capabilitiesOf(c),
-		OrganizationID: c.orgID, OrganizationShared: true, TeamIDs: []string{}, UserID: s.world.userID,
+		OrganizationID: c.orgID, OrganizationShared: c.orgShared, TeamIDs: append([]string{}, c.teamIDs...), UserID: s.world.userID,
 		HostPrintJobCount: float64(len(c.queue)),
 	}
 	if len(c.printers) > 0 {
@@ -439,6 +444,9 @@ func (s *Server) clusterJSON(c *cluster, now time.Time) connect.Cluster {
 	}
 	for _, m := range c.maintenance {
 		cc.MaintenanceDue = cc.MaintenanceDue || m.due
+	}
+	if c.note != "" {
+		cc.Note = &connect.ClusterNote{Note: c.note}
 	}
 	return cc
 }
@@ -617,7 +625,7 @@ func (s *Server) applyJobAction(c *cluster, j *job, act string, body connect.Pri
 		case "queued":
 			s.removeQueued(c, j)
 			j.status, j.state, j.endedAt = "aborted", "history", now
-			c.recent = append([]*job{j}, c.recent...)
+			s.world.remember(c, j)
 		default:
 			return "job is not active"
 		}
@@ -687,6 +695,11 @@ func (s *Server) postPrinterAction(w http.ResponseWriter, r *http.Request, _ tim
 	}
 	switch act {
 	case "get_webcam_snapshot", "identify":
+	case "import_material":
+		if _, ok := s.materials[body.Data.MaterialProfileID]; !ok {
+			writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "material_profile_id")
+			return
+		}
 	case "rename":
 		if body.Data.Name != "" {
 			p.spec.name = body.Data.Name
@@ -807,6 +820,8 @@ func (s *Server) putMaintenance(w http.ResponseWriter, r *http.Request, now time
 		for i := range c.maintenance {
 			if c.maintenance[i].code == code {
 				c.maintenance[i].due, c.maintenance[i].dueAt, found = false, now.Add(90*24*time.Hour), true
+				c.maintLog = append([]connect.CompletedMaintenance{{CompletedAt: connect.Time{Time: s.world.wallTime(now)},
+					TaskCodes: []string{code}, UserID: s.world.userID, Username: "jdoe"}}, c.maintLog...)
 			}
 		}
 		if !found {

@@ -22,6 +22,7 @@ const (
 	transitionDur  = 10 * time.Second // pausing, resuming, aborting
 	idleDur        = 3 * time.Minute  // before an idle printer gets new work
 	maxRecent      = 10               // the API keeps at most ten completed jobs
+	maxHistory     = 2000             // jobs per cluster the reports remember
 )
 
 type printerSpec struct {
@@ -62,6 +63,12 @@ type cluster struct {
 	queue       []*job
 	recent      []*job // newest first
 	maintenance []maintSpec
+	// What the rest of the API reads and writes.
+	note      string
+	orgShared bool
+	teamIDs   []string
+	history   []*job // every job that ended, oldest first, for the reports
+	maintLog  []connect.CompletedMaintenance
 }
 
 type printer struct {
@@ -87,6 +94,7 @@ type job struct {
 	aborted                    bool
 	force                      bool
 	userPaused                 bool // paused by an action: stays paused until resumed
+	note                       string
 	printer                    *printer
 	endedAt                    time.Time
 }
@@ -263,9 +271,33 @@ func newWorld(specs []clusterSpec, seed uint64, calm bool, now time.Time) *world
 				}
 			}
 		}
+		w.seedHistory(c, now)
 		w.clusters = append(w.clusters, c)
 	}
 	return w
+}
+
+// seedHistory gives every printer six jobs that ended over the past 30
+// days (four finished, one aborted, one failed), so the reports and the
+// statistics have something to show from the start.
+func (w *world) seedHistory(c *cluster, now time.Time) {
+	results := []string{"finished", "finished", "aborted", "finished", "failed", "finished"}
+	for i, p := range c.printers {
+		for k, result := range results {
+			// Not from w.rng: the scripted world stays what it was.
+			seed := fmt.Sprintf("history:%s:%d:%d", c.spec.hostName, i, k)
+			j := &job{uuid: uuidOf(seed), cloudID: cloudID(seed), name: jobNames[(i+k)%len(jobNames)],
+				owner: owners[k%len(owners)], variant: p.spec.variant, total: time.Duration(30+10*k) * time.Minute}
+			j.printer, j.status, j.state = p, result, "history"
+			j.endedAt = now.Add(-time.Duration(len(results)-k) * 4 * 24 * time.Hour)
+			j.createdAt = j.endedAt.Add(-j.total - time.Hour)
+			j.elapsed = j.total
+			if result != "finished" {
+				j.elapsed = j.total / 3
+			}
+			c.history = append(c.history, j)
+		}
+	}
 }
 
 func (w *world) newJob(c *cluster, now time.Time) *job {
@@ -406,9 +438,18 @@ func (w *world) complete(c *cluster, p *printer, at time.Time) {
 	}
 	p.job = nil
 	p.idleUntil = at.Add(idleDur)
+	w.remember(c, j)
+}
+
+// remember puts an ended job into the cluster's recent list and history.
+func (w *world) remember(c *cluster, j *job) {
 	c.recent = append([]*job{j}, c.recent...)
 	if len(c.recent) > maxRecent {
 		c.recent = c.recent[:maxRecent]
+	}
+	c.history = append(c.history, j)
+	if len(c.history) > maxHistory {
+		c.history = c.history[len(c.history)-maxHistory:]
 	}
 }
 
@@ -464,6 +505,7 @@ func (w *world) jobJSON(c *cluster, j *job, now time.Time) connect.PrintJob {
 		TimeTotal: w.wallDur(j.total), TimeElapsed: w.wallDur(el),
 		TimeRemaining:             w.wallDur(j.total - el),
 		PreviewURL:                "",
+		Note:                      j.note,
 		CompatibleMachineFamilies: []string{j.variant},
 	}
 	if j.printer != nil {
