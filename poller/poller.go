@@ -2,7 +2,9 @@
 package poller
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -20,6 +22,10 @@ type Source interface {
 	Clusters(ctx context.Context) ([]connect.Cluster, error)
 	ClusterStatus(ctx context.Context, clusterID string) (*connect.ClusterStatus, error)
 	PendingMaintenance(ctx context.Context, clusterID string) ([]connect.MaintenanceTask, error)
+	CompletedMaintenance(ctx context.Context, clusterID string, limit int) ([]connect.CompletedMaintenance, error)
+	Settings(ctx context.Context) (*connect.Settings, error)
+	Usage(ctx context.Context) (json.RawMessage, error)
+	AllReports(ctx context.Context, start, end time.Time) ([]connect.Report, error)
 }
 
 // Sink receives what changed. Apply is called from the poller's own
@@ -35,7 +41,11 @@ type Update struct {
 	RemovedPrinters []state.Printer // printers that left the account
 	RemovedClusters []state.Cluster // clusters that left the account
 	Events          []state.Event
-	Stats           *Stats // nil when not worth publishing
+	Stats           *Stats           // nil when not worth publishing
+	Workspace       *state.Workspace // nil when unchanged
+	// Statistics are the 30-day statistics of printers, by topic id: those
+	// that changed.
+	Statistics map[string]state.Statistics
 }
 
 // Stats describe the poller; the renderer shows them on the bridge's info
@@ -64,7 +74,8 @@ type Config struct {
 	IdleInterval        time.Duration // status when nothing prints
 	OfflineInterval     time.Duration // status of an offline cluster
 	ClustersInterval    time.Duration // the cluster list
-	MaintenanceInterval time.Duration // pending maintenance
+	MaintenanceInterval time.Duration // pending and completed maintenance
+	ReportsInterval     time.Duration // usage and the 30-day reports walk
 	BackoffMax          time.Duration // cap of the per-cluster backoff
 	BoostFor            time.Duration // fast polling after Refresh
 	MaxInFlight         int           // requests at once for the account
@@ -89,6 +100,7 @@ func (c *Config) defaults() {
 	def(&c.OfflineInterval, 5*time.Minute)
 	def(&c.ClustersInterval, 5*time.Minute)
 	def(&c.MaintenanceInterval, time.Hour)
+	def(&c.ReportsInterval, time.Hour)
 	def(&c.BackoffMax, 10*time.Minute)
 	def(&c.BoostFor, time.Minute)
 	if c.MaxInFlight <= 0 {
@@ -117,6 +129,7 @@ type Poller struct {
 type refresh struct {
 	clusterID   string
 	maintenance bool
+	listOnly    bool // the cluster list (and the workspace settings) only
 }
 
 // New returns a Poller reading src and reporting to sink.
@@ -139,6 +152,10 @@ func (p *Poller) Refresh(clusterID string) { p.ask(refresh{clusterID: clusterID}
 func (p *Poller) RefreshMaintenance(clusterID string) {
 	p.ask(refresh{clusterID: clusterID, maintenance: true})
 }
+
+// RefreshWorkspace reads the cluster list and the workspace settings now,
+// after the settings were changed or a printer registered.
+func (p *Poller) RefreshWorkspace() { p.ask(refresh{listOnly: true}) }
 
 func (p *Poller) ask(r refresh) {
 	select {
@@ -165,14 +182,19 @@ type clusterSched struct {
 }
 
 type result struct {
-	list     bool
-	id       string
-	clusters []connect.Cluster
-	status   *connect.ClusterStatus
-	maint    []connect.MaintenanceTask
-	maintErr error
-	err      error
-	at       time.Time
+	list      bool
+	reports   bool
+	id        string
+	clusters  []connect.Cluster
+	settings  *connect.Settings // with the list; nil when it failed
+	status    *connect.ClusterStatus
+	maint     []connect.MaintenanceTask
+	completed []connect.CompletedMaintenance
+	maintErr  error
+	usage     json.RawMessage
+	rows      []connect.Report
+	err       error
+	at        time.Time
 }
 
 // run holds the loop's state.
@@ -188,6 +210,10 @@ type run struct {
 	vanished     map[string]state.Printer // left their cluster; removed at the next list unless seen elsewhere
 	inFlight     int
 	pausedUntil  time.Time
+	nextReports  time.Time
+	reportsBusy  bool
+	workspace    state.Workspace
+	printerStats map[string]state.Statistics
 	stats        Stats
 	sentStats    Stats
 	sentAt       time.Time
@@ -198,10 +224,10 @@ type run struct {
 // returns nil.
 func (p *Poller) Run(ctx context.Context) error {
 	r := &run{Poller: p, clusters: map[string]*clusterSched{}, vanished: map[string]state.Printer{},
-		results: make(chan result, p.cfg.MaxInFlight+1)}
+		results: make(chan result, p.cfg.MaxInFlight+2), printerStats: map[string]state.Statistics{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	r.nextList = time.Now()
+	r.nextList, r.nextReports = time.Now(), time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -241,6 +267,10 @@ func (r *run) backoff(n int) time.Duration {
 }
 
 func (r *run) boost(rq refresh, now time.Time) {
+	if rq.listOnly {
+		r.nextList = now
+		return
+	}
 	for _, cid := range r.order {
 		if rq.clusterID != "" && cid != rq.clusterID {
 			continue
@@ -270,7 +300,26 @@ func (r *run) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
 		r.listInFlight = true
 		r.start(ctx, wg, func(ctx context.Context) result {
 			cl, err := r.src.Clusters(ctx)
-			return result{list: true, clusters: cl, err: err}
+			res := result{list: true, clusters: cl, err: err}
+			if err == nil {
+				// The workspace settings go with the cluster list.
+				res.settings, _ = r.src.Settings(ctx)
+			}
+			return res
+		})
+	}
+	// Usage and the reports walk once every ReportsInterval, once every
+	// cluster is known (the statistics name printers).
+	if r.stats.Ready && !r.reportsBusy && !now.Before(r.nextReports) && r.inFlight < r.cfg.MaxInFlight {
+		r.reportsBusy = true
+		r.start(ctx, wg, func(ctx context.Context) result {
+			res := result{reports: true}
+			res.usage, res.err = r.src.Usage(ctx)
+			if res.err == nil {
+				at := time.Now()
+				res.rows, res.err = r.src.AllReports(ctx, at.Add(-state.StatisticsDays*24*time.Hour), at)
+			}
+			return res
 		})
 	}
 	// Most overdue first, so a slow account still gets round to everyone.
@@ -295,6 +344,12 @@ func (r *run) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
 				res.maint, res.maintErr = r.src.PendingMaintenance(ctx, id)
 				if res.maint == nil && res.maintErr == nil {
 					res.maint = []connect.MaintenanceTask{}
+				}
+				if res.maintErr == nil {
+					res.completed, res.maintErr = r.src.CompletedMaintenance(ctx, id, state.MaintenanceHistoryLength)
+					if res.completed == nil && res.maintErr == nil {
+						res.completed = []connect.CompletedMaintenance{}
+					}
 				}
 			}
 			return res
@@ -326,6 +381,9 @@ func (r *run) nextWake(now time.Time) time.Time {
 	if !r.listInFlight {
 		wake = minTime(wake, r.nextList)
 	}
+	if r.stats.Ready && !r.reportsBusy {
+		wake = minTime(wake, r.nextReports)
+	}
 	if r.inFlight >= r.cfg.MaxInFlight {
 		return wake // a result will wake us
 	}
@@ -344,6 +402,11 @@ func (r *run) handle(ctx context.Context, res result) {
 	if res.list {
 		r.listInFlight = false
 		r.handleList(ctx, res)
+		return
+	}
+	if res.reports {
+		r.reportsBusy = false
+		r.handleReports(ctx, res)
 		return
 	}
 	c := r.clusters[res.id]
@@ -367,7 +430,8 @@ func (r *run) handle(ctx context.Context, res result) {
 	} else if res.maint != nil {
 		c.nextMaint = res.at.Add(r.jitter(r.cfg.MaintenanceInterval))
 	}
-	r.publish(ctx, c, state.Observation{Cluster: c.info, Status: res.status, Maintenance: res.maint, Now: res.at})
+	r.publish(ctx, c, state.Observation{Cluster: c.info, Status: res.status, Maintenance: res.maint,
+		Completed: res.completed, Now: res.at})
 	c.nextStatus = res.at.Add(r.jitter(r.interval(c, res.at)))
 	if c.again {
 		c.nextStatus, c.again = res.at, false
@@ -501,6 +565,7 @@ func (r *run) handleList(ctx context.Context, res result) {
 		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
 	}
 	r.listFails, r.listed = 0, true
+	r.workspaceSettings(ctx, res.settings, res.at)
 	t := res.at.UTC().Truncate(time.Second)
 	r.stats.LastPoll = &t
 	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
@@ -644,4 +709,90 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// handleReports turns usage and the reports walk into the workspace's and
+// each printer's 30-day statistics.
+func (r *run) handleReports(ctx context.Context, res result) {
+	r.observe("reports", res.err)
+	if res.err != nil {
+		r.log.Debug().Err(res.err).Msg("usage or reports poll failed")
+		r.nextReports = res.at.Add(min(r.backoff(3), r.cfg.ReportsInterval))
+		var ae *connect.APIError
+		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
+			r.rateLimited(ae, res.at)
+		}
+		return
+	}
+	r.nextReports = res.at.Add(r.jitter(r.cfg.ReportsInterval))
+	byUUID, byName, only := map[string]string{}, map[string]string{}, map[string]string{}
+	for _, c := range r.clusters {
+		if c.view == nil {
+			continue
+		}
+		for _, p := range c.view.Printers {
+			if p.UUID != "" {
+				byUUID[p.UUID] = p.ID
+			}
+			byName[c.info.ClusterID+"\x00"+p.FriendlyName] = p.ID
+		}
+		if len(c.view.Printers) == 1 {
+			only[c.info.ClusterID] = c.view.Printers[0].ID
+		}
+	}
+	printerOf := func(rep connect.Report) string {
+		for _, u := range []string{rep.PrinterUUID, rep.PrintedOnUUID} {
+			if id := byUUID[u]; u != "" && id != "" {
+				return id
+			}
+		}
+		if id := byName[rep.ClusterID+"\x00"+rep.PrinterName]; rep.PrinterName != "" && id != "" {
+			return id
+		}
+		return only[rep.ClusterID] // a MakerBot has no GUID; its cluster is the printer
+	}
+	all, per := state.Tally(res.rows, printerOf, res.at)
+	var u Update
+	ws := r.workspace
+	if ws.Statistics == nil || !state.SameStatistics(*ws.Statistics, all) || !bytes.Equal(ws.Usage, res.usage) {
+		ws.Statistics, ws.Usage, ws.UpdatedAt = &all, res.usage, res.at.UTC().Truncate(time.Second)
+		r.workspace = ws
+		u.Workspace = &ws
+	}
+	for _, c := range r.clusters {
+		if c.view == nil {
+			continue
+		}
+		for _, p := range c.view.Printers {
+			s, ok := per[p.ID]
+			if !ok {
+				s = state.Statistics{PeriodDays: state.StatisticsDays, UpdatedAt: all.UpdatedAt}
+			}
+			if old, seen := r.printerStats[p.ID]; !seen || !state.SameStatistics(old, s) {
+				if u.Statistics == nil {
+					u.Statistics = map[string]state.Statistics{}
+				}
+				u.Statistics[p.ID] = s
+				r.printerStats[p.ID] = s
+			}
+		}
+	}
+	if u.Workspace != nil || len(u.Statistics) > 0 {
+		r.sink.Apply(ctx, u)
+	}
+}
+
+// workspaceSettings takes the settings read with the cluster list.
+func (r *run) workspaceSettings(ctx context.Context, s *connect.Settings, at time.Time) {
+	if s == nil {
+		return
+	}
+	next := state.SettingsOf(*s)
+	if r.workspace.Settings != nil && *r.workspace.Settings == next {
+		return
+	}
+	ws := r.workspace
+	ws.Settings, ws.UpdatedAt = &next, at.UTC().Truncate(time.Second)
+	r.workspace = ws
+	r.sink.Apply(ctx, Update{Workspace: &ws})
 }

@@ -3,7 +3,9 @@ package poller
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 )
 
 // fakeSource is an in-memory Connect account. Calls are recorded with the
@@ -100,6 +103,31 @@ func (f *fakeSource) PendingMaintenance(ctx context.Context, id string) ([]conne
 	err, done := f.enter("maintenance", id)
 	defer done()
 	return nil, err
+}
+
+func (f *fakeSource) CompletedMaintenance(ctx context.Context, id string, _ int) ([]connect.CompletedMaintenance, error) {
+	err, done := f.enter("completed", id)
+	defer done()
+	return nil, err
+}
+
+func (f *fakeSource) Settings(ctx context.Context) (*connect.Settings, error) {
+	err, done := f.enter("settings", "")
+	defer done()
+	return &connect.Settings{EnablePrintPrep: true}, err
+}
+
+func (f *fakeSource) Usage(ctx context.Context) (json.RawMessage, error) {
+	err, done := f.enter("usage", "")
+	defer done()
+	return json.RawMessage(`{"printers":1}`), err
+}
+
+func (f *fakeSource) AllReports(ctx context.Context, start, end time.Time) ([]connect.Report, error) {
+	err, done := f.enter("reports", "")
+	defer done()
+	return []connect.Report{{UUID: "r1", ClusterID: "c0", Status: "finished", TimeTotal: 100, TimeElapsed: 100, PrinterUUID: "p-c0"},
+		{UUID: "r2", ClusterID: "c0", Status: "aborted", TimeTotal: 100, TimeElapsed: 20, PrinterUUID: "p-c0"}}, err
 }
 
 func (f *fakeSource) count(what, id string) int {
@@ -437,6 +465,14 @@ func (c ctxSource) ClusterStatus(ctx context.Context, id string) (*connect.Clust
 	return nil, ctx.Err()
 }
 
+func (c ctxSource) CompletedMaintenance(ctx context.Context, id string, n int) ([]connect.CompletedMaintenance, error) {
+	return c.f.CompletedMaintenance(ctx, id, n)
+}
+func (c ctxSource) Settings(ctx context.Context) (*connect.Settings, error) { return c.f.Settings(ctx) }
+func (c ctxSource) Usage(ctx context.Context) (json.RawMessage, error)      { return c.f.Usage(ctx) }
+func (c ctxSource) AllReports(ctx context.Context, a, b time.Time) ([]connect.Report, error) {
+	return c.f.AllReports(ctx, a, b)
+}
 func (c ctxSource) PendingMaintenance(ctx context.Context, id string) ([]connect.MaintenanceTask, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
@@ -600,6 +636,61 @@ func TestRefreshMaintenanceReadsItNow(t *testing.T) {
 		})
 		if got := src.count("maintenance", "c0"); got != 2 {
 			t.Errorf("%d maintenance reads, want 2 (start and the refresh)", got)
+		}
+	})
+}
+
+// TestIdleWorkspaceRequestsPerHour counts what an idle workspace of four
+// clusters costs in an hour: the cluster list and the settings every 5
+// minutes, each status every minute, pending and completed maintenance
+// once, usage and the reports walk once (issue 11).
+func TestIdleWorkspaceRequestsPerHour(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(4)
+		runFor(t, exact, src, &recorder{}, zerolog.Nop(), time.Hour-time.Second, nil)
+		counts := map[string]int{}
+		total := 0
+		for _, what := range []string{"list", "settings", "status", "maintenance", "completed", "usage", "reports"} {
+			counts[what] = src.count(what, "")
+			total += counts[what]
+		}
+		want := map[string]int{"list": 12, "settings": 12, "status": 240, "maintenance": 4, "completed": 4, "usage": 1, "reports": 1}
+		for k, v := range want {
+			if counts[k] != v {
+				t.Errorf("%s: %d requests in an hour, want %d", k, counts[k], v)
+			}
+		}
+		t.Logf("idle workspace of 4 clusters: %d requests per hour (%v); %d before issue 11's routes",
+			total, counts, counts["list"]+counts["status"]+counts["maintenance"])
+	})
+}
+
+// TestStatistics: the reports walk gives the workspace and each printer
+// their 30-day totals (issue 11).
+func TestStatistics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(2)
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), time.Second, nil)
+		var ws *state.Workspace
+		per := map[string]state.Statistics{}
+		for _, u := range rec.all() {
+			if u.Workspace != nil {
+				ws = u.Workspace
+			}
+			maps.Copy(per, u.Statistics)
+		}
+		if ws == nil || ws.Settings == nil || !ws.Settings.EnablePrintPrep || ws.Statistics == nil || string(ws.Usage) != `{"printers":1}` {
+			t.Fatalf("workspace %+v", ws)
+		}
+		if s := ws.Statistics; s.JobsFinished != 1 || s.JobsAborted != 1 || s.PrintSeconds != 120 || s.SuccessRate == nil || *s.SuccessRate != 50 {
+			t.Errorf("workspace statistics %+v", s)
+		}
+		if s := per["printer-c0"]; s.JobsFinished != 1 || s.JobsAborted != 1 {
+			t.Errorf("printer-c0 statistics %+v", s)
+		}
+		if s, ok := per["printer-c1"]; !ok || s.JobsFinished != 0 || s.SuccessRate != nil {
+			t.Errorf("printer-c1 statistics %+v, %v: want zeros", s, ok)
 		}
 	})
 }

@@ -119,7 +119,12 @@ type Cluster struct {
 	RecentlyCompleted []CompletedJob    `json:"recently_completed"`
 	Maintenance       []MaintenanceTask `json:"maintenance"`
 	MaintenanceDue    bool              `json:"maintenance_due"`
-	UpdatedAt         time.Time         `json:"updated_at"`
+	// MaintenanceHistory is the newest entries of the maintenance log.
+	MaintenanceHistory []MaintenanceEntry `json:"maintenance_history"`
+	Note               string             `json:"note"`
+	OrganizationShared bool               `json:"organization_shared"`
+	TeamIDs            []string           `json:"team_ids"`
+	UpdatedAt          time.Time          `json:"updated_at"`
 }
 
 // QueuedJob is a job waiting in a cluster's queue.
@@ -166,7 +171,9 @@ type Observation struct {
 	Cluster     connect.Cluster
 	Status      *connect.ClusterStatus
 	Maintenance []connect.MaintenanceTask // nil: not fetched yet, keep the previous
-	Now         time.Time
+	// Completed is the maintenance log, newest first; nil: keep the previous.
+	Completed []connect.CompletedMaintenance
+	Now       time.Time
 }
 
 // ClusterKey is the topic id of a cluster: its host name, made topic-safe,
@@ -208,7 +215,11 @@ func Build(obs Observation, prev *View) View {
 		ID: ClusterKey(c), ClusterID: c.ClusterID, HostName: c.HostName, FriendlyName: c.FriendlyName,
 		Online: c.IsOnline, PrinterType: c.PrinterType, HostVersion: c.HostVersion, Capabilities: nonNil(c.Capabilities),
 		Printers: []string{}, Queue: []QueuedJob{}, RecentlyCompleted: []CompletedJob{}, Maintenance: []MaintenanceTask{},
+		MaintenanceHistory: []MaintenanceEntry{}, OrganizationShared: c.OrganizationShared, TeamIDs: nonNil(c.TeamIDs),
 	}}
+	if c.Note != nil {
+		v.Cluster.Note = c.Note.Note
+	}
 	var printers []connect.Printer
 	var jobs, recent []connect.PrintJob
 	if st := obs.Status; st != nil {
@@ -234,6 +245,14 @@ func Build(obs Observation, prev *View) View {
 		}
 	} else if prev != nil {
 		v.Cluster.Maintenance = prev.Cluster.Maintenance
+	}
+	if obs.Completed != nil {
+		for _, e := range obs.Completed[:min(len(obs.Completed), MaintenanceHistoryLength)] {
+			v.Cluster.MaintenanceHistory = append(v.Cluster.MaintenanceHistory, MaintenanceEntry{
+				CompletedAt: timePtr(e.CompletedAt.Time), TaskCodes: nonNil(e.TaskCodes), Username: e.Username})
+		}
+	} else if prev != nil {
+		v.Cluster.MaintenanceHistory = prev.Cluster.MaintenanceHistory
 	}
 	var tasksDue []string
 	for _, m := range v.Cluster.Maintenance {
