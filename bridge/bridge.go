@@ -113,7 +113,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
-			"maintenance": cfg.PollMaintenanceInterval.String(),
+			"maintenance": cfg.PollMaintenanceInterval.String(), "reports": cfg.PollReportsInterval.String(),
 		},
 	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater}, b.log)
 	var sink poller.Sink = b.render
@@ -123,7 +123,8 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	b.poll = poller.New(poller.Config{
 		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
 		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
-		BackoffMax: cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
+		ReportsInterval: cfg.PollReportsInterval,
+		BackoffMax:      cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
 		Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
 		OnPoll: b.metrics.ObservePoll,
 	}, b.api, sink, b.log)
@@ -369,9 +370,17 @@ func API(cfg *config.Config, ts oauth2.TokenSource, log zerolog.Logger, version 
 // buttons that can work: none when read-only.
 func Discovery(cfg *config.Config, version string) *discovery.Config {
 	d := &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: topics.Tree{Base: cfg.MQTTBaseTopic}, Version: version}
-	for _, a := range commands.PrinterActions {
-		if !cfg.ReadOnly && (len(cfg.AllowedActions) == 0 || slices.Contains(cfg.AllowedActions, a)) {
+	allowed := func(a string) bool {
+		return !cfg.ReadOnly && (len(cfg.AllowedActions) == 0 || slices.Contains(cfg.AllowedActions, a))
+	}
+	for _, a := range []string{"pause", "resume", "abort", "snapshot"} {
+		if allowed(a) {
 			d.Buttons = append(d.Buttons, a)
+		}
+	}
+	for _, a := range []string{"settings", "note"} {
+		if allowed(a) {
+			d.Controls = append(d.Controls, a)
 		}
 	}
 	return d

@@ -61,7 +61,8 @@ type Config struct {
 	PollIdleInterval        time.Duration `env:"POLL_IDLE_INTERVAL" envDefault:"60s" help:"Cluster status interval when nothing prints"`
 	PollOfflineInterval     time.Duration `env:"POLL_OFFLINE_INTERVAL" envDefault:"5m" help:"Cluster status interval when the cluster is offline"`
 	PollClustersInterval    time.Duration `env:"POLL_CLUSTERS_INTERVAL" envDefault:"5m" help:"Interval of the cluster list (new and removed clusters)"`
-	PollMaintenanceInterval time.Duration `env:"POLL_MAINTENANCE_INTERVAL" envDefault:"1h" help:"Interval of pending maintenance per cluster"`
+	PollMaintenanceInterval time.Duration `env:"POLL_MAINTENANCE_INTERVAL" envDefault:"1h" help:"Interval of pending and completed maintenance per cluster"`
+	PollReportsInterval     time.Duration `env:"POLL_REPORTS_INTERVAL" envDefault:"1h" help:"Interval of the workspace's usage and the 30-day print-job reports (statistics)"`
 	PollBackoffMax          time.Duration `env:"POLL_BACKOFF_MAX" envDefault:"10m" help:"Longest wait between retries of a failing cluster"`
 	PollMaxInFlight         int           `env:"POLL_MAX_IN_FLIGHT" envDefault:"4" help:"Most Connect API requests at once"`
 	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
@@ -70,6 +71,7 @@ type Config struct {
 	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all"`
 	CommandTimeout time.Duration `env:"COMMAND_TIMEOUT" envDefault:"60s" help:"How long an asynchronous command may take to settle before it is answered timeout"`
 	CommandPoll    time.Duration `env:"COMMAND_POLL_INTERVAL" envDefault:"1s" help:"How often the status of an asynchronous command is checked (the official SDK uses 1s)"`
+	MaterialsDir   string        `env:"MATERIALS_DIR" help:"Folder of material profiles that upload_material may send by file name (nothing outside it); empty: content only"`
 
 	HADiscovery       bool          `env:"HA_DISCOVERY" envDefault:"true" help:"Publish Home Assistant MQTT discovery (true or false)"`
 	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
@@ -287,6 +289,7 @@ func (c *Config) Problems() []string {
 		{"POLL_OFFLINE_INTERVAL", c.PollOfflineInterval, 100 * time.Millisecond},
 		{"POLL_CLUSTERS_INTERVAL", c.PollClustersInterval, 100 * time.Millisecond},
 		{"POLL_MAINTENANCE_INTERVAL", c.PollMaintenanceInterval, 100 * time.Millisecond},
+		{"POLL_REPORTS_INTERVAL", c.PollReportsInterval, time.Second},
 		{"POLL_BACKOFF_MAX", c.PollBackoffMax, 100 * time.Millisecond},
 	}
 	for _, d := range durations {
@@ -302,6 +305,11 @@ func (c *Config) Problems() []string {
 	}
 	if !slices.Contains([]string{"auto", "json", "console"}, c.LogFormat) {
 		p = append(p, "LOG_FORMAT: want auto, json or console")
+	}
+	if c.MaterialsDir != "" {
+		if fi, err := os.Stat(c.MaterialsDir); err != nil || !fi.IsDir() {
+			p = append(p, "MATERIALS_DIR: "+c.MaterialsDir+" is not a readable folder")
+		}
 	}
 	if c.HTTPListen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil || port == "" {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
@@ -23,6 +24,9 @@ type Config struct {
 	// Buttons are the printer commands offered as buttons (pause, resume,
 	// abort, snapshot); none in read-only mode.
 	Buttons []string
+	// Controls are the other commands offered as entities: "settings"
+	// (the workspace switches) and "note" (a cluster's note as text).
+	Controls []string
 }
 
 // buttons describes each printer button: its label, icon, and the
@@ -64,6 +68,9 @@ func (c Config) PrinterObjectID(printer string) string { return c.NodeID() + "_p
 // ClusterObjectID is the object id of a cluster's device.
 func (c Config) ClusterObjectID(cluster string) string { return c.NodeID() + "_cluster_" + cluster }
 
+// WorkspaceObjectID is the object id of the workspace's device.
+func (c Config) WorkspaceObjectID() string { return c.NodeID() + "_workspace" }
+
 // BridgeObjectID is the object id of the bridge's own device.
 func (c Config) BridgeObjectID() string { return c.NodeID() + "_bridge" }
 
@@ -86,7 +93,8 @@ func (c Config) Ours(topic string) bool {
 		return false
 	}
 	node := c.NodeID()
-	return id == node+"_bridge" || strings.HasPrefix(id, node+"_printer_") || strings.HasPrefix(id, node+"_cluster_")
+	return id == node+"_bridge" || id == node+"_workspace" || strings.HasPrefix(id, node+"_printer_") ||
+		strings.HasPrefix(id, node+"_cluster_")
 }
 
 // PrinterFingerprint changes exactly when the device config of p changes: the
@@ -94,8 +102,8 @@ func (c Config) Ours(topic string) bool {
 // skip rendering it on every state change.
 func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
-		p.Cluster, inGroup, p.Chamber != nil, c.Buttons)
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
+		p.Cluster, inGroup, p.Chamber != nil, c.Buttons, c.Controls)
 	for _, e := range p.Extruders {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
 	}
@@ -212,6 +220,14 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		}
 	}
 
+	stats := c.Tree.PrinterStatistics(p.ID)
+	addStatistics(cs, uid, stats, false)
+	if !inGroup {
+		// A cluster of one printer has no device of its own: its note and
+		// maintenance log show on the printer.
+		c.addClusterExtras(cs, uid, p.Cluster)
+	}
+
 	ev := c.Tree.PrinterEvent(p.ID)
 	cs.add("events", Component{"platform": "event", "unique_id": uid("events"), "name": "Print events", "state_topic": ev,
 		"event_types": state.EventTypes, "icon": "mdi:printer-3d",
@@ -261,6 +277,7 @@ func (c Config) Cluster(cl state.Cluster) (bus.Message, bool) {
 	cs.add("maintenance_due", binarySensor(uid("maintenance_due"), "Maintenance due", st,
 		"{{ 'ON' if value_json.maintenance_due else 'OFF' }}", "problem").with("json_attributes_topic", st).
 		with("json_attributes_template", "{{ {'tasks': value_json.maintenance | selectattr('due') | map(attribute='code') | list} | tojson }}"))
+	c.addClusterExtras(cs, uid, cl.ID)
 	dev := map[string]any{
 		"identifiers":  []string{obj},
 		"name":         nonEmpty(cl.FriendlyName, cl.ID),
@@ -303,6 +320,74 @@ func (c Config) Bridge() bus.Message {
 		"sw_version":   c.Version,
 	}
 	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState())})
+}
+
+// Workspace returns the workspace's device config: its settings as
+// switches (unless read-only) and its 30-day statistics.
+func (c Config) Workspace() bus.Message {
+	obj := c.WorkspaceObjectID()
+	st := c.Tree.WorkspaceState()
+	uid := func(key string) string { return obj + "_" + key }
+	cs := components{}
+	if slices.Contains(c.Controls, "settings") {
+		for _, s := range []struct{ key, name, icon string }{
+			{"require_print_approval", "Require print approval", "mdi:account-check"},
+			{"enable_print_prep", "Print preparation", "mdi:clipboard-check"},
+		} {
+			cs.add(s.key, Component{"platform": "switch", "unique_id": uid(s.key), "name": s.name, "icon": s.icon,
+				"entity_category": "config", "state_topic": st, "command_topic": c.Tree.WorkspaceSet(),
+				"value_template": "{{ 'ON' if value_json.settings and value_json.settings." + s.key + " else 'OFF' }}",
+				"payload_on":     `{"action":"settings","` + s.key + `":true}`,
+				"payload_off":    `{"action":"settings","` + s.key + `":false}`, "state_on": "ON", "state_off": "OFF"})
+		}
+	}
+	addStatistics(cs, uid, st, true)
+	cs.add("jobs_aborted", sensor(uid("jobs_aborted"), "Prints aborted (30 days)", st,
+		"{{ value_json.statistics.jobs_aborted if value_json.statistics else None }}", "").
+		with("state_class", "measurement").with("icon", "mdi:printer-3d-off"))
+	cs.add("jobs_failed", sensor(uid("jobs_failed"), "Prints failed (30 days)", st,
+		"{{ value_json.statistics.jobs_failed if value_json.statistics else None }}", "").
+		with("state_class", "measurement").with("icon", "mdi:alert-octagon"))
+	dev := map[string]any{"identifiers": []string{obj}, "name": "Digital Factory workspace", "manufacturer": "UltiMaker",
+		"model": "Digital Factory workspace", "via_device": c.BridgeObjectID()}
+	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState())})
+}
+
+// addStatistics adds the 30-day statistics read from topic: the
+// workspace's state (nested under "statistics") or a printer's
+// statistics topic.
+func addStatistics(cs components, uid func(string) string, topic string, nested bool) {
+	guard, path := "value_json", "value_json."
+	if nested {
+		guard, path = "value_json.statistics", "value_json.statistics."
+	}
+	field := func(f, expr string) string {
+		return "{{ " + expr + " if " + guard + " and " + path + f + " is not none else None }}"
+	}
+	cs.add("jobs_finished", sensor(uid("jobs_finished"), "Prints finished (30 days)", topic,
+		field("jobs_finished", path+"jobs_finished"), "").with("state_class", "measurement").with("icon", "mdi:printer-3d-nozzle-heat"))
+	cs.add("print_time", sensor(uid("print_time"), "Print time (30 days)", topic,
+		field("print_seconds", "("+path+"print_seconds / 3600) | round(1)"), "duration").
+		with("unit_of_measurement", "h").with("state_class", "measurement"))
+	cs.add("success_rate", sensor(uid("success_rate"), "Success rate (30 days)", topic,
+		field("success_rate", path+"success_rate"), "").
+		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:check-circle-outline"))
+}
+
+// addClusterExtras adds a cluster's note (text, when notes are a
+// control) and its last maintenance, read from the cluster's state.
+func (c Config) addClusterExtras(cs components, uid func(string) string, cluster string) {
+	st := c.Tree.ClusterState(cluster)
+	if slices.Contains(c.Controls, "note") {
+		cs.add("note", Component{"platform": "text", "unique_id": uid("note"), "name": "Note", "icon": "mdi:note-text",
+			"entity_category": "config", "state_topic": st, "command_topic": c.Tree.ClusterSet(cluster),
+			"value_template":   "{{ value_json.note[:255] if value_json.note else '' }}",
+			"command_template": "{{ {'action': 'note', 'note': value} | tojson }}", "max": 255, "mode": "text"})
+	}
+	cs.add("last_maintenance", sensor(uid("last_maintenance"), "Last maintenance", st,
+		"{{ value_json.maintenance_history[0].completed_at if value_json.maintenance_history else None }}", "timestamp").
+		with("json_attributes_topic", st).
+		with("json_attributes_template", "{{ {'tasks': value_json.maintenance_history[0].task_codes if value_json.maintenance_history else []} | tojson }}"))
 }
 
 // Clear is the empty retained message that removes a device.

@@ -23,6 +23,7 @@ func TestGolden(t *testing.T) {
 		"printer_um3_offline":      "ultimaker2mqtt_printer_ultimakersystem-0030d6123abc",
 		"cluster_group":            "ultimaker2mqtt_cluster_ultimakersystem-ccbdd30044ec",
 		"bridge":                   "ultimaker2mqtt_bridge",
+		"workspace":                "ultimaker2mqtt_workspace",
 	}
 	for name, obj := range want {
 		t.Run(name, func(t *testing.T) {

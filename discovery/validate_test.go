@@ -107,7 +107,7 @@ func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 func (r *recorder) Republish(context.Context, ...string) error { return nil }
 
 var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test",
-	Buttons: []string{"pause", "resume", "abort", "snapshot"}}
+	Buttons: []string{"pause", "resume", "abort", "snapshot"}, Controls: []string{"settings", "note"}}
 
 // buildWorld polls the simulator twice, an hour of simulated time apart,
 // so printers have jobs, finished jobs and events, and feeds the views to
@@ -138,8 +138,9 @@ func buildWorld(t *testing.T) *world {
 				t.Fatal(err)
 			}
 			mt, _ := api.PendingMaintenance(ctx, cl.ClusterID)
+			done, _ := api.CompletedMaintenance(ctx, cl.ClusterID, state.MaintenanceHistoryLength)
 			prev := views[cl.ClusterID]
-			v := state.Build(state.Observation{Cluster: cl, Status: st, Maintenance: mt, Now: clock}, prev)
+			v := state.Build(state.Observation{Cluster: cl, Status: st, Maintenance: mt, Completed: done, Now: clock}, prev)
 			u := poller.Update{Cluster: &v.Cluster, Printers: v.Printers}
 			if prev != nil {
 				u.Events = state.Events(*prev, v)
@@ -151,6 +152,32 @@ func buildWorld(t *testing.T) *world {
 		br.Apply(ctx, poller.Update{Stats: &poller.Stats{Ready: true, CloudReachable: true, Clusters: len(clusters), Printers: 6, LastPoll: &last}})
 		clock = clock.Add(time.Duration(round+1) * 40 * time.Minute)
 	}
+	// The workspace and the statistics, as the poller computes them.
+	settings, err := api.Settings(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage, _ := api.Usage(ctx)
+	reports, err := api.AllReports(ctx, clock.Add(-30*24*time.Hour), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, v := range views {
+		for _, p := range v.Printers {
+			ids[p.UUID] = p.ID
+			ids[v.Cluster.ClusterID] = p.ID // MakerBots: the cluster is the printer
+		}
+	}
+	all, per := state.Tally(reports, func(r connect.Report) string {
+		if id := ids[r.PrinterUUID]; r.PrinterUUID != "" {
+			return id
+		}
+		return ids[r.ClusterID]
+	}, clock)
+	s := state.SettingsOf(*settings)
+	br.Apply(ctx, poller.Update{Workspace: &state.Workspace{Settings: &s, Usage: usage, Statistics: &all, UpdatedAt: clock},
+		Statistics: per})
 	w := &world{msgs: rec.msgs, retained: map[string][]byte{}, events: map[string][]byte{}}
 	// The broker connection, not the bridge, publishes the bridge state.
 	w.retained[disc.Tree.BridgeState()] = []byte("online")
@@ -556,8 +583,8 @@ func TestDiscoveryPayloadsMeetContract(t *testing.T) {
 			seen[uid] = topic
 		}
 	}
-	if devices != 8 { // six printers, one multi-printer cluster, the bridge
-		t.Errorf("%d devices discovered, want 8", devices)
+	if devices != 9 { // six printers, one multi-printer cluster, the workspace, the bridge
+		t.Errorf("%d devices discovered, want 9", devices)
 	}
 	for _, s := range p.list {
 		t.Error(s)

@@ -83,7 +83,7 @@ var _ poller.Sink = (*Renderer)(nil)
 func (b *Renderer) Start(ctx context.Context) {
 	msgs := []bus.Message{}
 	if b.disc != nil {
-		msgs = append(msgs, b.disc.Bridge())
+		msgs = append(msgs, b.disc.Bridge(), b.disc.Workspace())
 	}
 	b.publish(ctx, append(msgs, b.infoMessage())...)
 }
@@ -191,6 +191,12 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: topics.AvailabilityPayload(c.Online), Retain: true})
 	}
 	b.mu.Unlock()
+	if u.Workspace != nil {
+		msgs = append(msgs, b.jsonMessage(b.tree.WorkspaceState(), u.Workspace, true))
+	}
+	for id, s := range u.Statistics {
+		msgs = append(msgs, b.jsonMessage(b.tree.PrinterStatistics(id), s, true))
+	}
 	for _, e := range u.Events {
 		msgs = append(msgs, b.jsonMessage(b.tree.PrinterEvent(e.Printer), e, false), b.jsonMessage(b.tree.BridgeEvent(), e, false))
 	}

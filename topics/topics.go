@@ -18,9 +18,10 @@ type Kind string
 
 // Kinds of topic.
 const (
-	Bridge  Kind = "bridge"
-	Printer Kind = "printer"
-	Cluster Kind = "cluster"
+	Bridge    Kind = "bridge"
+	Printer   Kind = "printer"
+	Cluster   Kind = "cluster"
+	Workspace Kind = "workspace"
 )
 
 // Verbs: the last level of a printer or cluster topic, or the second of a
@@ -31,6 +32,7 @@ const (
 	Event        = "event"
 	Snapshot     = "snapshot"
 	Preview      = "preview"
+	Statistics   = "statistics"
 	Set          = "set"
 	Response     = "response"
 	Info         = "info"
@@ -50,12 +52,13 @@ type Address struct {
 // the shape of the tree: which verbs each kind has, and which of those
 // are retained (removal and the stale sweep clear exactly these).
 var (
-	printerVerbs = []string{State, Availability, Event, Snapshot, Preview, Set, Response}
-	clusterVerbs = []string{State, Availability, Set, Response}
-	bridgeVerbs  = []string{State, Info, Event}       // <base>/bridge/<verb>
-	bridgeIDVerb = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
-	retained     = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot}, Cluster: {State, Availability}}
-	collections  = map[Kind]string{Printer: "printers", Cluster: "clusters"}
+	printerVerbs  = []string{State, Availability, Event, Snapshot, Preview, Statistics, Set, Response}
+	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
+	clusterVerbs  = []string{State, Availability, Set, Response}
+	bridgeVerbs   = []string{State, Info, Event}       // <base>/bridge/<verb>
+	bridgeIDVerb  = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
+	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Statistics}, Cluster: {State, Availability}}
+	collections   = map[Kind]string{Printer: "printers", Cluster: "clusters"}
 )
 
 // Tree builds and parses topics below one base topic.
@@ -63,6 +66,9 @@ type Tree struct{ Base string }
 
 // Topic builds the topic of a.
 func (t Tree) Topic(a Address) string {
+	if a.Kind == Workspace {
+		return t.Base + "/workspace/" + a.Verb
+	}
 	if a.Kind == Bridge {
 		if a.ID != "" {
 			return t.Base + "/bridge/" + a.Verb + "/" + a.ID
@@ -85,6 +91,8 @@ func (t Tree) Parse(topic string) (Address, bool) {
 		}
 	}
 	switch {
+	case len(parts) == 2 && parts[0] == "workspace" && contains(workspaceVerb, parts[1]):
+		return Address{Kind: Workspace, Verb: parts[1]}, true
 	case len(parts) == 2 && parts[0] == "bridge" && contains(bridgeVerbs, parts[1]):
 		return Address{Kind: Bridge, Verb: parts[1]}, true
 	case len(parts) == 3 && parts[0] == "bridge" && contains(bridgeIDVerb, parts[1]):
@@ -114,7 +122,8 @@ func IsRetained(a Address) bool { return contains(retained[a.Kind], a.Verb) }
 // CommandFilters are the subscriptions of every command topic: printer
 // and cluster set topics and bridge requests.
 func (t Tree) CommandFilters() []string {
-	return []string{t.Base + "/printers/+/" + Set, t.Base + "/clusters/+/" + Set, t.Base + "/bridge/" + Request + "/+"}
+	return []string{t.Base + "/printers/+/" + Set, t.Base + "/clusters/+/" + Set, t.Base + "/bridge/" + Request + "/+",
+		t.Topic(Address{Kind: Workspace, Verb: Set})}
 }
 
 // DeviceFilters match every printer and cluster topic, for the sweep of
@@ -172,6 +181,15 @@ func (t Tree) PrinterSnapshot(printer string) string { return t.printer(printer,
 // PrinterPreview holds the preview image URL of the printer's current (or
 // last) job.
 func (t Tree) PrinterPreview(printer string) string { return t.printer(printer, Preview) }
+
+// PrinterStatistics is a printer's retained 30-day statistics.
+func (t Tree) PrinterStatistics(printer string) string { return t.printer(printer, Statistics) }
+
+// WorkspaceState is the workspace's retained JSON state.
+func (t Tree) WorkspaceState() string { return t.Topic(Address{Kind: Workspace, Verb: State}) }
+
+// WorkspaceSet is the workspace's command topic.
+func (t Tree) WorkspaceSet() string { return t.Topic(Address{Kind: Workspace, Verb: Set}) }
 
 // PrinterSet is a printer's command topic.
 func (t Tree) PrinterSet(printer string) string { return t.printer(printer, Set) }

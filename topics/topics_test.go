@@ -79,6 +79,9 @@ func TestWalkTheTree(t *testing.T) {
 	for _, v := range bridgeVerbs {
 		all = append(all, Address{Kind: Bridge, Verb: v})
 	}
+	for _, v := range workspaceVerb {
+		all = append(all, Address{Kind: Workspace, Verb: v})
+	}
 	for _, v := range bridgeIDVerb {
 		all = append(all, Address{Kind: Bridge, ID: "refresh", Verb: v})
 	}
@@ -100,7 +103,7 @@ func TestWalkTheTree(t *testing.T) {
 			t.Errorf("filter %s outside the base", f)
 		}
 	}
-	if got := tr.Retained(Printer, "p"); strings.Join(got, " ") != "site/u/printers/p/state site/u/printers/p/availability site/u/printers/p/preview site/u/printers/p/snapshot" {
+	if got := tr.Retained(Printer, "p"); strings.Join(got, " ") != "site/u/printers/p/state site/u/printers/p/availability site/u/printers/p/preview site/u/printers/p/snapshot site/u/printers/p/statistics" {
 		t.Errorf("printer retained topics %v", got)
 	}
 	a, _ := tr.Parse(tr.PrinterSet("p"))
