@@ -129,10 +129,10 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		OnPoll: b.metrics.ObservePoll,
 	}, b.api, sink, b.log)
 	b.cmd = commands.New(commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
-		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq,
+		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
 		OnAnswer: b.metrics.ObserveCommand}, b.api, b.render, b.mq, b.poll, b.log)
 	for _, f := range b.cmd.Filters() {
-		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: commands.MaxPayload})
+		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: b.cmd.MaxPayloadFor})
 	}
 	if b.disc != nil {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: cfg.HAStatusTopic, QoS: 1,

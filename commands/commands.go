@@ -47,6 +47,9 @@ type Refresher interface {
 	Refresh(clusterID string)
 	// RefreshMaintenance also reads the cluster's pending maintenance now.
 	RefreshMaintenance(clusterID string)
+	// RefreshWorkspace reads the cluster list and the workspace settings
+	// now (new or deleted clusters, changed settings).
+	RefreshWorkspace()
 }
 
 // Prober tells what retained message the broker holds on a topic (nil:
@@ -59,9 +62,21 @@ type Prober interface {
 
 // Actions by target.
 var (
-	PrinterActions = []string{"pause", "resume", "abort", "snapshot"}
-	ClusterActions = []string{"move_to_top", "remove", "force", "reprint"}
-	BridgeActions  = []string{"refresh", "maintenance_done", "print"}
+	PrinterActions = []string{"pause", "resume", "abort", "snapshot", "rename", "import_material"}
+	// ClusterManagement are taken by a cluster's set topic, and by its
+	// printer's when the cluster is that one printer.
+	ClusterManagement = []string{"note", "job_note", "share", "delete"}
+	ClusterActions    = append([]string{"move_to_top", "remove", "force", "reprint"}, ClusterManagement...)
+	BridgeActions     = []string{"refresh", "maintenance_done", "print", "upload_material", "job", "print_jobs", "report",
+		"filters", "register", "share_all", "team_count", "cluster", "makerbot_printers", "user_clusters", "spec", "api",
+		"delete_team"}
+	WorkspaceActions = []string{"settings"}
+	// Queries change nothing: READ_ONLY answers them.
+	Queries = []string{"refresh", "job", "print_jobs", "report", "filters", "team_count", "cluster", "makerbot_printers",
+		"user_clusters", "spec", "api"}
+	// Destructive actions run only when ALLOWED_ACTIONS names them: an
+	// empty list does not allow them.
+	Destructive = []string{"delete", "delete_team"}
 )
 
 // Error codes in answers. They are stable: automations branch on them.
@@ -98,6 +113,12 @@ type Config struct {
 	// the broker holds it retained (then it is answered retained, never
 	// carried out). Nil skips the check (tests without a broker).
 	Prober Prober
+	// Manager carries out the management commands (notes, sharing,
+	// settings, materials, lists, registration); nil answers them
+	// unknown_action.
+	Manager Manager
+	// MaterialsDir is where upload_material may read files by name.
+	MaterialsDir string
 }
 
 // retainedMemory bounds how many retained commands are remembered as
@@ -131,6 +152,8 @@ type Handler struct {
 	log     zerolog.Logger
 	now     func() time.Time
 
+	manager  Manager
+
 	mu       sync.Mutex
 	seenTx   map[string]time.Time
 	retained map[[32]byte]bool // retained commands answered, by hash
@@ -155,7 +178,7 @@ func New(cfg Config, cloud Cloud, st State, pub Publisher, refresh Refresher, lo
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 32
 	}
-	return &Handler{cfg: cfg, cloud: cloud, st: st, pub: pub, refresh: refresh, now: time.Now,
+	return &Handler{cfg: cfg, cloud: cloud, st: st, pub: pub, refresh: refresh, now: time.Now, manager: cfg.Manager,
 		log: log.With().Str("component", "commands").Logger(), seenTx: map[string]time.Time{}, retained: map[[32]byte]bool{},
 		inFlight: map[string]string{}, clearing: map[string]bool{}}
 }
@@ -171,6 +194,7 @@ type target struct {
 	kind     topics.Kind
 	id       string // printer or cluster topic id
 	action   string // bridge requests carry it in the topic
+	topic    string
 	response string
 }
 
@@ -180,16 +204,25 @@ func (h *Handler) parseTopic(topic string) (target, bool) {
 	case !ok:
 		return target{}, false
 	case a.Kind == topics.Bridge && a.Verb == topics.Request:
-		return target{kind: a.Kind, action: a.ID, response: h.cfg.Tree.ResponseTo(a)}, true
+		return target{kind: a.Kind, action: a.ID, topic: topic, response: h.cfg.Tree.ResponseTo(a)}, true
 	case a.Kind != topics.Bridge && a.Verb == topics.Set:
-		return target{kind: a.Kind, id: a.ID, response: h.cfg.Tree.ResponseTo(a)}, true
+		return target{kind: a.Kind, id: a.ID, topic: topic, response: h.cfg.Tree.ResponseTo(a)}, true
 	}
 	return target{}, false
 }
 
 // MaxPayloadFor is the largest command accepted on topic; Handle refuses
 // a longer one unread (mqttpub keeps only its size).
-func MaxPayloadFor(string) int { return MaxPayload }
+func (h *Handler) MaxPayloadFor(topic string) int {
+	a, _ := h.cfg.Tree.Parse(topic)
+	switch {
+	case a.Kind == topics.Bridge && a.ID == "upload_material":
+		return MaxUploadPayload
+	case (a.Kind == topics.Printer || a.Kind == topics.Cluster) && a.Verb == topics.Set:
+		return MaxNotePayload
+	}
+	return MaxPayload
+}
 
 // Handle takes one message from a command topic and answers it exactly
 // once, except an empty payload on a set topic (the clearing of a
@@ -219,7 +252,7 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 		return
 	}
 	if in.Payload == nil && in.Size > 0 {
-		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, MaxPayloadFor(in.Topic))))
+		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, h.MaxPayloadFor(in.Topic))))
 		return
 	}
 	req, err := h.parse(t, in.Payload, empty)
@@ -327,7 +360,7 @@ func (h *Handler) parse(t target, payload []byte, empty bool) (Request, error) {
 	if t.kind == topics.Bridge && empty {
 		return Request{Action: t.action}, nil // the topic says it all
 	}
-	req, err := Parse(payload)
+	req, err := Parse(payload, h.MaxPayloadFor(t.topic))
 	if t.kind == topics.Bridge {
 		if errors.Is(err, errMissingAction) {
 			err = nil
@@ -350,11 +383,17 @@ func (h *Handler) parse(t target, payload []byte, empty bool) (Request, error) {
 // allowed list, duplicate transaction.
 func (h *Handler) admit(t target, req Request) *Response {
 	known := actionsOf(t.kind)
+	if h.manager == nil {
+		known = slices.DeleteFunc(slices.Clone(known), func(a string) bool { return managed(a) })
+	}
 	if !slices.Contains(known, req.Action) {
 		return fail(CodeUnknownAction, fmt.Sprintf("%s commands are %s", t.kind, strings.Join(known, ", ")))
 	}
-	if h.cfg.ReadOnly && req.Action != "refresh" {
+	if h.cfg.ReadOnly && !slices.Contains(Queries, req.Action) {
 		return fail(CodeReadOnly, "the bridge runs with READ_ONLY=true; nothing was sent to the cloud")
+	}
+	if slices.Contains(Destructive, req.Action) && !slices.Contains(h.cfg.AllowedActions, req.Action) {
+		return fail(CodeNotAllowed, fmt.Sprintf("%s is destructive: it runs only when ALLOWED_ACTIONS lists it", req.Action))
 	}
 	if len(h.cfg.AllowedActions) > 0 && !slices.Contains(h.cfg.AllowedActions, req.Action) {
 		return fail(CodeNotAllowed, fmt.Sprintf("action %s is not in ALLOWED_ACTIONS", req.Action))
@@ -429,19 +468,34 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
 		}
 		c, _ := h.st.Cluster(p.Cluster)
+		if slices.Contains(ClusterManagement, req.Action) {
+			if len(c.Printers) != 1 {
+				return nil, nil, fail(CodeUnknownAction, fmt.Sprintf("%s is in a group of printers: send %s to the cluster's topic %s",
+					p.FriendlyName, req.Action, h.cfg.Tree.ClusterSet(c.ID)))
+			}
+			return h.planManage(c, req)
+		}
 		return h.planPrinter(p, c, req)
 	case topics.Cluster:
 		c, ok := h.st.Cluster(t.id)
 		if !ok {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
 		}
+		if slices.Contains(ClusterManagement, req.Action) {
+			return h.planManage(c, req)
+		}
 		if resp := capable(c, req.Action); resp != nil {
 			return nil, nil, resp
 		}
 		w, resp := h.planCluster(c, req)
 		return w, []string{"job:" + req.Job}, resp
+	case topics.Workspace:
+		return h.planSettings(req)
 	}
-	return h.planBridge(req)
+	if slices.Contains([]string{"refresh", "maintenance_done", "print"}, req.Action) {
+		return h.planBridge(req)
+	}
+	return h.planRequest(req)
 }
 
 // capabilityOf is the cluster capability each action needs (reference:
@@ -449,7 +503,7 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 var capabilityOf = map[string]string{
 	"pause": "print_job_action", "resume": "print_job_action", "abort": "print_job_action",
 	"snapshot": "webcam_snapshot", "move_to_top": "queue", "remove": "queue", "force": "queue",
-	"reprint": "print_job_action_reprint",
+	"reprint": "print_job_action_reprint", "rename": "rename", "import_material": "import_material",
 }
 
 // capable refuses an action the cluster's capabilities do not offer. A
@@ -475,6 +529,10 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 		return nil, nil, resp
 	}
 	keys := []string{"printer:" + p.ID}
+	if req.Action == "rename" || req.Action == "import_material" {
+		w, resp := h.planPrinterAction(p, req)
+		return w, keys, resp
+	}
 	if req.Action == "snapshot" {
 		if p.UUID == "" {
 			return nil, nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")

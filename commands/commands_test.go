@@ -161,6 +161,7 @@ type refreshes struct {
 }
 
 func (r *refreshes) Refresh(id string) { r.mu.Lock(); r.ids = append(r.ids, id); r.mu.Unlock() }
+func (r *refreshes) RefreshWorkspace() { r.mu.Lock(); r.ids = append(r.ids, "workspace"); r.mu.Unlock() }
 func (r *refreshes) RefreshMaintenance(id string) {
 	r.mu.Lock()
 	r.ids = append(r.ids, id)
@@ -516,7 +517,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := Parse(b)
+		r, err := Parse(b, MaxPayload)
 		if err == nil && !bareWord.MatchString(r.Action) {
 			t.Fatalf("accepted action %q", r.Action)
 		}

@@ -13,9 +13,13 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
-// MaxPayload is the largest command accepted; anything longer is refused
-// unread.
-const MaxPayload = 4096
+// Payload limits: what Handle accepts on a topic (MaxPayloadFor); anything
+// longer is refused unread.
+const (
+	MaxPayload       = 4 << 10  // most commands
+	MaxNotePayload   = 16 << 10 // printer and cluster set topics: notes of 3,500 characters, escaped
+	MaxUploadPayload = 1 << 20  // bridge/request/upload_material: a material profile in base64
+)
 
 // Request is one parsed command message.
 type Request struct {
@@ -34,6 +38,32 @@ type Request struct {
 	// empty means every task that is due.
 	Tasks []string `json:"tasks,omitempty"`
 
+	// The fields of the management commands; fieldsOf says which action
+	// takes which.
+	Name                 string   `json:"name,omitempty"`
+	MaterialProfileID    string   `json:"material_profile_id,omitempty"`
+	Note                 *string  `json:"note,omitempty"`
+	OrganizationShared   *bool    `json:"organization_shared,omitempty"`
+	TeamIDs              []string `json:"team_ids,omitempty"`
+	Confirm              string   `json:"confirm,omitempty"`
+	RequirePrintApproval *bool    `json:"require_print_approval,omitempty"`
+	EnablePrintPrep      *bool    `json:"enable_print_prep,omitempty"`
+	Content              string   `json:"content,omitempty"`
+	File                 string   `json:"file,omitempty"`
+	Printers             []string `json:"printers,omitempty"`
+	Status               string   `json:"status,omitempty"`
+	Page                 int      `json:"page,omitempty"`
+	Limit                int      `json:"limit,omitempty"`
+	Start                string   `json:"start,omitempty"`
+	End                  string   `json:"end,omitempty"`
+	PIN                  string   `json:"pin,omitempty"`
+	PrinterBrand         string   `json:"printer_brand,omitempty"`
+	ConnectionID         string   `json:"connection_id,omitempty"`
+	MakerBotPrinterID    string   `json:"makerbot_printer_id,omitempty"`
+	User                 string   `json:"user,omitempty"`
+	Team                 string   `json:"team,omitempty"`
+	Version              string   `json:"version,omitempty"`
+
 	// fields are the JSON keys the payload carried, for checkFields.
 	fields []string
 }
@@ -44,6 +74,15 @@ type Request struct {
 var fieldsOf = map[string][]string{
 	"move_to_top": {"job"}, "remove": {"job"}, "force": {"job"}, "reprint": {"job"},
 	"refresh": {"cluster"}, "maintenance_done": {"cluster", "tasks"}, "print": {"cluster", "job_id"},
+	"rename": {"name"}, "import_material": {"material_profile_id"},
+	"note": {"note"}, "job_note": {"job", "note"}, "share": {"organization_shared", "team_ids"}, "delete": {"confirm"},
+	"settings":        {"require_print_approval", "enable_print_prep"},
+	"upload_material": {"name", "content", "file", "printers"},
+	"job":             {"cluster", "job"}, "print_jobs": {"cluster", "status", "page", "limit"},
+	"report": {"cluster", "start", "end", "page", "limit"},
+	"register": {"pin", "printer_brand", "connection_id", "makerbot_printer_id"},
+	"share_all": {"organization_shared", "team_ids"}, "team_count": {"team_ids"},
+	"cluster": {"cluster"}, "user_clusters": {"user"}, "spec": {"version"}, "delete_team": {"team", "confirm"},
 }
 
 // checkFields refuses a field the action does not take.
@@ -60,13 +99,17 @@ func checkFields(r Request) error {
 	return nil
 }
 
-// actionsOf lists the actions of a kind of command topic.
+// actionsOf lists the actions of a kind of command topic. A printer's
+// topic also takes the cluster management actions, for a cluster of one
+// printer (which has no device of its own).
 func actionsOf(kind topics.Kind) []string {
 	switch kind {
 	case topics.Printer:
-		return PrinterActions
+		return append(slices.Clone(PrinterActions), ClusterManagement...)
 	case topics.Cluster:
 		return ClusterActions
+	case topics.Workspace:
+		return WorkspaceActions
 	}
 	return BridgeActions
 }
@@ -80,10 +123,10 @@ var bareWord = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
 // Parse reads a command payload: a bare word such as "pause", or a JSON
 // object {"action": …, "transaction": …, …}. Unknown fields and wrong types
 // are errors, so a typo never turns into a different command.
-func Parse(payload []byte) (Request, error) {
+func Parse(payload []byte, limit int) (Request, error) {
 	var r Request
-	if len(payload) > MaxPayload {
-		return r, fmt.Errorf("payload is %d bytes; at most %d", len(payload), MaxPayload)
+	if len(payload) > limit {
+		return r, fmt.Errorf("payload is %d bytes; at most %d", len(payload), limit)
 	}
 	p := bytes.TrimSpace(payload)
 	if len(p) == 0 {
@@ -141,7 +184,7 @@ func Parse(payload []byte) (Request, error) {
 // not readable.
 func ActionOf(payload []byte) string {
 	p := bytes.TrimSpace(payload)
-	if len(p) == 0 || len(p) > MaxPayload {
+	if len(p) == 0 || len(p) > MaxUploadPayload {
 		return ""
 	}
 	if p[0] != '{' {
@@ -166,7 +209,7 @@ func ActionOf(payload []byte) string {
 // TransactionOf digs the transaction out of a payload that failed to
 // parse, so even a bad command's answer carries it when possible.
 func TransactionOf(payload []byte) json.RawMessage {
-	if len(payload) > MaxPayload {
+	if len(payload) > MaxUploadPayload {
 		return nil
 	}
 	var v struct {

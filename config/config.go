@@ -68,7 +68,7 @@ type Config struct {
 	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
 
 	ReadOnly       bool          `env:"READ_ONLY" envDefault:"false" help:"Answer every command read_only and never send one to the cloud (true or false)"`
-	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all"`
+	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all but the destructive delete and delete_team, which run only when listed"`
 	CommandTimeout time.Duration `env:"COMMAND_TIMEOUT" envDefault:"60s" help:"How long an asynchronous command may take to settle before it is answered timeout"`
 	CommandPoll    time.Duration `env:"COMMAND_POLL_INTERVAL" envDefault:"1s" help:"How often the status of an asynchronous command is checked (the official SDK uses 1s)"`
 	MaterialsDir   string        `env:"MATERIALS_DIR" help:"Folder of material profiles that upload_material may send by file name (nothing outside it); empty: content only"`
@@ -232,7 +232,7 @@ func (c *Config) Problems() []string {
 	if !topics.ValidBase(c.MQTTBaseTopic) {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
 	}
-	known := append(append(slices.Clone(commands.PrinterActions), commands.ClusterActions...), commands.BridgeActions...)
+	known := slices.Concat(commands.PrinterActions, commands.ClusterActions, commands.BridgeActions, commands.WorkspaceActions)
 	for _, a := range c.AllowedActions {
 		if !slices.Contains(known, a) {
 			p = append(p, fmt.Sprintf("ALLOWED_ACTIONS: unknown action %q (known: %s)", a, strings.Join(known, ", ")))

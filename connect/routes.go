@@ -300,6 +300,16 @@ func (c *Client) Filters(ctx context.Context) ([]Filter, error) {
 	return v, nil
 }
 
+// PrintJobRaw fetches one print job with its source file (slicer
+// metadata, material estimates) as the cloud sends it.
+func (c *Client) PrintJobRaw(ctx context.Context, clusterID, jobUUID string) (json.RawMessage, error) {
+	var v json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/clusters/"+seg(clusterID)+"/print_jobs/"+seg(jobUUID), nil, nil, &v, nil); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // SetJobNote sets the note of a print job (at most 500 characters).
 func (c *Client) SetJobNote(ctx context.Context, clusterID, jobUUID, note string) (*PrintJobDetails, error) {
 	var v PrintJobDetails

@@ -66,10 +66,10 @@ type Subscription struct {
 	// clean session a redelivery after a reconnect cannot happen anyway.
 	// Handle sets 1.
 	QoS byte
-	// MaxPayload, when positive, bounds what is kept of a message: a
-	// larger one reaches Handle without its payload (Size says how big),
+	// MaxPayload, when set, bounds what is kept of a message on a topic:
+	// a larger one reaches Handle without its payload (Size says how big),
 	// so a flood of large messages cannot fill memory.
-	MaxPayload int
+	MaxPayload func(topic string) int
 	// Busy, when set, takes the messages that find the inbox full,
 	// instead of their being dropped. It runs on paho's goroutine for the
 	// message, so it must be quick and must not wait for the broker.
@@ -557,7 +557,7 @@ func (c *Client) connected() {
 func (c *Client) receive(s Subscription) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		in := bus.Inbound{Topic: m.Topic(), Size: len(m.Payload()), Retained: m.Retained()}
-		if s.MaxPayload <= 0 || in.Size <= s.MaxPayload {
+		if s.MaxPayload == nil || in.Size <= s.MaxPayload(in.Topic) {
 			in.Payload = bytes.Clone(m.Payload())
 		}
 		select {

@@ -395,7 +395,7 @@ func TestBusyAndMaxPayload(t *testing.T) {
 	var mu sync.Mutex
 	handled, busy := 0, 0
 	var big bus.Inbound
-	c.Subscribe(Subscription{Filter: "t/in/+", MaxPayload: 8,
+	c.Subscribe(Subscription{Filter: "t/in/+", MaxPayload: func(string) int { return 8 },
 		Handle: func(_ context.Context, m bus.Inbound) {
 			if m.Topic == "t/in/big" {
 				mu.Lock()
