@@ -210,7 +210,7 @@ func TestCheckCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, w.env, &out, &syncBuffer{}); err != nil {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"configuration: ok", "broker", "4 clusters, 6 printers"} {
+	for _, want := range []string{"configuration: ok", "broker", "4 clusters, 6 printers", "API root: ok=true", "access check: 4 of 4"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}

@@ -67,6 +67,20 @@ func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 	for _, l := range signedIn {
 		fmt.Fprintln(stdout, l)
 	}
+	if up, err := api.Root(ctx); err != nil {
+		fmt.Fprintf(stdout, "API root: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "API root: ok=%v, version %s, up %s\n", up.OK, up.Version, (time.Duration(up.Uptime) * time.Second).Round(time.Second))
+	}
+	var ids []string
+	for _, c := range clusters {
+		ids = append(ids, c.ClusterID)
+	}
+	if acc, err := api.AccessibleClusters(ctx, ids); err != nil {
+		fmt.Fprintf(stdout, "access check: %v\n", err)
+	} else {
+		fmt.Fprintf(stdout, "access check: %d of %d clusters accessible with this token\n", len(acc), len(ids))
+	}
 	printers := 0
 	org := ""
 	for _, c := range clusters {

@@ -68,6 +68,9 @@ func command(t *testing.T, watch *mqtttest.Watcher, topic, response, payload, tx
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if len(payload) > 200 {
+		payload = payload[:200] + "…"
+	}
 	t.Fatalf("no final answer to %s on %s: %+v", payload, response, got)
 	return nil
 }

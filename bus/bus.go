@@ -11,8 +11,11 @@ type Message struct {
 
 // Inbound is one received message.
 type Inbound struct {
-	Topic   string
-	Payload []byte // nil when Size is over the subscription's limit
+	Topic string
+	// Payload is the message, or only its first bytes when Truncated: it
+	// was over the subscription's limit.
+	Payload   []byte
+	Truncated bool
 	// Size is the payload's length as received.
 	Size     int
 	Retained bool

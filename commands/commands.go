@@ -232,7 +232,7 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 	if !ok {
 		return
 	}
-	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
+	empty := len(bytes.TrimSpace(in.Payload)) == 0 && !in.Truncated
 	if empty {
 		h.mu.Lock()
 		ours := h.clearing[in.Topic]
@@ -251,8 +251,9 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 		h.clear(ctx, in.Topic)
 		return
 	}
-	if in.Payload == nil && in.Size > 0 {
-		h.answer(ctx, t, Request{}, fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", in.Size, h.MaxPayloadFor(in.Topic))))
+	if in.Truncated || len(in.Payload) > h.MaxPayloadFor(in.Topic) {
+		h.answer(ctx, t, Request{Action: prefixField(in.Payload, "action"), Transaction: json.RawMessage(prefixField(in.Payload, "transaction"))},
+			fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", max(in.Size, len(in.Payload)), h.MaxPayloadFor(in.Topic))))
 		return
 	}
 	req, err := h.parse(t, in.Payload, empty)
@@ -288,7 +289,7 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 // call and never blocks; mqttpub calls it on paho's goroutine.
 func (h *Handler) Busy(ctx context.Context, in bus.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
-	empty := len(bytes.TrimSpace(in.Payload)) == 0 && in.Size <= len(in.Payload)
+	empty := len(bytes.TrimSpace(in.Payload)) == 0 && !in.Truncated
 	if !ok || in.Retained || empty && t.kind != topics.Bridge {
 		return // Handle would not answer these either
 	}

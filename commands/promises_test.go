@@ -88,7 +88,7 @@ func TestRetainedCommands(t *testing.T) {
 	})
 	t.Run("OversizeRetained", func(t *testing.T) {
 		r := newRig(Config{})
-		r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/printing/set", Size: 1 << 20, Retained: true})
+		r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause"`), Truncated: true, Size: 1 << 20, Retained: true})
 		r.h.Wait()
 		if c := r.clears(); len(c) != 1 {
 			t.Errorf("an oversize retained command was not cleared: %v", c)
@@ -249,5 +249,23 @@ func TestMaintenanceDoneReadsItAgain(t *testing.T) {
 	defer r.refresh.mu.Unlock()
 	if len(r.refresh.maint) != 1 || r.refresh.maint[0] != "cid" {
 		t.Errorf("maintenance refreshes %v", r.refresh.maint)
+	}
+}
+
+// TestOversizeAnswerNamesTransaction: a payload over the topic's limit is
+// refused unread, yet its answer carries the transaction and action found
+// in its first bytes.
+func TestOversizeAnswerNamesTransaction(t *testing.T) {
+	r := newRig(Config{})
+	big := `{"transaction":"t-9","action":"pause","job":"` + strings.Repeat("x", 5000) + `"}`
+	r.h.Handle(context.Background(), bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(big[:512]), Truncated: true, Size: len(big)})
+	r.h.Wait()
+	rs := r.send("u/printers/printing/set", "", false) // nothing more; collect
+	_ = rs
+	r.out.mu.Lock()
+	last := string(r.out.msgs[len(r.out.msgs)-1].Payload)
+	r.out.mu.Unlock()
+	if !strings.Contains(last, `"bad_request"`) || !strings.Contains(last, `"transaction":"t-9"`) || !strings.Contains(last, `"action":"pause"`) {
+		t.Errorf("answer %s", last)
 	}
 }

@@ -256,3 +256,23 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// prefixRe finds "action" or "transaction" with a string or number value
+// in the first bytes of a payload too large to parse.
+var prefixRe = map[string]*regexp.Regexp{
+	"action":      regexp.MustCompile(`"action"\s*:\s*"([a-z][a-z_]{0,39})"`),
+	"transaction": regexp.MustCompile(`"transaction"\s*:\s*("(?:[^"\\]|\\.){0,126}"|-?[0-9][0-9.eE+-]{0,30})`),
+}
+
+// prefixField digs a field out of the start of an oversized payload, for
+// its answer; "" when it is not there.
+func prefixField(prefix []byte, field string) string {
+	m := prefixRe[field].FindSubmatch(prefix)
+	if m == nil {
+		return ""
+	}
+	if field == "transaction" && !json.Valid(m[1]) {
+		return ""
+	}
+	return string(m[1])
+}

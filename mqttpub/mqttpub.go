@@ -56,6 +56,9 @@ type Config struct {
 // client's worker goroutine, never on paho's.
 type Handler func(ctx context.Context, m bus.Inbound)
 
+// TruncatedKeep is how much of an oversized message is kept.
+const TruncatedKeep = 512
+
 // Subscription says what to do with messages on a filter.
 type Subscription struct {
 	Filter string
@@ -67,8 +70,9 @@ type Subscription struct {
 	// Handle sets 1.
 	QoS byte
 	// MaxPayload, when set, bounds what is kept of a message on a topic:
-	// a larger one reaches Handle without its payload (Size says how big),
-	// so a flood of large messages cannot fill memory.
+	// of a larger one Handle gets only the first TruncatedKeep bytes
+	// (Truncated set, Size saying how big), so a flood of large messages
+	// cannot fill memory, yet its answer can still name its transaction.
 	MaxPayload func(topic string) int
 	// Busy, when set, takes the messages that find the inbox full,
 	// instead of their being dropped. It runs on paho's goroutine for the
@@ -557,9 +561,11 @@ func (c *Client) connected() {
 func (c *Client) receive(s Subscription) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) {
 		in := bus.Inbound{Topic: m.Topic(), Size: len(m.Payload()), Retained: m.Retained()}
-		if s.MaxPayload == nil || in.Size <= s.MaxPayload(in.Topic) {
-			in.Payload = bytes.Clone(m.Payload())
+		p := m.Payload()
+		if s.MaxPayload != nil && in.Size > s.MaxPayload(in.Topic) {
+			p, in.Truncated = p[:min(len(p), TruncatedKeep)], true
 		}
+		in.Payload = bytes.Clone(p)
 		select {
 		case c.inbox <- inboundFor{h: s.Handle, m: in}:
 			return

@@ -440,8 +440,8 @@ func TestBusyAndMaxPayload(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if big.Payload != nil || big.Size != 100 {
-		t.Errorf("oversize message: payload %q size %d, want none and 100", big.Payload, big.Size)
+	if !big.Truncated || len(big.Payload) != 100 || big.Size != 100 {
+		t.Errorf("oversize message: payload %d bytes, truncated %v, size %d", len(big.Payload), big.Truncated, big.Size)
 	}
 }
 
