@@ -155,8 +155,12 @@ func TestManagementEndToEnd(t *testing.T) {
 	// What the commands changed shows in the state within seconds.
 	watch.WaitFor(10*time.Second, "state after the commands", func(m map[string]mqtttest.Message) bool {
 		var ws struct {
-			Settings   struct{ RequirePrintApproval bool `json:"require_print_approval"` }
-			Statistics *struct{ JobsFinished int `json:"jobs_finished"` }
+			Settings struct {
+				RequirePrintApproval bool `json:"require_print_approval"`
+			}
+			Statistics *struct {
+				JobsFinished int `json:"jobs_finished"`
+			}
 		}
 		var c struct {
 			Note    string

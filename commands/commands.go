@@ -152,7 +152,7 @@ type Handler struct {
 	log     zerolog.Logger
 	now     func() time.Time
 
-	manager  Manager
+	manager Manager
 
 	mu       sync.Mutex
 	seenTx   map[string]time.Time

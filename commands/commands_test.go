@@ -161,7 +161,11 @@ type refreshes struct {
 }
 
 func (r *refreshes) Refresh(id string) { r.mu.Lock(); r.ids = append(r.ids, id); r.mu.Unlock() }
-func (r *refreshes) RefreshWorkspace() { r.mu.Lock(); r.ids = append(r.ids, "workspace"); r.mu.Unlock() }
+func (r *refreshes) RefreshWorkspace() {
+	r.mu.Lock()
+	r.ids = append(r.ids, "workspace")
+	r.mu.Unlock()
+}
 func (r *refreshes) RefreshMaintenance(id string) {
 	r.mu.Lock()
 	r.ids = append(r.ids, id)

@@ -562,4 +562,3 @@ func nonNilStrings(s []string) []string {
 	}
 	return s
 }
-

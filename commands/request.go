@@ -79,8 +79,8 @@ var fieldsOf = map[string][]string{
 	"settings":        {"require_print_approval", "enable_print_prep"},
 	"upload_material": {"name", "content", "file", "printers"},
 	"job":             {"cluster", "job"}, "print_jobs": {"cluster", "status", "page", "limit"},
-	"report": {"cluster", "start", "end", "page", "limit"},
-	"register": {"pin", "printer_brand", "connection_id", "makerbot_printer_id"},
+	"report":    {"cluster", "start", "end", "page", "limit"},
+	"register":  {"pin", "printer_brand", "connection_id", "makerbot_printer_id"},
 	"share_all": {"organization_shared", "team_ids"}, "team_count": {"team_ids"},
 	"cluster": {"cluster"}, "user_clusters": {"user"}, "spec": {"version"}, "delete_team": {"team", "confirm"},
 }
