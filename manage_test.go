@@ -152,6 +152,15 @@ func TestManagementEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// A cloud failure is answered with its code.
+	w.sim.AddFault(simulator.Fault{Kind: simulator.FaultServerError, PathContains: "/note", Count: 1})
+	if got := code(send(farm+"/set", `{"action":"note","note":"again"}`)); got != "cloud_error" {
+		t.Errorf("note during a cloud 500: %s, want cloud_error", got)
+	}
+	w.sim.AddFault(simulator.Fault{Kind: simulator.FaultUnavailable, PathContains: "/settings", Count: 1})
+	if got := code(send("mg/workspace/set", `{"action":"settings","enable_print_prep":false}`)); got != "cloud_error" {
+		t.Errorf("settings during a cloud 503: %s, want cloud_error", got)
+	}
 	// What the commands changed shows in the state within seconds.
 	watch.WaitFor(10*time.Second, "state after the commands", func(m map[string]mqtttest.Message) bool {
 		var ws struct {
@@ -206,5 +215,4 @@ func TestDeleteNeedsExplicitPermission(t *testing.T) {
 	if n := w.sim.Requests("DELETE"); n != 0 {
 		t.Errorf("%d delete requests", n)
 	}
-	_ = simulator.BasePath
 }
