@@ -38,7 +38,12 @@ func TestButtonsMatchTheHandler(t *testing.T) {
 			} `json:"availability"`
 		} `json:"components"`
 	}
-	if err := json.Unmarshal(disc.Printer(state.Printer{ID: "p", UUID: "u"}, false).Payload, &cfg); err != nil {
+	full, err := discovery.Expand(disc.Printer(state.Printer{ID: "p", UUID: "u"}, false).Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(full)
+	if err := json.Unmarshal(b, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	list := regexp.MustCompile(`value_json\.job\.status in \[([^\]]*)\]`)

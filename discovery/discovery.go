@@ -396,13 +396,47 @@ func (c Config) Clear(objectID string) bus.Message {
 }
 
 func (c Config) device(obj string, dev map[string]any, cs components, avail []any) bus.Message {
+	// The state topic most components read is said once, as a shared
+	// option; a component with another state topic keeps its own.
+	count := map[string]int{}
+	for _, comp := range cs {
+		if t, ok := comp["state_topic"].(string); ok {
+			count[t]++
+		}
+	}
+	shared, most := "", 1
+	for t, n := range count {
+		if n > most || n == most && t < shared {
+			shared, most = t, n
+		}
+	}
+	cmps := make(map[string]any, len(cs))
+	for id, comp := range cs {
+		short := make(map[string]any, len(comp))
+		for k, v := range comp {
+			if k == "state_topic" && v == shared {
+				continue
+			}
+			if k == "availability" {
+				v = abbreviateAll(v.([]any))
+			}
+			if s, ok := abbreviations[k]; ok {
+				k = s
+			}
+			short[k] = v
+		}
+		cmps[id] = short
+	}
 	payload := map[string]any{
-		"device":            dev,
-		"origin":            map[string]any{"name": "ultimaker2mqtt", "sw_version": c.Version, "support_url": "https://github.com/ultimaker2mqtt/ultimaker2mqtt"},
-		"components":        cs,
-		"availability":      avail,
-		"availability_mode": "all",
-		"qos":               1,
+		"dev":       abbreviate(dev, deviceAbbreviations),
+		"o":         map[string]any{"name": "ultimaker2mqtt", "sw": c.Version, "url": "https://github.com/ultimaker2mqtt/ultimaker2mqtt"},
+		"cmps":      cmps,
+		"avty":      abbreviateAll(avail),
+		"avty_mode": "all",
+		"qos":       1,
+	}
+	if shared != "" {
+		payload["stat_t"] = shared
 	}
 	// Templates hold < and >: keep them readable rather than \u003c.
 	var buf bytes.Buffer
@@ -412,6 +446,15 @@ func (c Config) device(obj string, dev map[string]any, cs components, avail []an
 		panic("discovery: " + err.Error()) // maps of strings, lists and bools always marshal
 	}
 	return bus.Message{Topic: c.DeviceTopic(obj), Payload: bytes.TrimSpace(buf.Bytes()), Retain: true}
+}
+
+// abbreviateAll abbreviates the keys of availability entries.
+func abbreviateAll(entries []any) []any {
+	out := make([]any, len(entries))
+	for i, e := range entries {
+		out[i] = abbreviate(e.(map[string]any), abbreviations)
+	}
+	return out
 }
 
 // Component is one entity or trigger of a device, with full key names.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -72,8 +74,8 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 func TestTemperaturesAndGroups(t *testing.T) {
 	w := buildWorld(t)
 	cfg := func(obj string) map[string]any {
-		var v map[string]any
-		if err := json.Unmarshal(w.retained["homeassistant/device/"+obj+"/config"], &v); err != nil {
+		v, err := discovery.Expand(w.retained["homeassistant/device/"+obj+"/config"])
+		if err != nil {
 			t.Fatalf("%s: %v", obj, err)
 		}
 		return v

@@ -331,10 +331,12 @@ func validate(c *contract, w *world, topic string, payload []byte, p *problems) 
 		if !known {
 			continue
 		}
-		// Shared options reach the component unless it sets them.
+		// Shared options reach the component unless it sets them; one its
+		// platform does not take is dropped, as HA drops unknown keys
+		// (a device trigger reads its own topic, not the shared state).
 		eff := map[string]any{}
 		for _, k := range c.DeviceBased.Inherited {
-			if v, ok := top[k]; ok {
+			if v, ok := top[k]; ok && (slices.Contains(spec.Allowed, k) || strings.HasPrefix(k, "availability")) {
 				eff[k] = v
 			}
 		}
@@ -608,8 +610,11 @@ func TestValidatorCatchesMistakes(t *testing.T) {
 		}
 	}
 	mutate := func(f func(m map[string]any)) []byte {
-		var m map[string]any
-		json.Unmarshal(base, &m)
+		// Mutated in full key names (the validator reads both).
+		m, err := discovery.Expand(base)
+		if err != nil {
+			t.Fatal(err)
+		}
 		f(m)
 		b, _ := json.Marshal(m)
 		return b
@@ -647,5 +652,43 @@ func TestValidatorCatchesMistakes(t *testing.T) {
 				t.Errorf("rule %s did not fire; problems: %v", tt.rule, p.list)
 			}
 		})
+	}
+}
+
+// TestAbbreviationsAreHAs: every abbreviation the payloads use is Home
+// Assistant's own, from the contract's tables.
+func TestAbbreviationsAreHAs(t *testing.T) {
+	c := loadContract(t)
+	for table, pairs := range map[string][2]map[string]string{
+		"component": {discovery.Abbreviations(), c.Abbreviations},
+		"device":    {discovery.DeviceAbbreviations(), c.DeviceAbbreviations},
+		"origin":    {discovery.OriginAbbreviations(), c.OriginAbbreviations},
+	} {
+		for long, short := range pairs[0] {
+			if pairs[1][short] != long {
+				t.Errorf("%s abbreviation %s -> %s: HA expands %s to %q", table, long, short, short, pairs[1][short])
+			}
+		}
+	}
+}
+
+// TestDiscoveryBytesPerPrinter reports the size of each printer's device
+// payload and checks what the abbreviations and the shared state topic
+// save against the same payload in full key names: at least a sixth.
+func TestDiscoveryBytesPerPrinter(t *testing.T) {
+	w := buildWorld(t)
+	for topic, p := range w.retained {
+		if !strings.Contains(topic, "_printer_") {
+			continue
+		}
+		full, err := discovery.Expand(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		long, _ := json.Marshal(full)
+		t.Logf("%s: %d bytes (%d in full key names)", topic, len(p), len(long))
+		if len(p) > len(long)*5/6 {
+			t.Errorf("%s: %d bytes, %d in full key names: the abbreviations save too little", topic, len(p), len(long))
+		}
 	}
 }
