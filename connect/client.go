@@ -388,6 +388,40 @@ func (c *Client) roundTrip(ctx context.Context, method, target, path string, pay
 // absent and reported as a FieldProblem, and a list element whose identity
 // is unreadable is left out alone (see decodeLenient).
 func decodeData(raw []byte, out, extra any) ([]FieldProblem, error) {
+	// One pass over the body: the envelope's data decodes straight into
+	// out's type (decoding it as a RawMessage first read the body twice).
+	env := reflect.New(envelopeType(reflect.TypeOf(out)))
+	err := json.Unmarshal(raw, env.Interface())
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		return decodeDataLenient(raw, out, extra)
+	case err != nil:
+		return nil, fmt.Errorf("decode envelope: %w", err)
+	}
+	data := env.Elem().Field(0)
+	if data.IsNil() {
+		return nil, errors.New("decode envelope: no data")
+	}
+	reflect.ValueOf(out).Elem().Set(data.Elem())
+	return nil, decodeExtra(raw, extra)
+}
+
+// envelopeTypes caches struct{ Data T `json:"data"` } per pointer type T.
+var envelopeTypes sync.Map
+
+func envelopeType(ptr reflect.Type) reflect.Type {
+	if t, ok := envelopeTypes.Load(ptr); ok {
+		return t.(reflect.Type)
+	}
+	t := reflect.StructOf([]reflect.StructField{{Name: "Data", Type: ptr, Tag: `json:"data"`}})
+	envelopeTypes.Store(ptr, t)
+	return t
+}
+
+// decodeDataLenient is the slow path for an answer with a value of the
+// wrong type somewhere: field by field, see decodeLenient.
+func decodeDataLenient(raw []byte, out, extra any) ([]FieldProblem, error) {
 	var env struct {
 		Data json.RawMessage `json:"data"`
 	}
@@ -397,25 +431,25 @@ func decodeData(raw []byte, out, extra any) ([]FieldProblem, error) {
 	if len(env.Data) == 0 || bytes.Equal(env.Data, []byte("null")) {
 		return nil, errors.New("decode envelope: no data")
 	}
-	var probs []FieldProblem
-	if err := json.Unmarshal(env.Data, out); err != nil {
-		var te *json.UnmarshalTypeError
-		if !errors.As(err, &te) {
-			return nil, fmt.Errorf("decode data: %w", err)
-		}
-		reflect.ValueOf(out).Elem().SetZero()
-		if probs, err = decodeLenient(env.Data, out); err != nil {
-			return probs, fmt.Errorf("decode data: %w", err)
-		}
+	reflect.ValueOf(out).Elem().SetZero()
+	probs, err := decodeLenient(env.Data, out)
+	if err != nil {
+		return probs, fmt.Errorf("decode data: %w", err)
 	}
-	if extra != nil {
-		// Paging is a hint: a wrong-typed field there costs the hint only.
-		var te *json.UnmarshalTypeError
-		if err := json.Unmarshal(raw, extra); err != nil && !errors.As(err, &te) {
-			return probs, fmt.Errorf("decode envelope meta: %w", err)
-		}
+	return probs, decodeExtra(raw, extra)
+}
+
+// decodeExtra reads the whole envelope (meta, links) into extra. Paging is
+// a hint: a wrong-typed field there costs the hint only.
+func decodeExtra(raw []byte, extra any) error {
+	if extra == nil {
+		return nil
 	}
-	return probs, nil
+	var te *json.UnmarshalTypeError
+	if err := json.Unmarshal(raw, extra); err != nil && !errors.As(err, &te) {
+		return fmt.Errorf("decode envelope meta: %w", err)
+	}
+	return nil
 }
 
 // scrubURLError drops the URL from a *url.Error: the path is already in

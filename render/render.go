@@ -176,7 +176,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			}
 		}
 		msgs = append(msgs,
-			b.jsonMessage(b.tree.PrinterState(p.ID), p, true),
+			bus.Message{Topic: b.tree.PrinterState(p.ID), Payload: p.JSON(), Retain: true},
 			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: topics.AvailabilityPayload(p.Online), Retain: true})
 		// The preview gets a topic of its own, kept after the job ends: an
 		// image entity logs an error for every message without a URL.
@@ -187,7 +187,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
-			b.jsonMessage(b.tree.ClusterState(c.ID), c, true),
+			bus.Message{Topic: b.tree.ClusterState(c.ID), Payload: c.JSON(), Retain: true},
 			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: topics.AvailabilityPayload(c.Online), Retain: true})
 	}
 	b.mu.Unlock()

@@ -204,6 +204,7 @@ func (s *Server) postJobNote(w http.ResponseWriter, r *http.Request, now time.Ti
 // printJobs lists queued, active and ended jobs; status[] filters on the
 // job's state, as the reference says.
 func (s *Server) printJobs(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.world.advance(now)
 	q := r.URL.Query()
 	var items []connect.PrintJob
 	for _, c := range s.world.clusters {
@@ -233,6 +234,7 @@ func (s *Server) printJobs(w http.ResponseWriter, r *http.Request, now time.Time
 
 // reports lists the jobs that ended between start_date and end_date.
 func (s *Server) reports(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.world.advance(now)
 	q := r.URL.Query()
 	start, err1 := time.Parse(time.RFC3339, q.Get("start_date"))
 	end, err2 := time.Parse(time.RFC3339, q.Get("end_date"))
@@ -282,6 +284,7 @@ func (s *Server) postSettings(w http.ResponseWriter, r *http.Request, _ time.Tim
 
 // usage has no published schema; this shape is the simulator's own.
 func (s *Server) usage(w http.ResponseWriter, _ *http.Request, now time.Time) {
+	s.world.advance(now)
 	printers, jobs, secs := 0, 0, 0.0
 	for _, c := range s.world.clusters {
 		printers += len(c.printers)
@@ -390,6 +393,7 @@ func (s *Server) receiveUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) userClusters(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.world.advance(now)
 	if r.PathValue("uid") != s.world.userID {
 		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "user")
 		return

@@ -282,7 +282,6 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Tim
 		defer s.mu.Unlock()
 		now := s.SimNow()
 		s.world.host = r.Host
-		s.world.advance(now)
 		h(w, r, now)
 	})
 }
@@ -452,6 +451,7 @@ func (s *Server) clusterJSON(c *cluster, now time.Time) connect.Cluster {
 }
 
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.world.advance(now)
 	q := r.URL.Query()
 	page, limit := atoiDefault(q.Get("page"), 1), atoiDefault(q.Get("limit"), 999999)
 	if page < 1 || limit < 1 {
@@ -487,7 +487,9 @@ func (s *Server) findCluster(w http.ResponseWriter, r *http.Request) *cluster {
 	c := s.world.cluster(r.PathValue("cid"))
 	if c == nil {
 		writeError(w, http.StatusNotFound, "recordNotFound", "The given record does not exist", "")
+		return nil
 	}
+	s.world.advanceCluster(c, s.SimNow())
 	return c
 }
 

@@ -40,7 +40,12 @@ type Printer struct {
 	Maintenance    Maintenance `json:"maintenance"`
 	Errors         []string    `json:"errors"`
 	IPAddress      string      `json:"ip_address"`
-	UpdatedAt      time.Time   `json:"updated_at"`
+	UpdatedAt      time.Time   `json:"updated_at"` // last: see encoded
+
+	// encoded is the printer's JSON with a zero updated_at, made once by
+	// Build: it decides whether the printer changed and becomes the
+	// published payload (JSON), so the state is encoded once per poll.
+	encoded []byte
 }
 
 // Job is the print job currently on a printer.
@@ -124,7 +129,9 @@ type Cluster struct {
 	Note               string             `json:"note"`
 	OrganizationShared bool               `json:"organization_shared"`
 	TeamIDs            []string           `json:"team_ids"`
-	UpdatedAt          time.Time          `json:"updated_at"`
+	UpdatedAt          time.Time          `json:"updated_at"` // last: see encoded
+
+	encoded []byte // as Printer.encoded
 }
 
 // QueuedJob is a job waiting in a cluster's queue.
@@ -320,16 +327,18 @@ func Build(obs Observation, prev *View) View {
 		}
 		v.Cluster.Printers = append(v.Cluster.Printers, p.ID)
 
+		p.encoded = encodeContent(p)
 		p.UpdatedAt = now
-		changed := pp == nil || !sameContent(*pp, p)
+		changed := pp == nil || !bytes.Equal(pp.contentOf(), p.encoded)
 		if !changed {
 			p.UpdatedAt = pp.UpdatedAt
 		}
 		v.Printers = append(v.Printers, p)
 		v.PrinterChanged = append(v.PrinterChanged, changed)
 	}
+	v.Cluster.encoded = encodeContent(v.Cluster)
 	v.Cluster.UpdatedAt = now
-	v.ClusterChanged = prev == nil || !sameCluster(prev.Cluster, v.Cluster)
+	v.ClusterChanged = prev == nil || !bytes.Equal(prev.Cluster.contentOf(), v.Cluster.encoded)
 	if !v.ClusterChanged {
 		v.Cluster.UpdatedAt = prev.Cluster.UpdatedAt
 	}
@@ -461,17 +470,51 @@ func extruderOf(cfg connect.PrintCoreConfiguration) Extruder {
 	return e
 }
 
-// sameContent reports whether two printers publish the same state apart
-// from updated_at.
-func sameContent(a, b Printer) bool {
-	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	return jsonEqual(a, b)
+// zeroUpdatedAt ends the encoding of a Printer or Cluster whose
+// updated_at is zero: updated_at is their last field.
+var zeroUpdatedAt = []byte(`"updated_at":"0001-01-01T00:00:00Z"}`)
+
+// encodeContent encodes v (a Printer or Cluster with a zero updated_at).
+func encodeContent(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("state: " + err.Error()) // our own types always marshal
+	}
+	return b
 }
 
-func sameCluster(a, b Cluster) bool {
-	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	return jsonEqual(a, b)
+// withUpdatedAt turns a content encoding into the published JSON.
+func withUpdatedAt(content []byte, at time.Time) []byte {
+	head := content[:len(content)-len(zeroUpdatedAt)]
+	out := make([]byte, 0, len(content)+8)
+	out = append(out, head...)
+	out = append(out, `"updated_at":`...)
+	out = at.AppendFormat(append(out, '"'), time.RFC3339Nano)
+	return append(out, `"}`...)
 }
+
+// contentOf is p's content encoding, made now if Build did not.
+func (p Printer) contentOf() []byte {
+	if p.encoded != nil {
+		return p.encoded
+	}
+	p.UpdatedAt = time.Time{}
+	return encodeContent(p)
+}
+
+func (c Cluster) contentOf() []byte {
+	if c.encoded != nil {
+		return c.encoded
+	}
+	c.UpdatedAt = time.Time{}
+	return encodeContent(c)
+}
+
+// JSON is the printer's state payload, reusing the encoding Build made.
+func (p Printer) JSON() []byte { return withUpdatedAt(p.contentOf(), p.UpdatedAt.UTC()) }
+
+// JSON is the cluster's state payload, reusing the encoding Build made.
+func (c Cluster) JSON() []byte { return withUpdatedAt(c.contentOf(), c.UpdatedAt.UTC()) }
 
 func jsonEqual(a, b any) bool {
 	x, err1 := json.Marshal(a)

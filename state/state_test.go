@@ -291,3 +291,26 @@ func FuzzBuild(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONIsMarshal: the state payload made from Build's single encoding
+// is exactly what json.Marshal makes of the printer and the cluster.
+func TestJSONIsMarshal(t *testing.T) {
+	p, jobs := s5("printing", job("printing", 100, 1000))
+	at := time.Date(2026, 3, 1, 9, 0, 7, 0, time.UTC)
+	v := Build(observe(true, p, jobs, nil, at), nil)
+	for _, pr := range v.Printers {
+		want, _ := json.Marshal(pr)
+		if got := pr.JSON(); string(got) != string(want) {
+			t.Errorf("printer JSON\n got %s\nwant %s", got, want)
+		}
+	}
+	want, _ := json.Marshal(v.Cluster)
+	if got := v.Cluster.JSON(); string(got) != string(want) {
+		t.Errorf("cluster JSON\n got %s\nwant %s", got, want)
+	}
+	var bare Printer // not from Build
+	bare.ID = "x"
+	if want, _ := json.Marshal(bare); string(bare.JSON()) != string(want) {
+		t.Errorf("printer not built by Build: %s", bare.JSON())
+	}
+}
