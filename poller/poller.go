@@ -179,6 +179,8 @@ type clusterSched struct {
 	// again is a refresh that arrived while a poll was in flight: that
 	// poll may have read the cluster before the change, so poll again.
 	again bool
+	// phased is set once the cluster's rhythm was offset (see phase).
+	phased bool
 }
 
 type result struct {
@@ -246,6 +248,18 @@ func (p *Poller) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// phase shortens a cluster's second status interval by a random part of
+// up to half, once: clusters found together then poll out of step, each
+// in an exact rhythm after. Exact, so a change reaches MQTT within one
+// interval, and never sooner than the API asks (one status call per
+// interval); the first poll of all stays immediate.
+func (r *run) phase(d time.Duration) time.Duration {
+	if r.cfg.Jitter == 0 {
+		return d
+	}
+	return d/2 + time.Duration(r.rng.Float64()*float64(d/2))
 }
 
 func (r *run) jitter(d time.Duration) time.Duration {
@@ -432,7 +446,11 @@ func (r *run) handle(ctx context.Context, res result) {
 	}
 	r.publish(ctx, c, state.Observation{Cluster: c.info, Status: res.status, Maintenance: res.maint,
 		Completed: res.completed, Now: res.at})
-	c.nextStatus = res.at.Add(r.jitter(r.interval(c, res.at)))
+	iv := r.interval(c, res.at)
+	if !c.phased {
+		c.phased, iv = true, r.phase(iv)
+	}
+	c.nextStatus = res.at.Add(iv)
 	if c.again {
 		c.nextStatus, c.again = res.at, false
 	}

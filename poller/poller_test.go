@@ -222,23 +222,33 @@ func TestSchedule(t *testing.T) {
 	})
 }
 
-func TestJitterSpreadsPolls(t *testing.T) {
+// TestPhaseSpreadsPolls: clusters found together are polled at once, then
+// each in a rhythm of its own, offset once by up to half an interval and
+// exact after (issue 13: a change shows within one interval).
+func TestPhaseSpreadsPolls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := newFake(1)
+		src := newFake(8)
 		cfg := exact
 		cfg.Jitter = 0.1
 		runFor(t, cfg, src, &recorder{}, zerolog.Nop(), 30*time.Minute, nil)
-		ts := src.times("status", "c0")
-		distinct := map[time.Duration]bool{}
-		for i := 1; i < len(ts); i++ {
-			gap := ts[i] - ts[i-1]
-			if gap < 54*time.Second || gap > 66*time.Second {
-				t.Errorf("gap %s outside 60s ± 10%%", gap)
+		offsets := map[time.Duration]bool{}
+		for i := range 8 {
+			ts := src.times("status", fmt.Sprintf("c%d", i))
+			if len(ts) < 3 {
+				t.Fatalf("c%d polled %d times", i, len(ts))
 			}
-			distinct[gap] = true
+			if ts[1] < 30*time.Second || ts[1] > 60*time.Second {
+				t.Errorf("c%d: second poll after %s, want within 30-60s", i, ts[1])
+			}
+			for k := 2; k < len(ts); k++ {
+				if gap := ts[k] - ts[k-1]; gap != time.Minute {
+					t.Errorf("c%d: gap %s, want exactly 1m", i, gap)
+				}
+			}
+			offsets[ts[1]] = true
 		}
-		if len(distinct) < 3 {
-			t.Errorf("gaps %v are not jittered", ts)
+		if len(offsets) < 3 {
+			t.Errorf("second polls at %v: the clusters stay in step", offsets)
 		}
 	})
 }
