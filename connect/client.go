@@ -80,7 +80,13 @@ func New(opts Options) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("connect: base URL %q: want http(s)://host/path", opts.BaseURL)
 	}
-	hc := &http.Client{}
+	// http.DefaultTransport keeps two idle connections per host: with
+	// more requests in flight than that, every request beyond two dialled
+	// and closed a connection of its own (most of a poll's CPU at 1,000
+	// printers). Keep enough for every request in flight.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	hc := &http.Client{Transport: tr}
 	if opts.HTTPClient != nil {
 		c := *opts.HTTPClient
 		hc = &c

@@ -918,3 +918,17 @@ var tinyJPEG = []byte{
 	0x00, 0x00, 0x00, 0x00, 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x54, 0xbf,
 	0xff, 0xd9,
 }
+
+// Rename renames the first printer of a cluster, as someone would in
+// Digital Factory, and returns its unique name: benchmarks time how long
+// the change takes to reach MQTT.
+func (s *Server) Rename(clusterID, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.world.cluster(clusterID)
+	if c == nil || len(c.printers) == 0 {
+		return ""
+	}
+	c.printers[0].spec.name = name
+	return c.printers[0].spec.uniqueName
+}

@@ -1,0 +1,246 @@
+// Command farm measures the built bridge at farm scale: it starts a stock
+// mosquitto, the simulator with N single-printer clusters and the binary,
+// and prints CPU seconds, peak resident memory, MQTT messages and bytes,
+// API requests against what the polling rules allow, and how fast a change
+// in the cloud reaches MQTT. Run it with bench/farm.sh.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
+)
+
+func main() {
+	bin := flag.String("bin", "./ultimaker2mqtt", "the binary to measure")
+	printers := flag.Int("printers", 1000, "single-printer clusters (half of them printing)")
+	duration := flag.Duration("duration", 60*time.Second, "measuring window, after the first publish and a warm-up")
+	interval := flag.Duration("interval", 10*time.Second, "POLL_INTERVAL and POLL_IDLE_INTERVAL")
+	ha := flag.Bool("ha", true, "Home Assistant discovery")
+	speed := flag.Float64("speed", 1, "simulated seconds per second (0.0001: nothing changes but the renames)")
+	renames := flag.Duration("renames", 500*time.Millisecond, "how often a printer is renamed in the cloud (0: never)")
+	flag.Parse()
+	if err := measure(*bin, *printers, *duration, *interval, *ha, *speed, *renames); err != nil {
+		fmt.Fprintln(os.Stderr, "farm:", err)
+		os.Exit(1)
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// mosquitto starts a stock broker (its defaults, Nagle's algorithm on).
+func mosquitto(dir string) (string, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	os.WriteFile(conf, fmt.Appendf(nil, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port), 0o600)
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("mosquitto: %w", err)
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return fmt.Sprintf("tcp://127.0.0.1:%d", port), func() { cmd.Process.Kill(); cmd.Wait() }, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	return "", nil, fmt.Errorf("mosquitto did not start")
+}
+
+// proc reads a process's CPU seconds and resident memory from /proc.
+func proc(pid int) (cpu float64, rssMiB float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		cpu = (ut + st) / 100 // clock ticks (USER_HZ is 100 on Linux)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				rssMiB = kb / 1024
+			}
+		}
+	}
+	return cpu, rssMiB
+}
+
+type counter struct {
+	mu            sync.Mutex
+	msgs, bytes   int
+	printerStates int
+	states        map[string]bool
+	waiting       map[string]time.Time // friendly name -> renamed at
+	latencies     []time.Duration
+}
+
+func measure(bin string, n int, duration, interval time.Duration, ha bool, speed float64, renames time.Duration) error {
+	dir, _ := os.MkdirTemp("", "farm")
+	defer os.RemoveAll(dir)
+	url, stop, err := mosquitto(dir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	sim := simulator.New(simulator.Options{ExtraPrinters: n, OnlyExtra: true, Calm: true, Seed: 1, Speed: speed, Tokens: []string{"farm-token"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(ln, sim)
+	ids := sim.ClusterIDs()
+
+	c := &counter{states: map[string]bool{}, waiting: map[string]time.Time{}}
+	watch := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("farm-watch").SetOrderMatters(false))
+	if t := watch.Connect(); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
+		return fmt.Errorf("watcher: %v", t.Error())
+	}
+	watch.Subscribe("farm/#", 0, func(_ mqtt.Client, m mqtt.Message) { c.saw(m) })
+	watch.Subscribe("homeassistant/#", 0, func(_ mqtt.Client, m mqtt.Message) { c.saw(m) })
+
+	cmd := exec.Command(bin, "run")
+	cmd.Env = []string{"MQTT_URL=" + url, "MQTT_BASE_TOPIC=farm", "MQTT_CLIENT_ID=farm-bridge",
+		"ULTIMAKER_API_URL=http://" + ln.Addr().String() + simulator.BasePath, "ULTIMAKER_API_TOKEN=farm-token",
+		"POLL_INTERVAL=" + interval.String(), "POLL_IDLE_INTERVAL=" + interval.String(), "POLL_CLUSTERS_INTERVAL=5m",
+		"HA_DISCOVERY=" + strconv.FormatBool(ha), "LOG_LEVEL=warn", "LOG_FORMAT=json"}
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+
+	peak := 0.0
+	sample := func() (float64, float64) {
+		cpu, rss := proc(cmd.Process.Pid)
+		peak = max(peak, rss)
+		return cpu, rss
+	}
+	for {
+		c.mu.Lock()
+		got := len(c.states)
+		c.mu.Unlock()
+		sample()
+		if got >= n {
+			break
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("only %d of %d printer states after 2 minutes", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	first := time.Since(start)
+	firstCPU, firstRSS := sample()
+	c.mu.Lock()
+	firstMsgs, firstBytes := c.msgs, c.bytes
+	c.mu.Unlock()
+
+	time.Sleep(2 * interval) // warm up: the rhythm settles
+	cpu0, _ := sample()
+	req0 := sim.Requests("")
+	c.mu.Lock()
+	msgs0, bytes0, states0 := c.msgs, c.bytes, c.printerStates
+	c.mu.Unlock()
+
+	end := time.Now().Add(duration)
+	seq := 0
+	next := time.Now()
+	for time.Now().Before(end) {
+		if renames > 0 && !time.Now().Before(next) {
+			seq++
+			name := fmt.Sprintf("fresh-%d", seq)
+			c.mu.Lock()
+			c.waiting[name] = time.Now()
+			c.mu.Unlock()
+			sim.Rename(ids[rand.IntN(len(ids))], name)
+			next = next.Add(renames)
+		}
+		sample()
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(interval + time.Second) // the last renames arrive
+	cpu1, rss1 := sample()
+	req1 := sim.Requests("")
+	c.mu.Lock()
+	msgs, bytes, states := c.msgs-msgs0, c.bytes-bytes0, c.printerStates-states0
+	lat := slices.Clone(c.latencies)
+	lost := len(c.waiting)
+	c.mu.Unlock()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))].Round(time.Millisecond)
+	}
+	window := duration + interval + time.Second
+	polls := float64(n) * window.Seconds() / interval.Seconds()
+	fmt.Printf("printers %d, interval %s, HA discovery %v, speed %g\n", n, interval, ha, speed)
+	fmt.Printf("first full publish: %s (CPU %.2f s, RSS %.1f MiB, %d messages, %.1f MiB)\n",
+		first.Round(time.Millisecond), firstCPU, firstRSS, firstMsgs, float64(firstBytes)/(1<<20))
+	fmt.Printf("window %s: CPU %.2f s = %.0f µs per printer poll; RSS %.1f MiB now, peak %.1f MiB (%.1f KiB per printer)\n",
+		window.Round(time.Second), cpu1-cpu0, (cpu1-cpu0)/polls*1e6, rss1, peak, peak*1024/float64(n))
+	fmt.Printf("MQTT: %d messages (%d printer states), %.1f KiB\n", msgs, states, float64(bytes)/1024)
+	fmt.Printf("API requests: %d; the rules allow %.0f status polls plus the list\n", req1-req0, polls)
+	fmt.Printf("freshness of %d renames: p50 %s, p99 %s, max %s (interval %s); %d not seen\n",
+		len(lat), pct(0.5), pct(0.99), pct(1), interval, lost)
+	return nil
+}
+
+func (c *counter) saw(m mqtt.Message) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs++
+	c.bytes += len(m.Topic()) + len(m.Payload())
+	if !strings.HasPrefix(m.Topic(), "farm/printers/") || !strings.HasSuffix(m.Topic(), "/state") {
+		return
+	}
+	c.printerStates++
+	c.states[m.Topic()] = true
+	if len(c.waiting) == 0 {
+		return
+	}
+	var st struct {
+		FriendlyName string `json:"friendly_name"`
+	}
+	if json.Unmarshal(m.Payload(), &st) == nil {
+		if at, ok := c.waiting[st.FriendlyName]; ok {
+			c.latencies = append(c.latencies, now.Sub(at))
+			delete(c.waiting, st.FriendlyName)
+		}
+	}
+}
