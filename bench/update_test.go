@@ -202,19 +202,7 @@ func BenchmarkPrinterUpdate(b *testing.B) {
 				fetchAll(func(cl connect.Cluster, st *connect.ClusterStatus) {
 					prev := views[cl.ClusterID]
 					v := state.Build(state.Observation{Cluster: cl, Status: st, Now: time.Now()}, prev)
-					u := poller.Update{}
-					if v.ClusterChanged {
-						u.Cluster = &v.Cluster
-					}
-					for i, p := range v.Printers {
-						if v.PrinterChanged[i] {
-							u.Printers = append(u.Printers, p)
-						}
-					}
-					if prev != nil {
-						u.Events = state.Events(*prev, v)
-					}
-					br.Apply(ctx, u)
+					br.Apply(ctx, poller.Diff(prev, v))
 					views[cl.ClusterID] = &v
 				})
 			}

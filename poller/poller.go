@@ -474,24 +474,35 @@ func (r *run) interval(c *clusterSched, now time.Time) time.Duration {
 	return r.cfg.IdleInterval
 }
 
-func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observation) {
-	view := state.Build(obs, c.view)
+// Diff is the update from the view prev (nil: first sight) to next: the
+// cluster and printers whose content changed, and the events between.
+func Diff(prev *state.View, next state.View) Update {
 	var u Update
-	if view.ClusterChanged {
-		cl := view.Cluster
+	if next.ClusterChanged {
+		cl := next.Cluster
 		u.Cluster = &cl
 	}
+	for i, p := range next.Printers {
+		if next.PrinterChanged[i] {
+			u.Printers = append(u.Printers, p)
+		}
+	}
+	if prev != nil {
+		u.Events = state.Events(*prev, next)
+	}
+	return u
+}
+
+func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observation) {
+	view := state.Build(obs, c.view)
+	u := Diff(c.view, view)
 	old := map[string]state.Printer{}
 	if c.view != nil {
 		for _, p := range c.view.Printers {
 			old[p.ID] = p
 		}
-		u.Events = state.Events(*c.view, view)
 	}
-	for i, p := range view.Printers {
-		if view.PrinterChanged[i] {
-			u.Printers = append(u.Printers, p)
-		}
+	for _, p := range view.Printers {
 		delete(old, p.ID)
 	}
 	for _, p := range old {
