@@ -4,7 +4,7 @@
 # fast a change in the cloud reaches MQTT. Flags go to the harness, e.g.
 #   bench/farm.sh -printers 1000 -duration 60s -interval 10s
 #   bench/farm.sh -printers 10000 -duration 30s -interval 30s
-#   bench/farm.sh -speed 0.0001 -renames 0     (nothing changes: 0 publishes?)
+#   bench/farm.sh -idle -renames 0     (nothing changes in the cloud: nothing to publish)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"

@@ -31,6 +31,9 @@ type Options struct {
 	ExtraPrinters int
 	// OnlyExtra drops the scripted world, leaving only the extra printers.
 	OnlyExtra bool
+	// IdleExtra starts the extra printers idle (else half of them print);
+	// an idle printer gets its first job after a few simulated minutes.
+	IdleExtra bool
 	// Calm turns off the scripted pauses and aborts, for tests that pause
 	// and abort themselves.
 	Calm bool
@@ -118,7 +121,7 @@ func New(opts Options) *Server {
 	if opts.OnlyExtra {
 		specs = nil
 	}
-	specs = append(specs, farmSpecs(opts.ExtraPrinters)...)
+	specs = append(specs, farmSpecs(opts.ExtraPrinters, opts.IdleExtra)...)
 	s := &Server{
 		opts: opts, mux: http.NewServeMux(), realT0: now, simT0: now,
 		world:   newWorld(specs, opts.Seed, opts.Calm, now),

@@ -33,10 +33,10 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measuring window, after the first publish and a warm-up")
 	interval := flag.Duration("interval", 10*time.Second, "POLL_INTERVAL and POLL_IDLE_INTERVAL")
 	ha := flag.Bool("ha", true, "Home Assistant discovery")
-	speed := flag.Float64("speed", 1, "simulated seconds per second (0.0001: nothing changes but the renames)")
+	idle := flag.Bool("idle", false, "every printer idle: nothing changes in the cloud but the renames")
 	renames := flag.Duration("renames", 500*time.Millisecond, "how often a printer is renamed in the cloud (0: never)")
 	flag.Parse()
-	if err := measure(*bin, *printers, *duration, *interval, *ha, *speed, *renames); err != nil {
+	if err := measure(*bin, *printers, *duration, *interval, *ha, *idle, *renames); err != nil {
 		fmt.Fprintln(os.Stderr, "farm:", err)
 		os.Exit(1)
 	}
@@ -106,7 +106,7 @@ type counter struct {
 	latencies     []time.Duration
 }
 
-func measure(bin string, n int, duration, interval time.Duration, ha bool, speed float64, renames time.Duration) error {
+func measure(bin string, n int, duration, interval time.Duration, ha, idle bool, renames time.Duration) error {
 	dir, _ := os.MkdirTemp("", "farm")
 	defer os.RemoveAll(dir)
 	url, stop, err := mosquitto(dir)
@@ -115,7 +115,8 @@ func measure(bin string, n int, duration, interval time.Duration, ha bool, speed
 	}
 	defer stop()
 
-	sim := simulator.New(simulator.Options{ExtraPrinters: n, OnlyExtra: true, Calm: true, Seed: 1, Speed: speed, Tokens: []string{"farm-token"}})
+	sim := simulator.New(simulator.Options{ExtraPrinters: n, OnlyExtra: true, IdleExtra: idle, Calm: true, Seed: 1,
+		Tokens: []string{"farm-token"}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -208,7 +209,7 @@ func measure(bin string, n int, duration, interval time.Duration, ha bool, speed
 	}
 	window := duration + interval + time.Second
 	polls := float64(n) * window.Seconds() / interval.Seconds()
-	fmt.Printf("printers %d, interval %s, HA discovery %v, speed %g\n", n, interval, ha, speed)
+	fmt.Printf("printers %d, interval %s, HA discovery %v, all idle %v\n", n, interval, ha, idle)
 	fmt.Printf("first full publish: %s (CPU %.2f s, RSS %.1f MiB, %d messages, %.1f MiB)\n",
 		first.Round(time.Millisecond), firstCPU, firstRSS, firstMsgs, float64(firstBytes)/(1<<20))
 	fmt.Printf("window %s: CPU %.2f s = %.0f µs per printer poll; RSS %.1f MiB now, peak %.1f MiB (%.1f KiB per printer)\n",
