@@ -90,7 +90,7 @@ type Client struct {
 	cli mqtt.Client
 
 	mu       sync.Mutex // orders publishes and guards retained
-	retained map[string][]byte
+	retained map[string]kept
 	clears   map[string]bool // clears that wait for a connection
 	order    []string        // retained topics in first-publish order
 
@@ -143,7 +143,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: log.With().Str("component", "mqtt").Logger(),
-		retained: map[string][]byte{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
+		retained: map[string]kept{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
 		started: make(chan struct{}), lost: make(chan struct{}, 1), acks: make(chan mqtt.Token, 8192),
 	}
 	opts := mqtt.NewClientOptions().
@@ -266,14 +266,14 @@ func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 					c.clears[m.Topic] = true
 					continue
 				}
-			case known && bytes.Equal(old, m.Payload):
+			case known && old.same(m.Payload):
 				continue
 			default:
 				if !known {
 					c.order = append(c.order, m.Topic)
 				}
 				delete(c.clears, m.Topic)
-				c.retained[m.Topic] = bytes.Clone(m.Payload)
+				c.retained[m.Topic] = keep(m.Payload)
 				if !open {
 					continue
 				}
@@ -329,8 +329,8 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 	c.mu.Lock()
 	for _, prefix := range prefixes {
 		for _, topic := range c.order {
-			if p, ok := c.retained[topic]; ok && strings.HasPrefix(topic, prefix) {
-				tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+			if k, ok := c.retained[topic]; ok && strings.HasPrefix(topic, prefix) {
+				tokens = append(tokens, c.cli.Publish(topic, 1, true, k.payload()))
 			}
 		}
 	}
@@ -526,18 +526,18 @@ func (c *Client) connected() {
 	}
 	c.mu.Lock()
 	tokens := make([]mqtt.Token, 0, len(c.retained))
-	kept := c.order[:0]
+	order := c.order[:0]
 	seen := make(map[string]bool, len(c.retained))
 	for _, topic := range c.order {
-		p, ok := c.retained[topic]
+		k, ok := c.retained[topic]
 		if !ok || seen[topic] {
 			continue // cleared since, or cleared and published again
 		}
 		seen[topic] = true
-		kept = append(kept, topic)
-		tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+		order = append(order, topic)
+		tokens = append(tokens, c.cli.Publish(topic, 1, true, k.payload()))
 	}
-	c.order = kept
+	c.order = order
 	for topic := range c.clears {
 		tokens = append(tokens, c.cli.Publish(topic, 1, true, []byte{}))
 	}

@@ -468,3 +468,33 @@ func TestBackWithinSecondsAfterLongOutage(t *testing.T) {
 	}
 	t.Logf("back on the broker %s after its return from a 12 s outage", time.Since(start).Round(time.Millisecond))
 }
+
+// TestLargeRetainedKeptPacked: a large retained payload is remembered
+// deflated, still deduplicated, and republished whole after a restart of
+// the broker.
+func TestLargeRetainedKeptPacked(t *testing.T) {
+	big := []byte(`{"config":"` + strings.Repeat("abcdefgh", 2000) + `"}`)
+	if k := keep(big); !k.packed || len(k.data) > len(big)/5 || !k.same(big) || !bytes.Equal(k.payload(), big) {
+		t.Fatalf("packed %v, %d of %d bytes", k.packed, len(k.data), len(big))
+	}
+	if k := keep([]byte("small")); k.packed || !k.same([]byte("small")) || k.same([]byte("other")) {
+		t.Fatalf("small payload kept wrong")
+	}
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-packed")
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	c.Publish(ctx, bus.Message{Topic: "t/big/config", Payload: big, Retain: true})
+	b.Restart()
+	waitReconnect(t, c)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got := mqtttest.Retained(t, b.URL(), "t/big/config", 200*time.Millisecond)["t/big/config"]; got == string(big) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the large retained payload did not come back whole")
+		}
+	}
+}
