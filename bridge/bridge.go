@@ -26,6 +26,11 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
+// configsPerSecond paces Home Assistant device configs: a farm's first
+// poll hands the broker and HA 250 a second (about 5 MB/s) instead of
+// thousands at once.
+const configsPerSecond = 250
+
 // Options are what the configuration does not say.
 type Options struct {
 	Version string
@@ -115,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
 			"maintenance": cfg.PollMaintenanceInterval.String(), "reports": cfg.PollReportsInterval.String(),
 		},
-	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater}, b.log)
+	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond}, b.log)
 	var sink poller.Sink = b.render
 	if opts.Wrap != nil {
 		sink = opts.Wrap(b.render)
@@ -162,6 +167,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	b.render.Start(ctx)
 	var helpers sync.WaitGroup
+	helpers.Go(func() { b.render.Run(ctx) })
 	if b.mon != nil {
 		helpers.Go(func() {
 			if err := b.mon.Serve(ctx, b.monLn); err != nil {

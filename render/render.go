@@ -42,6 +42,12 @@ type Options struct {
 	BirthDelay time.Duration
 	// OnReady runs once, when every cluster has been polled since start.
 	OnReady func(ctx context.Context)
+	// ConfigsPerSecond, when positive, paces the Home Assistant device
+	// configs (10–20 KB each) that Run publishes, so the first poll of a
+	// farm does not hand broker and HA thousands at once; states, which
+	// HA reads retained when an entity appears, are not held back. Zero
+	// publishes configs with their update (Run not needed).
+	ConfigsPerSecond int
 }
 
 // Renderer is a poller.Sink that publishes state, availability, events and
@@ -56,6 +62,8 @@ type Renderer struct {
 	opts Options
 
 	mu             sync.Mutex
+	paced          []string               // config topics waiting, oldest first
+	pending        map[string]bus.Message // by topic: the newest config of each
 	info           Info
 	stats          poller.Stats
 	ready          bool
@@ -72,7 +80,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 	if opts.BirthDelay <= 0 {
 		opts.BirthDelay = 5 * time.Second
 	}
-	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts,
+	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bus.Message{},
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
@@ -127,14 +135,14 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		delete(b.printers, p.ID)
 		delete(b.configKeys, p.ID)
 		if b.disc != nil {
-			msgs = append(msgs, b.disc.Clear(b.disc.PrinterObjectID(p.ID)))
+			msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.PrinterObjectID(p.ID))))
 		}
 		msgs = append(msgs, clears(b.tree.Retained(topics.Printer, p.ID))...)
 	}
 	for _, c := range u.RemovedClusters {
 		delete(b.clusters, c.ID)
 		if b.disc != nil && b.clusterDevices[c.ID] {
-			msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
+			msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.ClusterObjectID(c.ID))))
 			delete(b.clusterDevices, c.ID)
 		}
 		msgs = append(msgs, clears(b.tree.Retained(topics.Cluster, c.ID))...)
@@ -146,11 +154,11 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		if b.disc != nil {
 			wasGroup := b.clusterDevices[c.ID]
 			if m, ok := b.disc.Cluster(*c); ok {
-				msgs = append(msgs, m)
+				msgs = b.config(msgs, m)
 				b.clusterDevices[c.ID] = true
 			} else if wasGroup {
 				// Down to one printer: its printer device is enough.
-				msgs = append(msgs, b.disc.Clear(b.disc.ClusterObjectID(c.ID)))
+				msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.ClusterObjectID(c.ID))))
 				delete(b.clusterDevices, c.ID)
 			}
 			if wasGroup != b.clusterDevices[c.ID] {
@@ -158,7 +166,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 				for _, id := range c.Printers {
 					if p, ok := b.printers[id]; ok && !slices.ContainsFunc(u.Printers, func(q state.Printer) bool { return q.ID == id }) {
 						b.configKeys[id] = b.disc.PrinterFingerprint(p, !wasGroup)
-						msgs = append(msgs, b.disc.Printer(p, !wasGroup))
+						msgs = b.config(msgs, b.disc.Printer(p, !wasGroup))
 					}
 				}
 			}
@@ -172,7 +180,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			inGroup := b.clusterDevices[p.Cluster]
 			if key := b.disc.PrinterFingerprint(p, inGroup); b.configKeys[p.ID] != key {
 				b.configKeys[p.ID] = key
-				msgs = append(msgs, b.disc.Printer(p, inGroup))
+				msgs = b.config(msgs, b.disc.Printer(p, inGroup))
 			}
 		}
 		msgs = append(msgs,
@@ -212,6 +220,57 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	b.publish(ctx, msgs...)
 	if becameReady && b.opts.OnReady != nil {
 		b.opts.OnReady(ctx)
+	}
+}
+
+// config adds a device config to msgs, or queues it for Run when configs
+// are paced. Called with b.mu held.
+func (b *Renderer) config(msgs []bus.Message, m bus.Message) []bus.Message {
+	if b.opts.ConfigsPerSecond <= 0 {
+		return append(msgs, m)
+	}
+	if _, waiting := b.pending[m.Topic]; !waiting {
+		b.paced = append(b.paced, m.Topic)
+	}
+	b.pending[m.Topic] = m // a newer config replaces one not sent yet
+	return msgs
+}
+
+// unpace drops a queued config of a device that is being removed and
+// returns the removal. Called with b.mu held.
+func (b *Renderer) unpace(m bus.Message) bus.Message {
+	delete(b.pending, m.Topic)
+	return m
+}
+
+// Run publishes the paced device configs, ConfigsPerSecond at most, until
+// ctx ends. Without pacing it returns at once.
+func (b *Renderer) Run(ctx context.Context) {
+	if b.opts.ConfigsPerSecond <= 0 {
+		return
+	}
+	const tick = 100 * time.Millisecond
+	per := max(1, b.opts.ConfigsPerSecond/10)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var msgs []bus.Message
+		b.mu.Lock()
+		for len(msgs) < per && len(b.paced) > 0 {
+			topic := b.paced[0]
+			b.paced = b.paced[1:]
+			if m, ok := b.pending[topic]; ok {
+				msgs = append(msgs, m)
+				delete(b.pending, topic)
+			}
+		}
+		b.mu.Unlock()
+		b.publish(ctx, msgs...)
 	}
 }
 

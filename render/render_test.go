@@ -3,8 +3,12 @@ package render
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -118,4 +122,61 @@ func TestDiscoveryRenderedOnlyWhenItChanges(t *testing.T) {
 	if n := configs(); n != 2 {
 		t.Errorf("rename: config published %d times, want 2", n)
 	}
+}
+
+// safeRecorder is a recorder for a Renderer whose Run publishes too.
+type safeRecorder struct {
+	mu sync.Mutex
+	recorder
+}
+
+func (r *safeRecorder) Publish(ctx context.Context, msgs ...bus.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorder.Publish(ctx, msgs...)
+}
+
+func (r *safeRecorder) configs() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range r.msgs {
+		if strings.HasPrefix(m.Topic, "ha/device/") && len(m.Payload) > 0 {
+			out[m.Topic]++
+		}
+	}
+	return out
+}
+
+// TestConfigsArePaced: with ConfigsPerSecond the device configs go out at
+// that pace from Run, states at once; a config replaced before it went out
+// goes out once, and a device removed meanwhile not at all (issue 13).
+func TestConfigsArePaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &safeRecorder{}
+		tree := topics.Tree{Base: "u"}
+		b := New(tree, rec, Info{}, &discovery.Config{Prefix: "ha", Tree: tree}, Options{ConfigsPerSecond: 20}, zerolog.Nop())
+		var ps []state.Printer
+		for i := range 10 {
+			ps = append(ps, state.Printer{ID: fmt.Sprintf("p%d", i), FriendlyName: "P"})
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b.Apply(ctx, poller.Update{Printers: ps})
+		if n := len(rec.configs()); n != 0 {
+			t.Fatalf("%d configs published with the update, want them paced", n)
+		}
+		ps[9].FriendlyName = "renamed"
+		b.Apply(ctx, poller.Update{Printers: ps[9:], RemovedPrinters: ps[8:9]})
+		go b.Run(ctx)
+		time.Sleep(250 * time.Millisecond)
+		if n := len(rec.configs()); n != 4 {
+			t.Errorf("%d configs after 250 ms at 20/s, want 4", n)
+		}
+		time.Sleep(time.Second)
+		got := rec.configs()
+		if len(got) != 9 || got["ha/device/ultimaker2mqtt_u_printer_p8/config"] != 0 || got["ha/device/ultimaker2mqtt_u_printer_p9/config"] != 1 {
+			t.Errorf("configs %v: want 9, p8 (removed) none, p9 once", got)
+		}
+	})
 }
