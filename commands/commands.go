@@ -598,13 +598,9 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 
 func (h *Handler) planBridge(req Request) (work, []string, *Response) {
 	if req.Action == "refresh" {
-		id := ""
-		if req.Cluster != "" {
-			c, ok := h.st.Cluster(req.Cluster)
-			if !ok {
-				return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
-			}
-			id = c.ClusterID
+		id, resp := h.optionalCluster(req.Cluster)
+		if resp != nil {
+			return nil, nil, resp
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			h.refresh.Refresh(id)
@@ -657,6 +653,19 @@ func (h *Handler) planBridge(req Request) (work, []string, *Response) {
 	}
 }
 
+// optionalCluster resolves a request's optional "cluster" (topic id or
+// cloud id) to the cloud id; "" when none is named.
+func (h *Handler) optionalCluster(key string) (string, *Response) {
+	if key == "" {
+		return "", nil
+	}
+	c, ok := h.st.Cluster(key)
+	if !ok {
+		return "", fail(CodeNotFound, fmt.Sprintf("no cluster %q", key))
+	}
+	return c.ClusterID, nil
+}
+
 func nonEmpty(s, fallback string) string {
 	if s == "" {
 		return fallback
@@ -676,18 +685,6 @@ func (h *Handler) queueJob(clusterID string, send func(context.Context) (*connec
 		h.refresh.Refresh(clusterID)
 		answer(&Response{Status: "ok", Data: map[string]any{"job": pr.JobInstanceUUID, "status": pr.Status}})
 	}
-}
-
-// clusterID resolves a bridge request's cluster (topic id or cloud id);
-// "" refreshes every cluster.
-func (h *Handler) clusterID(key string) string {
-	if key == "" {
-		return ""
-	}
-	if c, ok := h.st.Cluster(key); ok {
-		return c.ClusterID
-	}
-	return key
 }
 
 // follow answers an asynchronous action: pending at once, then ok or

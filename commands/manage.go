@@ -201,13 +201,9 @@ func (h *Handler) planSettings(req Request) (work, []string, *Response) {
 
 // planRequest plans the bridge requests of the management commands.
 func (h *Handler) planRequest(req Request) (work, []string, *Response) {
-	clusterID := ""
-	if req.Cluster != "" {
-		c, ok := h.st.Cluster(req.Cluster)
-		if !ok {
-			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
-		}
-		clusterID = c.ClusterID
+	clusterID, resp := h.optionalCluster(req.Cluster)
+	if resp != nil {
+		return nil, nil, resp
 	}
 	query := func(f func(ctx context.Context) (any, error)) (work, []string, *Response) {
 		return func(ctx context.Context, answer func(*Response)) {
