@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -268,4 +269,30 @@ func TestOversizeAnswerNamesTransaction(t *testing.T) {
 	if !strings.Contains(last, `"bad_request"`) || !strings.Contains(last, `"transaction":"t-9"`) || !strings.Contains(last, `"action":"pause"`) {
 		t.Errorf("answer %s", last)
 	}
+}
+
+// FuzzOversize feeds the first bytes of oversized payloads: each is
+// answered once, bad_request, whatever the prefix holds.
+func FuzzOversize(f *testing.F) {
+	for _, s := range []string{`{"transaction":"t","action":"pause"`, `{"transaction":12`, `{"action":"note","note":"` + strings.Repeat("x", 400),
+		`"transaction": "\"quoted\"", "action": "x"`, "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, prefix string) {
+		if len(prefix) > 512 {
+			prefix = prefix[:512]
+		}
+		r := newRig(Config{})
+		r.h.Handle(context.Background(), bus.Inbound{Topic: "u/clusters/farm/set", Payload: []byte(prefix), Truncated: true, Size: 1 << 20})
+		r.h.Wait()
+		r.out.mu.Lock()
+		defer r.out.mu.Unlock()
+		if len(r.out.msgs) != 1 || !strings.Contains(string(r.out.msgs[0].Payload), `"bad_request"`) {
+			t.Fatalf("%q: answers %d", prefix, len(r.out.msgs))
+		}
+		var resp Response
+		if err := json.Unmarshal(r.out.msgs[0].Payload, &resp); err != nil {
+			t.Fatalf("answer is not JSON: %s", r.out.msgs[0].Payload)
+		}
+	})
 }
