@@ -348,7 +348,10 @@ func (r *run) dispatch(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
 			return
 		}
 		c.inFlight = true
-		id, wantMaint := c.info.ClusterID, !now.Before(c.nextMaint)
+		// The first status of a cluster goes out alone: its maintenance
+		// waits for the second poll, so a farm's first full publish costs
+		// one request per cluster, not three.
+		id, wantMaint := c.info.ClusterID, c.polled && !now.Before(c.nextMaint)
 		r.start(ctx, wg, func(ctx context.Context) result {
 			res := result{id: id}
 			res.status, res.err = r.src.ClusterStatus(ctx, id)
