@@ -179,6 +179,9 @@ type clusterSched struct {
 	// again is a refresh that arrived while a poll was in flight: that
 	// poll may have read the cluster before the change, so poll again.
 	again bool
+	// againMaint is again for maintenance: that poll's maintenance may
+	// predate the change too.
+	againMaint bool
 	// phased is set once the cluster's rhythm was offset (see phase).
 	phased bool
 }
@@ -295,6 +298,7 @@ func (r *run) boost(rq refresh, now time.Time) {
 		}
 		if rq.maintenance {
 			c.nextMaint = now
+			c.againMaint = c.inFlight
 		}
 		c.again = c.inFlight
 	}
@@ -455,6 +459,9 @@ func (r *run) handle(ctx context.Context, res result) {
 	if c.again {
 		c.nextStatus, c.again = res.at, false
 	}
+	if c.againMaint {
+		c.nextMaint, c.againMaint = res.at, false
+	}
 	t := res.at.UTC().Truncate(time.Second)
 	r.stats.LastPoll = &t
 	r.sendStats(ctx, false)
@@ -527,7 +534,7 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 
 func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {
 	c.failures++
-	c.again = false // the backoff decides
+	c.again, c.againMaint = false, false // the backoff decides
 	r.stats.PollErrors++
 	r.stats.LastError = string(connect.KindOf(res.err))
 	if c.failures == 1 {
