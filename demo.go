@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +89,25 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 	cfg.APIURL = "http://" + ln.Addr().String() + simulator.BasePath
 	cfg.APIToken = config.Secret(demoToken)
 
+	// Two printers also answer on the "LAN": the Lab S5 (paired on request,
+	// approved on its screen after a few seconds) and the farm's group host.
+	lanHosts, stopLAN, err := serveLocalPrinters(sim, demoLANPrinters)
+	if err != nil {
+		return fmt.Errorf("demo LAN printers: %w", err)
+	}
+	defer stopLAN()
+	if _, set := vars["LOCAL_PRINTERS"]; !set {
+		cfg.LocalPrinters = lanHosts
+	}
+	if cfg.LocalAuthFile == "" {
+		dir, err := os.MkdirTemp("", "ultimaker2mqtt-demo-")
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.LocalAuthFile = filepath.Join(dir, "local-auth.json")
+	}
+
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(cfg.MQTTURL, "tcp://"), "mqtt://"))
 	fmt.Fprintf(stdout, "ultimaker2mqtt demo: simulated Digital Factory at %s (%gx speed)\n", cfg.APIURL, cfg.DemoSpeed)
 	if ownBroker {
@@ -94,6 +116,11 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "embedded MQTT broker on %s\n", cfg.MQTTURL)
 	}
 	fmt.Fprintf(stdout, "watch it:  mosquitto_sub -h %s -p %s -t '%s/#' -v\n", host, port, cfg.MQTTBaseTopic)
+	if len(lanHosts) > 0 {
+		fmt.Fprintf(stdout, "LAN printers at %s; pair the Lab S5 (approved on its screen in 5 s):\n", strings.Join(lanHosts, ", "))
+		fmt.Fprintf(stdout, "  mosquitto_pub -h %s -p %s -t '%s/bridge/request/pair' -m '{\"printer\": \"%s\"}'\n",
+			host, port, cfg.MQTTBaseTopic, demoLANPrinters[0])
+	}
 	fmt.Fprintln(stdout, "Ctrl-C stops. Printer status changes:")
 
 	var mu sync.Mutex
@@ -111,6 +138,38 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 	return br.Run(ctx)
 }
 
+// demoLANPrinters answer on the demo's LAN: a single S5 and a group host.
+var demoLANPrinters = []string{"ultimakersystem-4b0fc38e95e3", "ultimakersystem-ccbdd30044ec"}
+
+// serveLocalPrinters serves the LAN API of each named printer on a
+// loopback port of its own and returns their addresses.
+func serveLocalPrinters(sim *simulator.Server, names []string) ([]string, func(), error) {
+	var hosts []string
+	var servers []*http.Server
+	stop := func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}
+	for _, name := range names {
+		lp, err := sim.LocalPrinter(name, simulator.LocalOptions{ApproveAfter: 5 * time.Second})
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		srv := &http.Server{Handler: lp, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		servers = append(servers, srv)
+		hosts = append(hosts, ln.Addr().String())
+	}
+	return hosts, stop, nil
+}
+
 func describeChange(now time.Time, p state.Printer, previous string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-12s %-28s ", now.Format(time.TimeOnly), p.FriendlyName, p.ID)
@@ -120,6 +179,12 @@ func describeChange(now time.Time, p state.Printer, previous string) string {
 	b.WriteString(p.Status)
 	if j := p.Job; j != nil {
 		fmt.Fprintf(&b, "  %s %.0f%%", j.Name, j.Progress)
+	}
+	if p.Source != state.SourceCloud {
+		fmt.Fprintf(&b, "  [%s]", p.Source)
+	}
+	if len(p.Extruders) > 0 && p.Extruders[0].HotendTemperature != nil {
+		fmt.Fprintf(&b, " hotend %.0f°C", *p.Extruders[0].HotendTemperature)
 	}
 	return b.String()
 }
@@ -161,6 +226,11 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	token := fs.String("token", "", "the only bearer token accepted (default: any)")
 	latency := fs.Duration("latency", 0, "delay of every answer")
 	errorRate := fs.Float64("error-rate", 0, "probability (0-1) of a random 500 answer")
+	localListen := fs.String("local", "", "also serve one printer's LAN API (/api/v1, /cluster-api/v1) on this address")
+	localPrinter := fs.String("local-printer", "ultimakersystem-4b0fc38e95e3", "unique name of the printer -local serves")
+	localAlgo := fs.String("local-digest", "MD5", "digest algorithm of the LAN API's challenge: MD5 or SHA-256")
+	localGated := fs.Bool("local-gated", false, "the LAN printer refuses reads until paired (firmware from 2025)")
+	localPairing := fs.String("local-pairing", simulator.PairApprove, "what the printer's screen answers to pairing: approve, refuse or ignore")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -179,7 +249,30 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return &config.Error{Msg: fmt.Sprintf("simulate -listen %s: %v", *listen, err)}
 	}
-	srv := &http.Server{Handler: simulator.New(opts), ReadHeaderTimeout: 5 * time.Second}
+	sim := simulator.New(opts)
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
+	if *localListen != "" {
+		if *localAlgo != "MD5" && *localAlgo != "SHA-256" || !slices.Contains([]string{simulator.PairApprove, simulator.PairRefuse, simulator.PairIgnore}, *localPairing) {
+			ln.Close()
+			return &config.Error{Msg: "simulate: -local-digest is MD5 or SHA-256; -local-pairing approve, refuse or ignore"}
+		}
+		lp, err := sim.LocalPrinter(*localPrinter, simulator.LocalOptions{Algorithm: *localAlgo, GatedReads: *localGated,
+			Pairing: *localPairing, ApproveAfter: 5 * time.Second})
+		if err != nil {
+			ln.Close()
+			return &config.Error{Msg: fmt.Sprintf("simulate -local-printer: %v (one of %s)", err, strings.Join(sim.LocalPrinterNames(), ", "))}
+		}
+		lln, err := net.Listen("tcp", *localListen)
+		if err != nil {
+			ln.Close()
+			return &config.Error{Msg: fmt.Sprintf("simulate -local %s: %v", *localListen, err)}
+		}
+		lsrv := &http.Server{Handler: lp, ReadHeaderTimeout: 5 * time.Second}
+		go lsrv.Serve(lln)
+		defer lsrv.Close()
+		fmt.Fprintf(stdout, "LAN API of %s on http://%s/api/v1 (pairing: %s after 5s)\n", *localPrinter, lln.Addr(), *localPairing)
+		fmt.Fprintf(stdout, "point the bridge at it: LOCAL_PRINTERS=%s\n", lln.Addr())
+	}
 	fmt.Fprintf(stdout, "simulated Connect API on http://%s%s\n", ln.Addr(), simulator.BasePath)
 	fmt.Fprintf(stdout, "point the bridge at it: ULTIMAKER_API_URL=http://%s%s ULTIMAKER_API_TOKEN=%s\n", ln.Addr(), simulator.BasePath, tokenHint(*token))
 	errc := make(chan error, 1)

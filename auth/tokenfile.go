@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/oauth2"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/secretfile"
 )
 
 // maxTokenFile bounds what we read: a token file is a few KiB at most.
@@ -46,43 +47,15 @@ func LoadToken(path string) (*oauth2.Token, error) {
 	return &tok, nil
 }
 
-// SaveToken writes tok to path with mode 0600 through a temporary file in
-// the same directory and a rename, so a crash leaves the old file or the
-// new one, never half of one. The directory is synced too: the rename
-// must survive a power cut, or the rotated refresh token is lost while
-// the old one is already dead on the server.
+// SaveToken writes tok to path with mode 0600, atomically and durably
+// (secretfile.Write).
 func SaveToken(path string, tok *oauth2.Token) error {
 	b, err := json.MarshalIndent(tok, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode token: %w", err)
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := secretfile.Write(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("write token file: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write token file: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write token file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write token file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write token file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write token file: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,8 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/local"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/merge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
@@ -55,7 +58,9 @@ type Bridge struct {
 	api      *connect.Client
 	signIn   *auth.Source // nil with an API token
 	render   *render.Renderer
-	poll     *poller.Poller
+	poll     *poller.Poller // nil without a cloud account
+	lan      *local.Poller  // nil without LAN printers
+	mdns     *local.Discovery
 	cmd      *commands.Handler
 	disc     *discovery.Config // nil: Home Assistant discovery off
 	metrics  *monitor.Metrics  // nil without HTTP_LISTEN
@@ -96,12 +101,16 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			},
 		})
 	}
-	ts, signIn := TokenSource(cfg, b.log, func(s string) {
-		select {
-		case b.auth <- s:
-		default:
-		}
-	})
+	var ts oauth2.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{}) // LAN only: the cloud is never called
+	var signIn *auth.Source
+	if cfg.UsesCloud() {
+		ts, signIn = TokenSource(cfg, b.log, func(s string) {
+			select {
+			case b.auth <- s:
+			default:
+			}
+		})
+	}
 	b.signIn = signIn
 	var err error
 	if b.api, err = API(cfg, ts, b.log, opts.Version, b.metrics); err != nil {
@@ -114,7 +123,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		b.disc = Discovery(cfg, opts.Version)
 	}
 	b.render = render.New(b.tree, b.mq, render.Info{
-		Version: opts.Version, StartedAt: b.started, APIURL: cfg.APIURL, Auth: authState(signIn), ReadOnly: cfg.ReadOnly,
+		Version: opts.Version, StartedAt: b.started, APIURL: cfg.APIURL, Auth: authState(cfg, signIn), ReadOnly: cfg.ReadOnly,
 		Intervals: map[string]string{
 			"status": cfg.PollInterval.String(), "idle": cfg.PollIdleInterval.String(),
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
@@ -125,17 +134,32 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if opts.Wrap != nil {
 		sink = opts.Wrap(b.render)
 	}
-	b.poll = poller.New(poller.Config{
-		Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
-		ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
-		ReportsInterval: cfg.PollReportsInterval,
-		BackoffMax:      cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
-		Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
-		OnPoll: b.metrics.ObservePoll,
-	}, b.api, sink, b.log)
-	b.cmd = commands.New(commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
+	merger := merge.New(sink, cfg.UsesCloud(), cfg.UsesLAN())
+	if cfg.UsesLAN() {
+		if b.lan, err = LAN(cfg, merger.Local(), b.log); err != nil {
+			return nil, err
+		}
+		if cfg.LocalDiscovery {
+			b.mdns = local.NewDiscovery(b.lan.Add, b.log)
+		}
+	}
+	if cfg.UsesCloud() {
+		b.poll = poller.New(poller.Config{
+			Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
+			ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
+			ReportsInterval: cfg.PollReportsInterval,
+			BackoffMax:      cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
+			Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
+			OnPoll: b.metrics.ObservePoll,
+		}, b.api, merger.Cloud(), b.log)
+	}
+	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
-		OnAnswer: b.metrics.ObserveCommand}, b.api, b.render, b.mq, b.poll, b.log)
+		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud()}
+	if b.lan != nil {
+		ccfg.LAN = b.lan
+	}
+	b.cmd = commands.New(ccfg, b.api, b.render, b.mq, refresher{b.poll, b.lan}, b.log)
 	for _, f := range b.cmd.Filters() {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: b.cmd.MaxPayloadFor})
 	}
@@ -157,7 +181,12 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 // sweep, the commands under way, and last the broker connection, so
 // "offline" is the last thing published. It returns nil after a clean stop.
 func (b *Bridge) Run(ctx context.Context) error {
-	b.log.Info().Str("version", b.opts.Version).Str("broker", mqttpub.RedactURL(b.cfg.MQTTURL)).Str("api", b.cfg.APIURL).
+	api := b.cfg.APIURL
+	if !b.cfg.UsesCloud() {
+		api = "none (LAN only)"
+	}
+	b.log.Info().Str("version", b.opts.Version).Str("broker", mqttpub.RedactURL(b.cfg.MQTTURL)).Str("api", api).
+		Int("lan_printers", len(b.cfg.LocalPrinters)).Bool("lan_discovery", b.cfg.LocalDiscovery).
 		Str("base_topic", b.cfg.MQTTBaseTopic).Msg("starting")
 	// The broker connection outlives everything else.
 	mqCtx, stopMQ := context.WithCancel(context.WithoutCancel(ctx))
@@ -182,7 +211,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		helpers.Go(func() { b.relayAuth(ctx) })
 	}
 
-	pollErr := b.poll.Run(ctx)
+	pollErr := b.runPollers(ctx)
 	b.stopped("poller")
 	helpers.Wait()
 	b.stopped("helpers")
@@ -200,6 +229,24 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return mqErr
 }
 
+// runPollers runs the cloud poller, the LAN poller and mDNS discovery,
+// those in use, until ctx ends.
+func (b *Bridge) runPollers(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var cloudErr error
+	if b.poll != nil {
+		wg.Go(func() { cloudErr = b.poll.Run(ctx) })
+	}
+	if b.lan != nil {
+		wg.Go(func() { b.lan.Run(ctx) })
+	}
+	if b.mdns != nil {
+		wg.Go(func() { b.mdns.Run(ctx) })
+	}
+	wg.Wait()
+	return cloudErr
+}
+
 func (b *Bridge) stopped(part string) {
 	if b.opts.OnStop != nil {
 		b.opts.OnStop(part)
@@ -215,7 +262,7 @@ func (b *Bridge) relayAuth(ctx context.Context) {
 			return
 		case s := <-b.auth:
 			b.render.SetAuth(ctx, s)
-			if s == auth.StateOK {
+			if s == auth.StateOK && b.poll != nil {
 				b.poll.Refresh("")
 			}
 		}
@@ -291,7 +338,7 @@ func (b *Bridge) health() monitor.Health {
 	default:
 		poll.Detail = "no successful poll since the start at " + b.started.Format(time.RFC3339)
 	}
-	signedIn := monitor.Check{Name: "sign_in", OK: true, Detail: auth.StateAPIToken}
+	signedIn := monitor.Check{Name: "sign_in", OK: true, Detail: authState(b.cfg, nil)}
 	if b.signIn != nil {
 		signedIn.Detail = b.signIn.State()
 		signedIn.OK = signedIn.Detail != auth.StateAuthRequired
@@ -392,7 +439,74 @@ func Discovery(cfg *config.Config, version string) *discovery.Config {
 	return d
 }
 
-func authState(s *auth.Source) string {
+// LAN is the LAN poller of cfg, with its pairings read from
+// LOCAL_AUTH_FILE.
+func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger) (*local.Poller, error) {
+	store, err := local.OpenStore(cfg.LocalAuthPath())
+	if err != nil {
+		return nil, config.Errorf("LOCAL_AUTH_FILE: %v", err)
+	}
+	hosts := make([]string, 0, len(cfg.LocalPrinters))
+	for _, h := range cfg.LocalPrinters {
+		host, err := local.ParseHost(h)
+		if err != nil {
+			return nil, config.Errorf("LOCAL_PRINTERS: %v", err)
+		}
+		hosts = append(hosts, host)
+	}
+	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg)}, store, sink, log), nil
+}
+
+// PairRequest is how the bridge introduces itself to a printer when
+// pairing: one exclusion key per bridge instance, so pairing again
+// replaces the old pairing instead of piling up.
+func PairRequest(cfg *config.Config) local.PairRequest {
+	host, _ := os.Hostname()
+	return local.PairRequest{Application: "ultimaker2mqtt", User: "bridge@" + nonEmpty(host, "ultimaker2mqtt"),
+		ExclusionKey: "ultimaker2mqtt-" + cfg.BrokerClientID(), Timeout: cfg.LocalPairTimeout}
+}
+
+func nonEmpty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// refresher asks the pollers in use for a fresh poll.
+type refresher struct {
+	cloud *poller.Poller
+	lan   *local.Poller
+}
+
+func (r refresher) Refresh(id string) {
+	if r.cloud != nil {
+		r.cloud.Refresh(id)
+	}
+	if r.lan != nil {
+		r.lan.Refresh(id)
+	}
+}
+
+func (r refresher) RefreshMaintenance(id string) {
+	if r.cloud != nil {
+		r.cloud.RefreshMaintenance(id)
+	}
+}
+
+func (r refresher) RefreshWorkspace() {
+	if r.cloud != nil {
+		r.cloud.RefreshWorkspace()
+	}
+}
+
+// authLANOnly is the sign-in state of a bridge without a cloud account.
+const authLANOnly = "lan_only"
+
+func authState(cfg *config.Config, s *auth.Source) string {
+	if !cfg.UsesCloud() {
+		return authLANOnly
+	}
 	if s == nil {
 		return auth.StateAPIToken
 	}

@@ -69,7 +69,7 @@ var (
 	ClusterActions    = append([]string{"move_to_top", "remove", "force", "reprint"}, ClusterManagement...)
 	BridgeActions     = []string{"refresh", "maintenance_done", "print", "upload_material", "job", "print_jobs", "report",
 		"filters", "register", "share_all", "team_count", "cluster", "makerbot_printers", "user_clusters", "spec", "api",
-		"delete_team"}
+		"delete_team", "pair"}
 	WorkspaceActions = []string{"settings"}
 	// Queries change nothing: READ_ONLY answers them.
 	Queries = []string{"refresh", "job", "print_jobs", "report", "filters", "team_count", "cluster", "makerbot_printers",
@@ -119,6 +119,11 @@ type Config struct {
 	Manager Manager
 	// MaterialsDir is where upload_material may read files by name.
 	MaterialsDir string
+	// LAN, when set, carries out job and queue actions on printers read
+	// on the LAN and paired, and pairs them.
+	LAN LAN
+	// NoCloud is true without a cloud account: only LANActions run.
+	NoCloud bool
 }
 
 // retainedMemory bounds how many retained commands are remembered as
@@ -390,6 +395,9 @@ func (h *Handler) admit(t target, req Request) *Response {
 	if !slices.Contains(known, req.Action) {
 		return fail(CodeUnknownAction, fmt.Sprintf("%s commands are %s", t.kind, strings.Join(known, ", ")))
 	}
+	if resp := h.needsCloud(req.Action); resp != nil {
+		return resp
+	}
 	if h.cfg.ReadOnly && !slices.Contains(Queries, req.Action) {
 		return fail(CodeReadOnly, "the bridge runs with READ_ONLY=true; nothing was sent to the cloud")
 	}
@@ -469,6 +477,9 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
 		}
 		c, _ := h.st.Cluster(p.Cluster)
+		if resp := lanOnly(p.ClusterID, nonEmpty(p.FriendlyName, p.ID), req.Action); resp != nil {
+			return nil, nil, resp
+		}
 		if slices.Contains(ClusterManagement, req.Action) {
 			if len(c.Printers) != 1 {
 				return nil, nil, fail(CodeUnknownAction, fmt.Sprintf("%s is in a group of printers: send %s to the cluster's topic %s",
@@ -481,6 +492,9 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 		c, ok := h.st.Cluster(t.id)
 		if !ok {
 			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
+		}
+		if resp := lanOnly(c.ClusterID, nonEmpty(c.FriendlyName, c.ID), req.Action); resp != nil {
+			return nil, nil, resp
 		}
 		if slices.Contains(ClusterManagement, req.Action) {
 			return h.planManage(c, req)
@@ -495,6 +509,9 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 	}
 	if slices.Contains([]string{"refresh", "maintenance_done", "print"}, req.Action) {
 		return h.planBridge(req)
+	}
+	if req.Action == "pair" {
+		return h.planPair(req)
 	}
 	return h.planRequest(req)
 }
@@ -558,6 +575,14 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 			strings.Join(state.JobActionFrom[req.Action], ", ")))
 	}
 	job := p.Job.UUID
+	lan, resp := h.viaLAN(p)
+	if resp != nil {
+		return nil, nil, resp
+	}
+	if lan {
+		return h.lanWork(func(ctx context.Context) error { return h.cfg.LAN.JobState(ctx, p.ID, connectAction[req.Action]) },
+			p.ID, map[string]any{"job": job}), append(keys, "job:"+job), nil
+	}
 	return func(ctx context.Context, answer func(*Response)) {
 		st, err := h.cloud.PrintJobAction(ctx, p.ClusterID, job, connectAction[req.Action], nil)
 		h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
@@ -582,6 +607,21 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 	i := slices.IndexFunc(c.Queue, func(j state.QueuedJob) bool { return j.UUID == req.Job })
 	if i < 0 {
 		return nil, fail(CodeNotFound, fmt.Sprintf("job %s is not in the cluster's queue", req.Job))
+	}
+	if c.ClusterID == "" {
+		var onLAN, paired bool
+		if h.cfg.LAN != nil {
+			onLAN, paired = h.cfg.LAN.Reach(c.ID)
+		}
+		switch {
+		case !paired:
+			return nil, fail(CodeUnauthorized, fmt.Sprintf("cluster %s is read on the LAN only and the bridge is not paired "+
+				"with its host: %s", c.FriendlyName, pairHint(c.ID)))
+		case !onLAN:
+			return nil, fail(CodeConflict, fmt.Sprintf("the host of %s does not answer on the LAN", c.FriendlyName))
+		}
+		return h.lanWork(func(ctx context.Context) error { return h.cfg.LAN.QueueAction(ctx, c.ID, req.Job, req.Action) },
+			c.ID, map[string]any{"job": req.Job}), nil
 	}
 	action, body := req.Action, (*connect.PrintJobActionBody)(nil)
 	if action == "move_to_top" {

@@ -63,6 +63,8 @@ type Request struct {
 	User                 string   `json:"user,omitempty"`
 	Team                 string   `json:"team,omitempty"`
 	Version              string   `json:"version,omitempty"`
+	// Printer is a printer's topic id or LAN address (bridge request pair).
+	Printer string `json:"printer,omitempty"`
 
 	// fields are the JSON keys the payload carried, for checkFields.
 	fields []string
@@ -83,6 +85,7 @@ var fieldsOf = map[string][]string{
 	"register":  {"pin", "printer_brand", "connection_id", "makerbot_printer_id"},
 	"share_all": {"organization_shared", "team_ids"}, "team_count": {"team_ids"},
 	"cluster": {"cluster"}, "user_clusters": {"user"}, "spec": {"version"}, "delete_team": {"team", "confirm"},
+	"pair": {"printer"},
 }
 
 // checkFields refuses a field the action does not take.

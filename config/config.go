@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/local"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
@@ -45,7 +47,7 @@ type Config struct {
 	MQTTKeyFile   string `env:"MQTT_KEY_FILE" help:"PEM private key of MQTT_CERT_FILE"`
 
 	APIURL       string        `env:"ULTIMAKER_API_URL" envDefault:"https://api.ultimaker.com/connect/v1" help:"Connect API root"`
-	APIToken     Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run"`
+	APIToken     Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run unless printers are read on the LAN only"`
 	AccountURL   string        `env:"ULTIMAKER_ACCOUNT_URL" envDefault:"https://account.ultimaker.com" help:"UltiMaker account (OAuth2) server, for login and token refresh"`
 	ClientID     string        `env:"ULTIMAKER_CLIENT_ID" help:"OAuth2 client id UltiMaker issued to you; needed by login and TOKEN_FILE sign-in"`
 	ClientSecret Secret        `env:"ULTIMAKER_CLIENT_SECRET" help:"OAuth2 client secret, if your client has one (or ULTIMAKER_CLIENT_SECRET_FILE)"`
@@ -66,6 +68,12 @@ type Config struct {
 	PollBackoffMax          time.Duration `env:"POLL_BACKOFF_MAX" envDefault:"10m" help:"Longest wait between retries of a failing cluster"`
 	PollMaxInFlight         int           `env:"POLL_MAX_IN_FLIGHT" envDefault:"4" help:"Most Connect API requests at once"`
 	ClusterIDs              []string      `env:"CLUSTER_IDS" help:"Comma-separated cluster ids to bridge; empty bridges every cluster (split big accounts across instances)"`
+
+	LocalPrinters     []string      `env:"LOCAL_PRINTERS" help:"Comma-separated printers to read on the LAN: IP or host name, optionally :port (e.g. 192.168.1.40,ultimakersystem-ccbdd30044ec.local); with only these set, no cloud account is needed"`
+	LocalDiscovery    bool          `env:"LOCAL_DISCOVERY" envDefault:"false" help:"Find UltiMaker printers on the LAN by mDNS (_ultimaker._tcp) and read them too (true or false)"`
+	LocalPollInterval time.Duration `env:"LOCAL_POLL_INTERVAL" envDefault:"5s" help:"Status interval of each printer on the LAN (one request, two while a job runs)"`
+	LocalAuthFile     string        `env:"LOCAL_AUTH_FILE" help:"Where the LAN pairings (digest credentials) are kept, 0600; default local-auth.json beside TOKEN_FILE, else in the working directory (/data/local-auth.json in the image)"`
+	LocalPairTimeout  time.Duration `env:"LOCAL_PAIR_TIMEOUT" envDefault:"5m" help:"How long pairing waits for someone to press ALLOW on the printer's screen"`
 
 	ReadOnly       bool          `env:"READ_ONLY" envDefault:"false" help:"Answer every command read_only and never send one to the cloud (true or false)"`
 	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all but the destructive delete and delete_team, which run only when listed"`
@@ -136,10 +144,10 @@ func Load(environ map[string]string, requireToken bool) (*Config, error) {
 			problems = append(problems, p)
 		}
 	}
-	if requireToken && cfg.APIToken == "" && cfg.TokenFile == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
+	if requireToken && !cfg.UsesLAN() && cfg.APIToken == "" && cfg.TokenFile == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
 		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE), or TOKEN_FILE after `ultimaker2mqtt login`, is required")
 	}
-	if requireToken && cfg.APIToken == "" && cfg.TokenFile != "" && cfg.ClientID == "" {
+	if requireToken && !cfg.UsesLAN() && cfg.APIToken == "" && cfg.TokenFile != "" && cfg.ClientID == "" {
 		problems = append(problems, "set ULTIMAKER_API_TOKEN, or ULTIMAKER_CLIENT_ID to sign in with TOKEN_FILE (see `ultimaker2mqtt login`)")
 	}
 	if len(problems) > 0 {
@@ -219,7 +227,25 @@ func (c *Config) normalize() {
 		}
 		return out
 	}
-	c.AllowedActions, c.ClusterIDs = trim(c.AllowedActions), trim(c.ClusterIDs)
+	c.AllowedActions, c.ClusterIDs, c.LocalPrinters = trim(c.AllowedActions), trim(c.ClusterIDs), trim(c.LocalPrinters)
+}
+
+// UsesLAN reports whether printers are read on the LAN.
+func (c *Config) UsesLAN() bool { return len(c.LocalPrinters) > 0 || c.LocalDiscovery }
+
+// UsesCloud reports whether the cloud is polled: an API token, or a token
+// file with the OAuth client to refresh it.
+func (c *Config) UsesCloud() bool { return c.APIToken != "" || c.TokenFile != "" && c.ClientID != "" }
+
+// LocalAuthPath is where the LAN pairings are kept.
+func (c *Config) LocalAuthPath() string {
+	switch {
+	case c.LocalAuthFile != "":
+		return c.LocalAuthFile
+	case c.TokenFile != "":
+		return filepath.Join(filepath.Dir(c.TokenFile), "local-auth.json")
+	}
+	return "local-auth.json"
 }
 
 // Problems lists what is wrong with c, one phrase per variable; it
@@ -315,6 +341,17 @@ func (c *Config) Problems() []string {
 		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil || port == "" {
 			p = append(p, "HTTP_LISTEN: want host:port or :port")
 		}
+	}
+	for _, h := range c.LocalPrinters {
+		if _, err := local.ParseHost(h); err != nil {
+			p = append(p, "LOCAL_PRINTERS: "+err.Error())
+		}
+	}
+	if c.LocalPollInterval < 100*time.Millisecond || c.LocalPollInterval > time.Hour {
+		p = append(p, "LOCAL_POLL_INTERVAL: must be between 100ms and 1h")
+	}
+	if c.LocalPairTimeout < time.Second || c.LocalPairTimeout > time.Hour {
+		p = append(p, "LOCAL_PAIR_TIMEOUT: must be between 1s and 1h")
 	}
 	if c.DemoSpeed <= 0 || c.DemoSpeed > 10000 {
 		p = append(p, "DEMO_SPEED: must be above 0 and at most 10000")

@@ -154,3 +154,16 @@ func isNull(raw []byte) bool {
 	s := strings.TrimSpace(string(raw))
 	return s == "null"
 }
+
+// DecodeLenient decodes raw into v (a pointer) as the client decodes the
+// Connect API's answers: a value of the wrong type costs that field (it is
+// reported), never the answer. The LAN source decodes the printers' own
+// JSON, which shares Cura's models and drifts the same way.
+func DecodeLenient(raw []byte, v any) ([]FieldProblem, error) {
+	if err := json.Unmarshal(raw, v); err == nil {
+		return nil, nil
+	} else if _, typeErr := errors.AsType[*json.UnmarshalTypeError](err); !typeErr {
+		return nil, err
+	}
+	return decodeLenient(raw, v)
+}

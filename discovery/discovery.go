@@ -102,12 +102,19 @@ func (c Config) Ours(topic string) bool {
 // skip rendering it on every state change.
 func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
-		p.Cluster, inGroup, p.Chamber != nil, c.Buttons, c.Controls)
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
+		p.Cluster, inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
+		p.BuildPlate != nil && p.BuildPlate.Target != nil)
 	for _, e := range p.Extruders {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
+		b.WriteByte(map[bool]byte{true: 't', false: '-'}[e.HotendTemperature != nil || e.HotendTarget != nil])
 	}
 	return b.String()
+}
+
+// onLAN reports whether a printer is (also) read on the LAN.
+func onLAN(p state.Printer) bool {
+	return p.Source == state.SourceLocal || p.Source == state.SourceBoth
 }
 
 // Printer returns the device config of printer p. A printer of a cluster
@@ -183,11 +190,36 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 				fmt.Sprintf("{{ %s.material_remaining if %s and %s.material_remaining is not none else None }}", path, guard, path), "").
 				with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:spool"))
 		}
+		if e.HotendTemperature != nil || e.HotendTarget != nil {
+			for _, f := range []struct{ key, name, field string }{
+				{"temperature", "temperature", "hotend_temperature"}, {"target", "target", "hotend_target"},
+			} {
+				key := fmt.Sprintf("extruder_%d_hotend_%s", n, f.key)
+				cs.add(key, temperature(uid(key), fmt.Sprintf("Hotend %d %s", n, f.name), st,
+					fmt.Sprintf("{{ %[1]s.%[2]s if %[3]s and %[1]s.%[2]s is not none else None }}", path, f.field, guard)))
+			}
+		}
 	}
 	cs.add("build_plate", sensor(uid("build_plate"), "Build plate", st,
 		"{{ value_json.build_plate.type if value_json.build_plate else None }}", "").with("entity_category", "diagnostic").with("icon", "mdi:layers"))
 	cs.add("build_plate_temperature", temperature(uid("build_plate_temperature"), "Build plate temperature", st,
 		"{{ value_json.build_plate.temperature if value_json.build_plate and value_json.build_plate.temperature is not none else None }}"))
+	if p.BuildPlate != nil && p.BuildPlate.Target != nil {
+		cs.add("build_plate_target", temperature(uid("build_plate_target"), "Build plate target", st,
+			"{{ value_json.build_plate.target if value_json.build_plate and value_json.build_plate.target is not none else None }}"))
+	}
+	if p.Camera != nil {
+		cam := c.Tree.PrinterCamera(p.ID)
+		cs.add("camera", Component{"platform": "image", "unique_id": uid("camera"), "name": "Camera", "url_topic": cam,
+			"url_template": "{{ value_json.url }}", "json_attributes_topic": cam,
+			"json_attributes_template": "{{ {'stream_url': value_json.stream_url} | tojson }}"})
+	}
+	if onLAN(p) {
+		// The printer refuses the bridge on the LAN: pairing needed.
+		cs.add("local_auth", binarySensor(uid("local_auth"), "LAN sign-in", st,
+			"{{ 'ON' if value_json.local_auth is defined and value_json.local_auth == 'required' else 'OFF' }}", "problem").
+			with("entity_category", "diagnostic").with("icon", "mdi:lock-alert"))
+	}
 	if p.Chamber != nil {
 		cs.add("chamber_temperature", temperature(uid("chamber_temperature"), "Chamber temperature", st,
 			"{{ value_json.chamber.temperature if value_json.chamber and value_json.chamber.temperature is not none else None }}"))

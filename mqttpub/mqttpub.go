@@ -518,11 +518,12 @@ func (c *Client) connected() {
 			c.log.Warn().Err(err).Str("op", what).Msg("broker refused")
 		}
 	}
-	if c.cfg.StateTopic != "" {
-		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Online), "publish online")
-	}
 	for _, s := range c.subs {
 		wait(c.cli.Subscribe(s.Filter, min(s.QoS, 1), c.receive(s)), "subscribe "+s.Filter)
+	}
+	// "online" once subscribed: a command sent after it is received.
+	if c.cfg.StateTopic != "" {
+		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Online), "publish online")
 	}
 	c.mu.Lock()
 	tokens := make([]mqtt.Token, 0, len(c.retained))

@@ -66,6 +66,10 @@ type Stats struct {
 	PollErrors       int64
 	LastError        string
 	RateLimitedUntil *time.Time
+	// LocalPrinters are the printers read on the LAN, LocalAnswering those
+	// that answered their latest poll (the LAN source's own stats).
+	LocalPrinters  int
+	LocalAnswering int
 }
 
 // Config sets the schedule.

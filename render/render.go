@@ -192,6 +192,12 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			msgs = append(msgs, b.jsonMessage(b.tree.PrinterPreview(p.ID),
 				map[string]string{"url": p.Job.PreviewURL, "job": p.Job.Name, "job_uuid": p.Job.UUID}, true))
 		}
+		// The LAN camera's URLs, for an image entity: sent again only
+		// when they change (mqttpub skips an unchanged retained payload).
+		if p.Camera != nil {
+			msgs = append(msgs, b.jsonMessage(b.tree.PrinterCamera(p.ID),
+				map[string]string{"url": p.Camera.SnapshotURL, "stream_url": p.Camera.StreamURL}, true))
+		}
 	}
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
@@ -328,8 +334,10 @@ func (b *Renderer) infoMessage() bus.Message {
 		PollErrors       int64      `json:"poll_errors"`
 		LastError        string     `json:"last_error"`
 		RateLimitedUntil *time.Time `json:"rate_limited_until"`
+		LocalPrinters    int        `json:"local_printers"`
+		LocalAnswering   int        `json:"local_answering"`
 	}{b.info, st.Ready, st.CloudReachable, st.Clusters, st.Printers, st.ClustersFailing, st.LastPoll, st.PollErrors,
-		st.LastError, st.RateLimitedUntil}
+		st.LastError, st.RateLimitedUntil, st.LocalPrinters, st.LocalAnswering}
 	return b.jsonMessage(b.tree.BridgeInfo(), v, true)
 }
 

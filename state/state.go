@@ -40,7 +40,13 @@ type Printer struct {
 	Maintenance    Maintenance `json:"maintenance"`
 	Errors         []string    `json:"errors"`
 	IPAddress      string      `json:"ip_address"`
-	UpdatedAt      time.Time   `json:"updated_at"` // last: see encoded
+	Camera         *Camera     `json:"camera,omitempty"` // only from the LAN
+	// Source says who feeds this state now: cloud, local or cloud+local.
+	Source string `json:"source"`
+	// LocalAuth is "required" when the printer on the LAN refuses the
+	// bridge: reads need pairing, or the credential was revoked.
+	LocalAuth string    `json:"local_auth,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"` // last: see encoded
 
 	// encoded is the printer's JSON with a zero updated_at, made once by
 	// Build: it decides whether the printer changed and becomes the
@@ -81,12 +87,22 @@ type Extruder struct {
 	Color             string   `json:"color"`
 	MaterialGUID      string   `json:"material_guid"`
 	MaterialRemaining *float64 `json:"material_remaining"`
+	// The hotend's temperature and target (°C): only the LAN has them.
+	HotendTemperature *float64 `json:"hotend_temperature,omitempty"`
+	HotendTarget      *float64 `json:"hotend_target,omitempty"`
 }
 
 // BuildPlate is the build plate type and temperature.
 type BuildPlate struct {
 	Type        string   `json:"type"`
 	Temperature *float64 `json:"temperature"`
+	Target      *float64 `json:"target,omitempty"` // only the LAN has it
+}
+
+// Camera is where a printer's camera is read on the LAN.
+type Camera struct {
+	SnapshotURL string `json:"snapshot_url"`
+	StreamURL   string `json:"stream_url"`
 }
 
 // Chamber is the build chamber's temperature (°C).
@@ -181,7 +197,32 @@ type Observation struct {
 	// Completed is the maintenance log, newest first; nil: keep the previous.
 	Completed []connect.CompletedMaintenance
 	Now       time.Time
+	// Source is who observed: SourceCloud (when empty) or SourceLocal.
+	Source string
+	// Live are what only the LAN reads, by printer unique name.
+	Live map[string]Live
 }
+
+// Sources of a printer's state.
+const (
+	SourceCloud = "cloud"
+	SourceLocal = "local"
+	SourceBoth  = "cloud+local"
+)
+
+// LocalAuthRequired is the local_auth of a printer that refuses the bridge.
+const LocalAuthRequired = "required"
+
+// Live is what a printer's LAN API adds to its state.
+type Live struct {
+	Hotends    []Temperature // by extruder index
+	BuildPlate *Temperature
+	Camera     *Camera
+	LocalAuth  string
+}
+
+// Temperature is a reading and its target (°C); nil when not reported.
+type Temperature struct{ Current, Target *float64 }
 
 // ClusterKey is the topic id of a cluster: its host name, made topic-safe,
 // or its cloud id when the host name is empty.
@@ -314,6 +355,10 @@ func Build(obs Observation, prev *View) View {
 		}
 		if cp.Chamber != nil && round1(cp.Chamber.Temperature) != nil {
 			p.Chamber = &Chamber{Temperature: round1(cp.Chamber.Temperature)}
+		}
+		p.Source = nonEmpty(obs.Source, SourceCloud)
+		if live, ok := obs.Live[cp.UniqueName]; ok {
+			applyLive(&p, live)
 		}
 		pp := prevPrinters[p.ID]
 		if j := jobOn(cp, jobs, len(printers)); j != nil {
@@ -545,6 +590,13 @@ func timePtr(t time.Time) *time.Time {
 	}
 	t = t.UTC().Truncate(time.Second)
 	return &t
+}
+
+func nonEmpty(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }
 
 func nonNil(s []string) []string {

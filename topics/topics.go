@@ -32,6 +32,7 @@ const (
 	Event        = "event"
 	Snapshot     = "snapshot"
 	Preview      = "preview"
+	Camera       = "camera"
 	Statistics   = "statistics"
 	Set          = "set"
 	Response     = "response"
@@ -52,12 +53,12 @@ type Address struct {
 // the shape of the tree: which verbs each kind has, and which of those
 // are retained (removal and the stale sweep clear exactly these).
 var (
-	printerVerbs  = []string{State, Availability, Event, Snapshot, Preview, Statistics, Set, Response}
+	printerVerbs  = []string{State, Availability, Event, Snapshot, Preview, Camera, Statistics, Set, Response}
 	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
 	clusterVerbs  = []string{State, Availability, Set, Response}
 	bridgeVerbs   = []string{State, Info, Event}       // <base>/bridge/<verb>
 	bridgeIDVerb  = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
-	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Statistics}, Cluster: {State, Availability}}
+	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Camera, Statistics}, Cluster: {State, Availability}}
 	collections   = map[Kind]string{Printer: "printers", Cluster: "clusters"}
 )
 
@@ -181,6 +182,9 @@ func (t Tree) PrinterSnapshot(printer string) string { return t.printer(printer,
 // PrinterPreview holds the preview image URL of the printer's current (or
 // last) job.
 func (t Tree) PrinterPreview(printer string) string { return t.printer(printer, Preview) }
+
+// PrinterCamera holds the URLs of a printer's own camera on the LAN.
+func (t Tree) PrinterCamera(printer string) string { return t.printer(printer, Camera) }
 
 // PrinterStatistics is a printer's retained 30-day statistics.
 func (t Tree) PrinterStatistics(printer string) string { return t.printer(printer, Statistics) }

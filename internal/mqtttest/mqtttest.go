@@ -317,3 +317,14 @@ func Retained(t testing.TB, url, filter string, settle time.Duration) map[string
 	}
 	return cp
 }
+
+// Snapshot returns the latest message of every topic seen so far.
+func (w *Watcher) Snapshot() map[string]Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]Message, len(w.last))
+	for k, v := range w.last {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,610 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+// Config sets how printers on the LAN are read.
+type Config struct {
+	Hosts          []string      // host or host:port, checked by ParseHost
+	Interval       time.Duration // status of each printer (5s)
+	Timeout        time.Duration // one request (3s)
+	BackoffMax     time.Duration // longest wait between tries of a silent printer (1m)
+	SystemInterval time.Duration // identity and firmware (10m)
+	Pair           PairRequest   // how the bridge introduces itself when pairing
+	// OnRequest, when set, is told of every request's outcome ("" or an
+	// error class), for metrics and benchmarks.
+	OnRequest func(host, class string)
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Interval, 5*time.Second)
+	def(&c.Timeout, 3*time.Second)
+	def(&c.BackoffMax, time.Minute)
+	def(&c.SystemInterval, 10*time.Minute)
+	def(&c.Pair.Timeout, 5*time.Minute)
+	if c.Pair.Application == "" {
+		c.Pair.Application = "ultimaker2mqtt"
+	}
+}
+
+// Poller reads each printer on the LAN on its own schedule, so a slow or
+// silent printer never delays another, and hands what changed to its
+// sink as the cloud poller does. Create it with New, start it with Run.
+type Poller struct {
+	cfg   Config
+	store *Store
+	sink  poller.Sink
+	log   zerolog.Logger
+
+	applyMu sync.Mutex // one update at a time to the sink
+
+	mu        sync.Mutex
+	watches   map[string]*watch // by host
+	keys      map[string]*watch // printer and cluster keys → the host that feeds them
+	adds      chan string
+	polled    int // watches that finished a first poll
+	running   bool
+	answering int       // as last sent
+	statsAt   time.Time // when stats were last sent
+}
+
+// watch is one printer address and what its goroutine knows of it.
+type watch struct {
+	host   string
+	client *Client
+	wake   chan struct{}
+
+	// Owned by the watch's goroutine.
+	sys        *System
+	sysAt      time.Time
+	camera     bool
+	group      bool
+	view       *state.View
+	last       *connect.Printer  // for the offline state
+	ended      *connect.PrintJob // the last job seen ending
+	misses     int
+	authLogged bool
+	downLogged bool
+
+	// Under Poller.mu.
+	key     string
+	reached bool // answered its latest poll
+	gated   bool // refuses reads or the credential
+}
+
+// New returns a Poller of the printers in cfg.Hosts, with the pairings in
+// store.
+func New(cfg Config, store *Store, sink poller.Sink, log zerolog.Logger) *Poller {
+	cfg.defaults()
+	p := &Poller{cfg: cfg, store: store, sink: sink, log: log.With().Str("component", "local").Logger(),
+		watches: map[string]*watch{}, keys: map[string]*watch{}, adds: make(chan string, 64)}
+	for _, h := range cfg.Hosts {
+		p.addWatch(h)
+	}
+	return p
+}
+
+func (p *Poller) addWatch(host string) (*watch, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := p.watches[host]; ok {
+		return w, false
+	}
+	w := &watch{host: host, client: NewClient(host, p.cfg.Timeout, nil), wake: make(chan struct{}, 1)}
+	if c, ok := p.store.Get(host); ok {
+		w.client.SetCredential(c)
+	}
+	p.watches[host] = w
+	return w, true
+}
+
+// Add watches a printer found at run time (mDNS); known hosts are ignored.
+func (p *Poller) Add(host string) {
+	select {
+	case p.adds <- host:
+	default:
+		p.log.Warn().Str("host", host).Msg("too many printers found at once; this one is added at its next announcement")
+	}
+}
+
+// Run polls every printer until ctx ends; it returns once every watch
+// has stopped.
+func (p *Poller) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	p.mu.Lock()
+	p.running = true
+	for _, w := range p.watches {
+		wg.Go(func() { p.watch(ctx, w) })
+	}
+	p.mu.Unlock()
+	p.sendStats(ctx, true)
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			for _, w := range p.watches {
+				w.client.CloseIdleConnections()
+			}
+			return nil
+		case h := <-p.adds:
+			if w, added := p.addWatch(h); added {
+				p.log.Info().Str("host", h).Msg("printer found on the LAN")
+				wg.Go(func() { p.watch(ctx, w) })
+			}
+		}
+	}
+}
+
+// Refresh polls the printer or group with this key now (after a command).
+func (p *Poller) Refresh(key string) {
+	p.mu.Lock()
+	w := p.keys[key]
+	p.mu.Unlock()
+	if w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *Poller) watch(ctx context.Context, w *watch) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-w.wake:
+			timer.Stop()
+		}
+		next := p.poll(ctx, w)
+		if ctx.Err() != nil {
+			return
+		}
+		if first {
+			first = false
+			p.mu.Lock()
+			p.polled++
+			p.mu.Unlock()
+			p.sendStats(ctx, true)
+		} else {
+			p.sendStats(ctx, false)
+		}
+		timer.Reset(next)
+	}
+}
+
+// reading is one poll's answers.
+type reading struct {
+	printer *Printer
+	job     *PrintJob
+	members []connect.Printer  // a group's printers (host only)
+	jobs    []connect.PrintJob // a group's jobs (host only)
+	gated   bool
+}
+
+// poll reads the printer once, publishes what changed, and returns the
+// wait until the next poll.
+func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
+	now := time.Now()
+	r, err := p.read(ctx, w, now)
+	if ctx.Err() != nil {
+		return 0
+	}
+	if err != nil {
+		w.misses++
+		if w.misses == 2 || w.view == nil && w.misses == 1 {
+			p.publish(ctx, w, p.offline(w, now))
+		}
+		if !w.downLogged && w.misses >= 2 {
+			w.downLogged = true
+			p.log.Warn().Str("host", w.host).Err(err).Msg("printer not answering on the LAN; shown offline, retrying with backoff")
+		}
+		p.setReached(w, false, false)
+		return min(p.cfg.Interval<<min(w.misses-1, 10), p.cfg.BackoffMax)
+	}
+	if !w.client.Paired() && w.sys != nil {
+		// Paired at another address (mDNS after a DHCP change).
+		if c, ok := p.store.Get(w.keyOf()); ok {
+			w.client.SetCredential(c)
+		}
+	}
+	if w.downLogged {
+		p.log.Info().Str("host", w.host).Msg("printer answers on the LAN again")
+	}
+	w.misses, w.downLogged = 0, false
+	if r.gated && !w.authLogged {
+		w.authLogged = true
+		p.log.Warn().Str("host", w.host).Msg("printer refuses the bridge until it is paired: " +
+			"run `ultimaker2mqtt pair " + w.host + "` or publish {\"printer\": \"" + w.host + "\"} to bridge/request/pair")
+	} else if !r.gated {
+		w.authLogged = false
+	}
+	p.setReached(w, true, r.gated)
+	p.publish(ctx, w, p.observe(w, r, now))
+	return p.cfg.Interval
+}
+
+// read asks the printer for its state: /printer every time, /system at
+// the start and rarely, /print_job only while a job runs or just ended,
+// the group's lists only on a group's host.
+func (p *Poller) read(ctx context.Context, w *watch, now time.Time) (reading, error) {
+	var r reading
+	c := w.client
+	if w.sys == nil || now.Sub(w.sysAt) > p.cfg.SystemInterval || w.misses >= 2 {
+		sys, err := c.System(ctx)
+		p.observeRequest(w, err)
+		switch {
+		case errors.Is(err, ErrAuth):
+			r.gated = true
+		case err != nil:
+			return r, err
+		default:
+			w.sys, w.sysAt = sys, now
+			cam, err := c.HasCamera(ctx)
+			p.observeRequest(w, err)
+			w.camera = cam
+			members, err := c.ClusterPrinters(ctx)
+			p.observeRequest(w, err)
+			w.group = err == nil && len(members) > 1
+		}
+	}
+	lp, err := c.Printer(ctx)
+	p.observeRequest(w, err)
+	switch {
+	case errors.Is(err, ErrAuth):
+		r.gated = true
+		return r, nil
+	case err != nil:
+		return r, err
+	}
+	r.printer = lp
+	if w.group {
+		if r.members, err = c.ClusterPrinters(ctx); err == nil {
+			r.jobs, err = c.ClusterPrintJobs(ctx)
+		}
+		p.observeRequest(w, err)
+		if errors.Is(err, ErrAuth) {
+			r.gated = true
+			return r, nil
+		}
+		return r, err
+	}
+	hadJob := w.view != nil && len(w.view.Printers) > 0 && w.view.Printers[0].Job != nil
+	if lp.Status != "idle" || hadJob {
+		j, err := c.PrintJob(ctx)
+		p.observeRequest(w, err)
+		switch {
+		case errors.Is(err, ErrNoJob):
+		case errors.Is(err, ErrAuth):
+			r.gated = true
+		case err != nil:
+			return r, err
+		default:
+			r.job = j
+		}
+	}
+	return r, nil
+}
+
+func (p *Poller) observeRequest(w *watch, err error) {
+	if p.cfg.OnRequest == nil {
+		return
+	}
+	class := ""
+	switch {
+	case err == nil || errors.Is(err, ErrNoJob):
+	case errors.Is(err, ErrAuth):
+		class = "auth"
+	default:
+		class = "error"
+	}
+	p.cfg.OnRequest(w.host, class)
+}
+
+func (p *Poller) setReached(w *watch, reached, gated bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.reached, w.gated = reached, gated
+}
+
+// keyOf is the printer's key: its host name as the cloud's unique_name
+// spells it (ultimakersystem-…), else the address it was found at.
+func (w *watch) keyOf() string {
+	if w.sys != nil {
+		if k := topics.Segment(strings.TrimSuffix(w.sys.Hostname, ".local")); k != "" && !strings.Contains(w.sys.Hostname, ":") &&
+			k != "localhost" {
+			return k
+		}
+	}
+	host := w.host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if k := topics.Segment(strings.TrimSuffix(host, ".local")); k != "" {
+		return k
+	}
+	return "printer"
+}
+
+// observe turns one reading into the cloud's shapes, so state.Build
+// makes the same model from either source.
+func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
+	key := w.keyOf()
+	cp := connect.Printer{UniqueName: key, Enabled: true, IPAddress: hostOnly(w.host), Status: "unknown"}
+	if s := w.sys; s != nil {
+		cp.UUID, cp.FriendlyName, cp.MachineVariant, cp.FirmwareVersion = s.GUID, s.Name, s.Variant, s.Firmware
+	}
+	if cp.FriendlyName == "" {
+		cp.FriendlyName = key
+	}
+	live := state.Live{}
+	if r.gated {
+		live.LocalAuth = state.LocalAuthRequired
+	}
+	if w.camera {
+		live.Camera = &state.Camera{SnapshotURL: w.client.URL("/api/v1/camera/0/snapshot"),
+			StreamURL: w.client.URL("/api/v1/camera/0/stream")}
+	}
+	if lp := r.printer; lp != nil {
+		cp.Status = printerStatus(lp.Status)
+		if lp.Bed != nil {
+			cp.BuildPlate = &connect.BuildPlate{Type: lp.Bed.Type}
+			if t := lp.Bed.Temperature; t != nil {
+				live.BuildPlate = &state.Temperature{Current: t.Current, Target: t.Target}
+			}
+		}
+		if len(lp.Heads) > 0 {
+			for i, e := range lp.Heads[0].Extruders {
+				cfg := connect.PrintCoreConfiguration{ExtruderIndex: float64(i)}
+				var t state.Temperature
+				if h := e.Hotend; h != nil {
+					cfg.PrintCoreID = h.ID
+					if h.Temperature != nil {
+						t = state.Temperature{Current: h.Temperature.Current, Target: h.Temperature.Target}
+					}
+				}
+				if m := e.ActiveMaterial; m != nil {
+					if guid := cmpOr(m.GUID, m.GUIDLegacy); guid != "" {
+						cfg.Material = &connect.Material{GUID: guid}
+					}
+				}
+				cp.Configuration = append(cp.Configuration, cfg)
+				live.Hotends = append(live.Hotends, t)
+			}
+		}
+		w.last = &cp
+	}
+	cluster := connect.Cluster{HostName: key, HostGUID: cp.UUID, FriendlyName: cp.FriendlyName, IsOnline: true,
+		PrinterCount: 1, HostVersion: cp.FirmwareVersion, HostInternalIP: cp.IPAddress, HostPrinter: &cp}
+	status := &connect.ClusterStatus{Printers: []connect.Printer{cp}, PrintJobs: []connect.PrintJob{}}
+	if j := r.job; j != nil {
+		pj := connect.PrintJob{UUID: j.UUID, Name: j.Name, Status: j.State, Started: true, Owner: j.SourceUser,
+			TimeTotal: j.TimeTotal, TimeElapsed: j.TimeElapsed, PrinterUUID: cp.UUID, PrintedOnUUID: cp.UUID}
+		if j.Result != "" {
+			done := pj
+			done.Status = strings.ToLower(j.Result)
+			w.ended = &done
+		}
+		status.PrintJobs = append(status.PrintJobs, pj)
+	}
+	if w.ended != nil {
+		status.RecentlyCompleted = []connect.PrintJob{*w.ended}
+	}
+	if w.group && r.members != nil {
+		// The group's host lists every member in the cloud's shapes.
+		cluster.PrinterCount = float64(len(r.members))
+		status.Printers, status.PrintJobs = r.members, r.jobs
+		for i := range status.Printers {
+			if status.Printers[i].UniqueName == key || status.Printers[i].UUID == cp.UUID && cp.UUID != "" {
+				status.Printers[i].UniqueName = key
+			}
+		}
+	}
+	return state.Observation{Cluster: cluster, Status: status, Now: now, Source: state.SourceLocal,
+		Live: map[string]state.Live{key: live}}
+}
+
+// offline is the observation of a printer that stopped answering.
+func (p *Poller) offline(w *watch, now time.Time) state.Observation {
+	key := w.keyOf()
+	cp := connect.Printer{UniqueName: key, FriendlyName: key, IPAddress: hostOnly(w.host), Enabled: true}
+	if w.last != nil {
+		cp = *w.last
+	}
+	cluster := connect.Cluster{HostName: key, FriendlyName: cp.FriendlyName, PrinterCount: 1, HostPrinter: &cp}
+	if w.view != nil {
+		cluster.FriendlyName = w.view.Cluster.FriendlyName
+	}
+	return state.Observation{Cluster: cluster, Now: now, Source: state.SourceLocal}
+}
+
+func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
+	view := state.Build(obs, w.view)
+	u := poller.Diff(w.view, view)
+	w.view = &view
+	p.mu.Lock()
+	w.key = view.Cluster.ID
+	p.keys[view.Cluster.ID] = w
+	for _, pr := range view.Printers {
+		p.keys[pr.ID] = w
+	}
+	p.mu.Unlock()
+	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 {
+		p.applyMu.Lock()
+		p.sink.Apply(ctx, u)
+		p.applyMu.Unlock()
+	}
+}
+
+// statsEvery is how often the LAN's stats (and so last_poll) are sent
+// when nothing else changes them.
+const statsEvery = time.Minute
+
+// sendStats sends the LAN's stats; force false sends them only when the
+// number of answering printers changed or a minute has passed.
+func (p *Poller) sendStats(ctx context.Context, force bool) {
+	now := time.Now()
+	p.mu.Lock()
+	answering := 0
+	for _, w := range p.watches {
+		if w.reached {
+			answering++
+		}
+	}
+	if !force && answering == p.answering && now.Sub(p.statsAt) < statsEvery {
+		p.mu.Unlock()
+		return
+	}
+	p.answering, p.statsAt = answering, now
+	st := poller.Stats{Ready: p.polled >= len(p.watches), LocalPrinters: len(p.watches), LocalAnswering: answering}
+	if answering > 0 {
+		at := now.UTC().Truncate(time.Second)
+		st.LastPoll = &at
+	}
+	p.mu.Unlock()
+	p.applyMu.Lock()
+	p.sink.Apply(ctx, poller.Update{Stats: &st})
+	p.applyMu.Unlock()
+}
+
+// printerStatus maps the LAN's printer status to the cloud's words.
+func printerStatus(s string) string {
+	switch s {
+	case "waiting_for_peripherals":
+		return "booting"
+	case "":
+		return "unknown"
+	}
+	return s
+}
+
+func hostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Lookup finds the watch of a printer or group by key or address.
+func (p *Poller) lookup(printer string) (*watch, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := p.keys[printer]; ok {
+		return w, true
+	}
+	w, ok := p.watches[printer]
+	return w, ok
+}
+
+// Reach reports whether the printer (or group) with key id is read on the
+// LAN, and whether the bridge is paired with it.
+func (p *Poller) Reach(id string) (onLAN, paired bool) {
+	w, ok := p.lookup(id)
+	if !ok {
+		return false, false
+	}
+	p.mu.Lock()
+	reached := w.reached
+	p.mu.Unlock()
+	return reached, w.client.Paired()
+}
+
+// JobState sends pause, print (resume) or abort to a paired printer.
+func (p *Poller) JobState(ctx context.Context, id, target string) error {
+	w, ok := p.lookup(id)
+	if !ok {
+		return fmt.Errorf("printer %s is not on the LAN", id)
+	}
+	err := w.client.SetJobState(ctx, target)
+	if err == nil {
+		p.Refresh(id)
+	}
+	return err
+}
+
+// QueueAction sends move_to_top, remove or force to a group's host.
+func (p *Poller) QueueAction(ctx context.Context, id, jobUUID, action string) error {
+	w, ok := p.lookup(id)
+	if !ok {
+		return fmt.Errorf("cluster %s is not on the LAN", id)
+	}
+	err := w.client.ClusterJobAction(ctx, jobUUID, action)
+	if err == nil {
+		p.Refresh(id)
+	}
+	return err
+}
+
+// Pair pairs the bridge with a printer (key or address; an address not
+// watched yet is watched from now on) and keeps the credential.
+func (p *Poller) Pair(ctx context.Context, printer string, pending func()) error {
+	w, watched := p.lookup(printer)
+	host, client := printer, (*Client)(nil)
+	if watched {
+		host, client = w.host, w.client
+	} else {
+		h, err := ParseHost(printer)
+		if err != nil {
+			return fmt.Errorf("no printer %q on the LAN, and %w", printer, err)
+		}
+		host, client = h, NewClient(h, p.cfg.Timeout, nil)
+	}
+	cred, err := Pair(ctx, client, p.cfg.Pair, pending)
+	if err != nil {
+		return err
+	}
+	if err := p.store.Put(host, cred); err != nil {
+		return err
+	}
+	key := ""
+	if watched {
+		p.mu.Lock()
+		key = w.key
+		p.mu.Unlock()
+	}
+	if key != "" && key != host {
+		if err := p.store.Put(key, cred); err != nil {
+			return err
+		}
+	}
+	if !watched {
+		p.Add(host) // its watch starts with the stored credential
+		return nil
+	}
+	w.client.SetCredential(cred)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
