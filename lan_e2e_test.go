@@ -462,3 +462,49 @@ func mapKeys(m map[string]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestPairCommandBesideRunningBridge pairs from a terminal while the
+// bridge runs: the bridge picks the credential up from LOCAL_AUTH_FILE
+// without a restart, and keeps it when it writes the file itself.
+func TestPairCommandBesideRunningBridge(t *testing.T) {
+	w := fastWorld(t, "paircli")
+	lp, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{ApproveAfter: 200 * time.Millisecond})
+	authFile := filepath.Join(t.TempDir(), "local-auth.json")
+	env := append(lanEnv(w, "paircli", addr), "LOCAL_AUTH_FILE="+authFile)
+	watch := mqtttest.Watch(t, w.broker.URL(), "paircli/#")
+	startBridge(t, env)
+	waitOnline(t, watch, "paircli")
+
+	var out syncBuffer
+	if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &out, &syncBuffer{}); err != nil {
+		t.Fatalf("pair: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "press ALLOW") || !strings.Contains(out.String(), "Paired with") {
+		t.Errorf("pair said: %s", out.String())
+	}
+	if fi, err := os.Stat(authFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("auth file: %v", err)
+	}
+	set, response := "paircli/printers/"+labS5+"/set", "paircli/printers/"+labS5+"/response"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tx := time.Now().Format("150405.000")
+		as := command(t, watch, set, response, `{"action":"pause","transaction":"`+tx+`"}`, `"`+tx+`"`)
+		if a := as[len(as)-1]; a.Status == "ok" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the running bridge did not pick up the pairing: %+v", a)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if lp.Requests("/api/v1/print_job/state") == 0 {
+		t.Errorf("the pause did not go over the LAN")
+	}
+	// Bad usage is a usage error (exit code 2).
+	for _, args := range [][]string{{"pair"}, {"pair", "http://x/"}, {"pair", "a", "b"}} {
+		err := run(t.Context(), append([]string{"ultimaker2mqtt"}, args...), env, &syncBuffer{}, &syncBuffer{})
+		if exitCode(err, io.Discard) != 2 {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}

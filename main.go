@@ -50,13 +50,15 @@ func exitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-const usage = `ultimaker2mqtt bridges UltiMaker Digital Factory (Connect API) printers to MQTT.
+const usage = `ultimaker2mqtt bridges UltiMaker printers, through the Digital Factory (Connect API) and on the LAN, to MQTT.
 
 Usage:
-  ultimaker2mqtt [run]       poll the cloud and publish to the broker (default)
+  ultimaker2mqtt [run]       poll the cloud and the LAN printers, publish to the broker (default)
   ultimaker2mqtt demo        simulated printers + embedded broker, no account needed
   ultimaker2mqtt simulate    serve the simulated Connect API (see simulate -h)
   ultimaker2mqtt login       sign in to UltiMaker (OAuth2 with PKCE) and write TOKEN_FILE
+  ultimaker2mqtt pair HOST   pair with a printer on the LAN (press ALLOW on its screen); keeps
+                             the credential in LOCAL_AUTH_FILE
   ultimaker2mqtt check       check the configuration, the broker and the API, and say what is seen
   ultimaker2mqtt healthcheck ask a running bridge's /healthz (HTTP_LISTEN); exit 0 when healthy
   ultimaker2mqtt cleanup     remove everything the bridge published (retained topics,
@@ -105,12 +107,14 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return runCleanup(ctx, rest, vars, stdout, stderr)
 	case "login":
 		return runLogin(ctx, vars, stdout, stderr)
+	case "pair":
+		return runPair(ctx, rest, vars, stdout)
 	case "check":
 		return runCheck(ctx, vars, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, vars, stdout)
 	}
-	return &config.Error{Msg: fmt.Sprintf("unknown command %q (want run, demo, simulate, login, check, healthcheck, cleanup or version; -h for help)", cmd)}
+	return &config.Error{Msg: fmt.Sprintf("unknown command %q (want run, demo, simulate, login, pair, check, healthcheck, cleanup or version; -h for help)", cmd)}
 }
 
 func envMap(environ []string) map[string]string {

@@ -109,6 +109,9 @@ func (r *recorder) Republish(context.Context, ...string) error { return nil }
 var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test",
 	Buttons: []string{"pause", "resume", "abort", "snapshot"}, Controls: []string{"settings", "note"}}
 
+// lanPrinter is the printer buildWorld also reads on the LAN.
+const lanPrinter = "ultimakersystem-4b0fc38e95e3"
+
 // buildWorld polls the simulator twice, an hour of simulated time apart,
 // so printers have jobs, finished jobs and events, and feeds the views to
 // the bridge exactly as the poller would.
@@ -140,7 +143,20 @@ func buildWorld(t *testing.T) *world {
 			mt, _ := api.PendingMaintenance(ctx, cl.ClusterID)
 			done, _ := api.CompletedMaintenance(ctx, cl.ClusterID, state.MaintenanceHistoryLength)
 			prev := views[cl.ClusterID]
-			v := state.Build(state.Observation{Cluster: cl, Status: st, Maintenance: mt, Completed: done, Now: clock}, prev)
+			obs := state.Observation{Cluster: cl, Status: st, Maintenance: mt, Completed: done, Now: clock}
+			if cl.HostName == lanPrinter {
+				// This printer is also read on the LAN (and refuses the
+				// bridge's credential): temperatures, camera, sign-in.
+				t1, t2, b, bt := 209.8, 210.0, 59.9, 60.0
+				obs.Source = state.SourceBoth
+				obs.Live = map[string]state.Live{lanPrinter: {
+					Hotends:    []state.Temperature{{Current: &t1, Target: &t2}, {Current: &t1, Target: &t2}},
+					BuildPlate: &state.Temperature{Current: &b, Target: &bt},
+					Camera:     &state.Camera{SnapshotURL: "http://192.168.1.40/api/v1/camera/0/snapshot", StreamURL: "http://192.168.1.40/api/v1/camera/0/stream"},
+					LocalAuth:  state.LocalAuthRequired,
+				}}
+			}
+			v := state.Build(obs, prev)
 			u := poller.Update{Cluster: &v.Cluster, Printers: v.Printers}
 			if prev != nil {
 				u.Events = state.Events(*prev, v)

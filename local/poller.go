@@ -225,9 +225,12 @@ func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 		p.setReached(w, false, false)
 		return min(p.cfg.Interval<<min(w.misses-1, 10), p.cfg.BackoffMax)
 	}
-	if !w.client.Paired() && w.sys != nil {
-		// Paired at another address (mDNS after a DHCP change).
-		if c, ok := p.store.Get(w.keyOf()); ok {
+	if !w.client.Paired() {
+		// Paired by `ultimaker2mqtt pair` beside the running bridge, or at
+		// another address (mDNS after a DHCP change).
+		if c, ok := p.store.Get(w.host); ok {
+			w.client.SetCredential(c)
+		} else if c, ok := p.store.Get(w.keyOf()); ok && w.sys != nil {
 			w.client.SetCredential(c)
 		}
 	}
@@ -339,11 +342,7 @@ func (w *watch) keyOf() string {
 			return k
 		}
 	}
-	host := w.host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if k := topics.Segment(strings.TrimSuffix(host, ".local")); k != "" {
+	if k := topics.Segment(strings.TrimSuffix(hostOnly(w.host), ".local")); k != "" {
 		return k
 	}
 	return "printer"

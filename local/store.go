@@ -21,6 +21,10 @@ type Store struct {
 	path string
 	mu   sync.Mutex
 	m    map[string]Credential
+	// seen is the file as last read: another process (the pair command
+	// beside a running bridge) may write it, and both must keep the
+	// other's pairings.
+	seen os.FileInfo
 }
 
 type storeFile struct {
@@ -31,13 +35,34 @@ type storeFile struct {
 // that is not ours is an error naming the file, never its content.
 func OpenStore(path string) (*Store, error) {
 	s := &Store{path: path, m: map[string]Credential{}}
-	if path == "" {
-		return s, nil
+	if err := s.reload(); err != nil {
+		return nil, err
 	}
+	return s, nil
+}
+
+// reload reads the file again when it changed since last read. Called
+// with s.mu held (or before s is shared).
+func (s *Store) reload() error {
+	if s.path == "" {
+		return nil
+	}
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, os.ErrNotExist) || err == nil && s.seen != nil && os.SameFile(fi, s.seen) &&
+		fi.ModTime().Equal(s.seen.ModTime()) && fi.Size() == s.seen.Size() {
+		return nil
+	}
+	m, err := readStore(s.path)
+	if err != nil {
+		return err
+	}
+	s.m, s.seen = m, fi
+	return nil
+}
+
+func readStore(path string) (map[string]Credential, error) {
+	m := map[string]Credential{}
 	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("local auth file %s: %w", path, errors.Unwrap(err))
 	}
@@ -56,16 +81,17 @@ func OpenStore(path string) (*Store, error) {
 	}
 	for k, c := range sf.Printers {
 		if k != "" && c.ID != "" && c.Key != "" {
-			s.m[k] = c
+			m[k] = c
 		}
 	}
-	return s, nil
+	return m, nil
 }
 
 // Get is the pairing of a printer.
 func (s *Store) Get(printer string) (*Credential, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reload() // a file gone bad keeps the pairings read before
 	c, ok := s.m[printer]
 	if !ok {
 		return nil, false
@@ -77,6 +103,9 @@ func (s *Store) Get(printer string) (*Credential, bool) {
 func (s *Store) Put(printer string, c *Credential) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.reload(); err != nil {
+		return err
+	}
 	if c == nil {
 		delete(s.m, printer)
 	} else {
@@ -92,6 +121,7 @@ func (s *Store) Put(printer string, c *Credential) error {
 	if err := secretfile.Write(s.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("write local auth file %s: %w", s.path, err)
 	}
+	s.seen, _ = os.Stat(s.path)
 	return nil
 }
 
