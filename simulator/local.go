@@ -457,3 +457,19 @@ func (lp *LocalPrinter) valid(c *digest.Credentials, method, algo string) bool {
 	want := sum(fmt.Sprintf("%s:%s:%08x:%s:auth:%s", ha1, c.Nonce, c.Nc, c.Cnonce, ha2))
 	return subtle.ConstantTimeCompare([]byte(want), []byte(c.Response)) == 1
 }
+
+// PressOnScreen does what a person at the printer does: "pause", "print"
+// (resume) or "abort" its job, without the bridge.
+func (lp *LocalPrinter) PressOnScreen(target string) error {
+	lp.s.mu.Lock()
+	defer lp.s.mu.Unlock()
+	now := lp.s.SimNow()
+	lp.s.world.advanceCluster(lp.p.cluster, now)
+	if lp.p.job == nil {
+		return fmt.Errorf("no job on %s", lp.p.spec.name)
+	}
+	if msg := lp.s.applyJobAction(lp.p.cluster, lp.p.job, target, connect.PrintJobActionBody{}, now); msg != "" {
+		return fmt.Errorf("%s", msg)
+	}
+	return nil
+}
