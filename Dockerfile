@@ -22,10 +22,11 @@ LABEL org.opencontainers.image.title="ultimaker2mqtt" \
       org.opencontainers.image.licenses="MIT"
 COPY --from=build /out/ultimaker2mqtt /ultimaker2mqtt
 COPY --from=build --chown=65532:65532 /out/data /data
-# /data holds the OAuth token file; the health endpoint serves the
-# HEALTHCHECK below (the image has no shell and no curl).
+# /data holds the OAuth token file and the LAN pairings; the health
+# endpoint serves the HEALTHCHECK below (the image has no shell and no curl).
 ENV HTTP_LISTEN=:8080 \
     TOKEN_FILE=/data/token.json \
+    LOCAL_AUTH_FILE=/data/local-auth.json \
     LOG_FORMAT=json
 VOLUME ["/data"]
 USER 65532:65532
