@@ -59,6 +59,24 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out, "mosquitto_sub -h 127.0.0.1") || !strings.Contains(out, "Lab-S5-1") {
 		t.Errorf("demo output:\n%s", out)
 	}
+	// The Lab S5 and the farm's host answer on the demo's LAN: one merged
+	// state each, and the Lab S5 pairs with the command the demo prints
+	// (its screen says ALLOW after 5 s).
+	watch := mqtttest.Watch(t, "tcp://"+addr, "ultimaker/#")
+	for _, p := range []string{labS5, farmHost} {
+		watch.WaitFor(15*time.Second, p+" merged", func(m map[string]mqtttest.Message) bool {
+			st, ok := stateOf(t, m, "ultimaker/printers/"+p+"/state")
+			return ok && st.Source == "cloud+local"
+		})
+	}
+	if !strings.Contains(out, `/bridge/request/pair' -m '{"printer": "`+labS5+`"}'`) {
+		t.Errorf("the demo does not say how to pair:\n%s", out)
+	}
+	as := command(t, watch, "ultimaker/bridge/request/pair", "ultimaker/bridge/response/pair",
+		`{"printer":"`+labS5+`","transaction":"demo"}`, `"demo"`)
+	if statuses(as) != "pending,ok" {
+		t.Errorf("pairing in the demo answered %s: %+v", statuses(as), as[len(as)-1].Error)
+	}
 }
 
 func hasAllStrings(m map[string]string, topics []string) bool {

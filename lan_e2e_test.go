@@ -223,6 +223,13 @@ func TestLANOnlyPrinterPairedCommands(t *testing.T) {
 			if a := as[len(as)-1]; a.Error == nil || a.Error.Code != "unauthorized" {
 				t.Fatalf("pause with a revoked credential answered %+v", a)
 			}
+			watch.WaitFor(10*time.Second, "local_auth required", func(m map[string]mqtttest.Message) bool {
+				st, ok := stateOf(t, m, stateTopic)
+				return ok && st.LocalAuth == "required" && st.Job != nil // still read
+			})
+			if n := strings.Count(logs.String(), "refuses the bridge until it is paired"); n != 1 {
+				t.Errorf("the refused credential was logged %d times, want once", n)
+			}
 		})
 	}
 }

@@ -86,9 +86,10 @@ type watch struct {
 	downLogged bool
 
 	// Under Poller.mu.
-	key     string
-	reached bool // answered its latest poll
-	gated   bool // refuses reads or the credential
+	key      string
+	reached  bool // answered its latest poll
+	gated    bool // refuses reads
+	rejected bool // refused the credential (a signed request got 401/403)
 }
 
 // New returns a Poller of the printers in cfg.Hosts, with the pairings in
@@ -238,11 +239,12 @@ func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 		p.log.Info().Str("host", w.host).Msg("printer answers on the LAN again")
 	}
 	w.misses, w.downLogged = 0, false
-	if r.gated && !w.authLogged {
+	refused := r.gated || p.isRejected(w)
+	if refused && !w.authLogged {
 		w.authLogged = true
-		p.log.Warn().Str("host", w.host).Msg("printer refuses the bridge until it is paired: " +
+		p.log.Warn().Str("host", w.host).Bool("paired", w.client.Paired()).Msg("printer refuses the bridge until it is paired: " +
 			"run `ultimaker2mqtt pair " + w.host + "` or publish {\"printer\": \"" + w.host + "\"} to bridge/request/pair")
-	} else if !r.gated {
+	} else if !refused {
 		w.authLogged = false
 	}
 	p.setReached(w, true, r.gated)
@@ -272,6 +274,13 @@ func (p *Poller) read(ctx context.Context, w *watch, now time.Time) (reading, er
 			members, err := c.ClusterPrinters(ctx)
 			p.observeRequest(w, err)
 			w.group = err == nil && len(members) > 1
+			if c.Paired() {
+				// Reads may be open while the credential is revoked: check
+				// it as rarely as the identity.
+				err := c.VerifyAuth(ctx)
+				p.observeRequest(w, err)
+				p.reject(w, errors.Is(err, ErrAuth))
+			}
 		}
 	}
 	lp, err := c.Printer(ctx)
@@ -327,6 +336,20 @@ func (p *Poller) observeRequest(w *watch, err error) {
 	p.cfg.OnRequest(w.host, class)
 }
 
+// reject marks (or, after a successful signed request, clears) a watch
+// whose credential the printer refused.
+func (p *Poller) reject(w *watch, rejected bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.rejected = rejected
+}
+
+func (p *Poller) isRejected(w *watch) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return w.rejected
+}
+
 func (p *Poller) setReached(w *watch, reached, gated bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -360,7 +383,7 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 		cp.FriendlyName = key
 	}
 	live := state.Live{}
-	if r.gated {
+	if r.gated || p.isRejected(w) {
 		live.LocalAuth = state.LocalAuthRequired
 	}
 	if w.camera {
@@ -545,10 +568,17 @@ func (p *Poller) JobState(ctx context.Context, id, target string) error {
 		return fmt.Errorf("printer %s is not on the LAN", id)
 	}
 	err := w.client.SetJobState(ctx, target)
-	if err == nil {
+	p.signed(w, id, err)
+	return err
+}
+
+// signed notes the outcome of a signed request: a refused credential
+// shows as local_auth required until the bridge is paired again.
+func (p *Poller) signed(w *watch, id string, err error) {
+	if err == nil || errors.Is(err, ErrAuth) {
+		p.reject(w, err != nil)
 		p.Refresh(id)
 	}
-	return err
 }
 
 // QueueAction sends move_to_top, remove or force to a group's host.
@@ -558,9 +588,7 @@ func (p *Poller) QueueAction(ctx context.Context, id, jobUUID, action string) er
 		return fmt.Errorf("cluster %s is not on the LAN", id)
 	}
 	err := w.client.ClusterJobAction(ctx, jobUUID, action)
-	if err == nil {
-		p.Refresh(id)
-	}
+	p.signed(w, id, err)
 	return err
 }
 
@@ -601,6 +629,7 @@ func (p *Poller) Pair(ctx context.Context, printer string, pending func()) error
 		return nil
 	}
 	w.client.SetCredential(cred)
+	p.reject(w, false)
 	select {
 	case w.wake <- struct{}{}:
 	default:

@@ -51,7 +51,10 @@ func newProber(c *Client, opts *mqtt.ClientOptions) *prober {
 		waiting: map[string]*probeWait{}, markers: map[string]*probeWait{}}
 	po := *opts
 	po.ClientID = truncateID(c.cfg.ClientID + "-probe")
-	po.WillEnabled, po.WillTopic, po.WillPayload = false, "", nil
+	// No will, and none of its flags: MQTT 3.1.1 forbids will-retain or
+	// a will QoS without a will, and brokers such as mochi-mqtt (the
+	// demo's) close such a connection.
+	po.WillEnabled, po.WillTopic, po.WillPayload, po.WillRetained, po.WillQos = false, "", nil, false, 0
 	po.Order = true // retained copies must be seen before the marker
 	po.OnConnect = func(cli mqtt.Client) {
 		cli.Subscribe(c.cfg.ProbeTopic, 0, p.marker)
@@ -114,11 +117,20 @@ func (p *prober) marker(_ mqtt.Client, m mqtt.Message) {
 // unsubscribe on the probe connection: about one round trip to the broker.
 func (c *Client) RetainedCopy(ctx context.Context, topic string) ([]byte, error) {
 	p := c.probe
-	if p == nil || !p.cli.IsConnectionOpen() {
+	if p == nil {
 		return nil, ErrNoProbe
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	// Just after a (re)connect the probe's own connection may still be
+	// on its way: wait for it rather than refuse the command.
+	for !p.cli.IsConnectionOpen() {
+		select {
+		case <-ctx.Done():
+			return nil, ErrNoProbe
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 
 	p.mu.Lock()
 	lock := p.topics[topic]

@@ -27,9 +27,10 @@ func applyLive(p *Printer, l Live) {
 }
 
 // feeds reports whether a LAN reading can feed live fields: the printer
-// answered and let the bridge read.
+// answered and let the bridge read (a printer that refuses reads has an
+// unknown status; one that only refuses the credential is still read).
 func feeds(local *Printer) bool {
-	return local != nil && local.Online && local.LocalAuth == ""
+	return local != nil && local.Online && local.PrinterStatus != "unknown"
 }
 
 // Merge is the one state of a printer seen by the cloud, the LAN or both
@@ -64,7 +65,7 @@ func mergeLive(cloud, local Printer) Printer {
 	p := cloud
 	p.Source = SourceBoth
 	p.Status, p.PrinterStatus, p.Online, p.Printing = local.Status, local.PrinterStatus, true, local.Printing
-	p.Camera, p.LocalAuth = local.Camera, ""
+	p.Camera, p.LocalAuth = local.Camera, local.LocalAuth
 	p.IPAddress = nonEmpty(cloud.IPAddress, local.IPAddress)
 	if p.Firmware.Version == "" {
 		p.Firmware = local.Firmware

@@ -1,0 +1,86 @@
+package local
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
+)
+
+// sink records the updates a Poller hands on.
+type sink struct {
+	mu  sync.Mutex
+	got []poller.Update
+}
+
+func (s *sink) Apply(_ context.Context, u poller.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, u)
+}
+
+func (s *sink) printers() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for _, u := range s.got {
+		for _, p := range u.Printers {
+			out[p.ID+"/"+map[bool]string{true: "online", false: "offline"}[p.Online]] = true
+		}
+	}
+	return out
+}
+
+// TestSlowPrinterDelaysNoOther polls a printer that never answers beside
+// one that does: the answering one keeps its interval, the silent one
+// goes offline, and Run stops promptly when its context ends.
+func TestSlowPrinterDelaysNoOther(t *testing.T) {
+	sim := simulator.New(simulator.Options{Seed: 1})
+	lp, err := sim.LocalPrinter("ultimakersystem-4b0fc38e95e3", simulator.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := httptest.NewServer(lp)
+	defer fast.Close()
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	hosts := []string{strings.TrimPrefix(hang.URL, "http://"), strings.TrimPrefix(fast.URL, "http://")}
+	rec := &sink{}
+	store, _ := OpenStore("")
+	p := New(Config{Hosts: hosts, Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond, BackoffMax: time.Second},
+		store, rec, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	time.Sleep(2 * time.Second)
+	reads := lp.Requests("/api/v1/printer")
+	cancel()
+	start := time.Now()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Run took %s to stop", took)
+	}
+	// 2 s at 100 ms: about 20 reads; the silent printer's 500 ms timeouts
+	// must not hold them up.
+	if reads < 12 {
+		t.Errorf("the answering printer was read %d times in 2 s; the silent one delayed it", reads)
+	}
+	got := rec.printers()
+	if !got["ultimakersystem-4b0fc38e95e3/online"] {
+		t.Errorf("no state of the answering printer: %v", got)
+	}
+	silent := strings.ReplaceAll(strings.Split(hosts[0], ":")[0], ".", "_")
+	if !got[silent+"/offline"] {
+		t.Errorf("the silent printer is not offline: %v", got)
+	}
+}
