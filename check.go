@@ -3,22 +3,28 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/local"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 func decodeLimited(r io.Reader, v any) error {
 	return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v)
 }
 
-// runCheck validates the configuration, reaches the broker and the API,
-// and says what it sees. Any failure exits non-zero with the reason.
+// runCheck validates the configuration, reaches the broker, the API and
+// the LAN printers, and says what it sees. Any failure exits non-zero with the reason.
 func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(vars, true)
 	if err != nil {
@@ -39,7 +45,63 @@ func runCheck(ctx context.Context, vars map[string]string, stdout, stderr io.Wri
 		return err
 	}
 	fmt.Fprintf(stdout, "broker %s: ok\n", mqttpub.RedactURL(cfg.MQTTURL))
+	if cfg.UsesCloud() {
+		if err := checkCloud(ctx, cfg, log, stdout); err != nil {
+			return err
+		}
+	}
+	return checkLAN(ctx, cfg, stdout)
+}
 
+// checkLAN reads each printer of LOCAL_PRINTERS once and says whether the
+// bridge is paired with it.
+func checkLAN(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	if len(cfg.LocalPrinters) == 0 {
+		return nil
+	}
+	store, err := local.OpenStore(cfg.LocalAuthPath())
+	if err != nil {
+		return config.Errorf("LOCAL_AUTH_FILE: %v", err)
+	}
+	var failed []string
+	for _, h := range cfg.LocalPrinters {
+		host, _ := local.ParseHost(h) // checked by config.Load
+		c := local.NewClient(host, 5*time.Second, nil)
+		sys, err := c.System(ctx)
+		switch {
+		case errors.Is(err, local.ErrAuth):
+			fmt.Fprintf(stdout, "LAN printer %s: answers, but refuses reads until paired\n", host)
+		case err != nil:
+			fmt.Fprintf(stdout, "LAN printer %s: %v\n", host, err)
+			failed = append(failed, host)
+			continue
+		default:
+			fmt.Fprintf(stdout, "LAN printer %s: %s (%s, firmware %s, %s)\n", host, sys.Name, sys.Variant, sys.Firmware, sys.Hostname)
+		}
+		cred, ok := store.Get(host)
+		if !ok && sys != nil {
+			cred, ok = store.Get(topics.Segment(sys.Hostname))
+		}
+		switch {
+		case !ok:
+			fmt.Fprintf(stdout, "  not paired: pause, resume and abort go to the cloud, if any (ultimaker2mqtt pair %s)\n", host)
+		default:
+			c.SetCredential(cred)
+			if err := c.VerifyAuth(ctx); err != nil {
+				fmt.Fprintf(stdout, "  paired, but the printer refuses the credential (%v): pair again\n", err)
+			} else {
+				fmt.Fprintln(stdout, "  paired: the printer accepts the bridge's credential")
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("LAN printers not answering: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// checkCloud signs in and reads the workspace's clusters.
+func checkCloud(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {
 	// Each sign-in line is printed only once the API accepted the token.
 	ts, src := bridge.TokenSource(cfg, log, nil)
 	signedIn := []string{"sign-in: API token accepted"}

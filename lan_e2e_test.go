@@ -515,3 +515,33 @@ func TestPairCommandBesideRunningBridge(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckLANPrinters: check reads each LAN printer and says whether the
+// bridge is paired; a silent printer fails it.
+func TestCheckLANPrinters(t *testing.T) {
+	w := fastWorld(t, "chklan")
+	_, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{ApproveAfter: 100 * time.Millisecond})
+	authFile := filepath.Join(t.TempDir(), "a.json")
+	env := append(lanEnv(w, "chklan", addr), "LOCAL_AUTH_FILE="+authFile)
+	var out syncBuffer
+	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &out, &syncBuffer{}); err != nil {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "Lab-S5-1 (Ultimaker S5") || !strings.Contains(out.String(), "not paired") ||
+		strings.Contains(out.String(), "Connect API") {
+		t.Errorf("check said:\n%s", out.String())
+	}
+	if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &syncBuffer{}, &syncBuffer{}); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuffer{}
+	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &out, &syncBuffer{}); err != nil ||
+		!strings.Contains(out.String(), "paired: the printer accepts") {
+		t.Errorf("check after pairing: %v\n%s", err, out.String())
+	}
+	env = append(lanEnv(w, "chklan", "127.0.0.1:1"), "LOCAL_AUTH_FILE="+authFile)
+	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{}); err == nil ||
+		!strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("check with a silent printer: %v", err)
+	}
+}
