@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"golang.org/x/oauth2"
@@ -21,20 +20,14 @@ var ErrNoTokenFile = errors.New("no token file: run `ultimaker2mqtt login` first
 // LoadToken reads a token file written by SaveToken. A missing, corrupt or
 // incomplete file is an error that says so, never a panic.
 func LoadToken(path string) (*oauth2.Token, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := secretfile.Read(path, maxTokenFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("token file %s: %w", path, ErrNoTokenFile)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("token file %s: %w", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("token file %s: %w", path, err)
-	}
-	if len(b) > maxTokenFile {
+	case errors.Is(err, secretfile.ErrTooLarge):
 		return nil, fmt.Errorf("token file %s: larger than %d bytes; not a token file", path, maxTokenFile)
+	case err != nil:
+		return nil, fmt.Errorf("token file %s: %w", path, err)
 	}
 	var tok oauth2.Token
 	if err := json.Unmarshal(b, &tok); err != nil {

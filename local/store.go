@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
@@ -62,17 +61,12 @@ func (s *Store) reload() error {
 
 func readStore(path string) (map[string]Credential, error) {
 	m := map[string]Credential{}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("local auth file %s: %w", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxAuthFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("local auth file %s: %w", path, err)
-	}
-	if len(b) > maxAuthFile {
+	b, err := secretfile.Read(path, maxAuthFile)
+	switch {
+	case errors.Is(err, secretfile.ErrTooLarge):
 		return nil, fmt.Errorf("local auth file %s: larger than %d bytes; not a pairing file", path, maxAuthFile)
+	case err != nil:
+		return nil, fmt.Errorf("local auth file %s: %w", path, err)
 	}
 	var sf storeFile
 	if err := json.Unmarshal(b, &sf); err != nil {

@@ -2,6 +2,9 @@
 package secretfile
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -41,4 +44,29 @@ func Write(path string, b []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+// ErrTooLarge is Read's answer for a file over its limit: not ours.
+var ErrTooLarge = errors.New("larger than expected")
+
+// Read reads the file at path, at most limit bytes: a secret file is small,
+// and a huge one is not ours. Errors name neither the file nor its content;
+// the caller names the file.
+func Read(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if pe, ok := errors.AsType[*os.PathError](err); ok {
+		return nil, pe.Err // still errors.Is(os.ErrNotExist) when missing
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
 }
