@@ -545,3 +545,28 @@ func TestCheckLANPrinters(t *testing.T) {
 		t.Errorf("check with a silent printer: %v", err)
 	}
 }
+
+// TestLANPrinterAsleepAtStart: a printer that does not answer at start is
+// shown offline under its address; when it wakes, its own key takes over
+// and the placeholder's topics are cleared.
+func TestLANPrinterAsleepAtStart(t *testing.T) {
+	w := fastWorld(t, "asleep")
+	lp, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{})
+	lp.SetOffline(true)
+	watch := mqtttest.Watch(t, w.broker.URL(), "asleep/#")
+	startBridge(t, append(lanEnv(w, "asleep", addr), "LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json")))
+	placeholder := "asleep/printers/127_0_0_1/availability"
+	watch.WaitFor(10*time.Second, "the placeholder offline", func(m map[string]mqtttest.Message) bool {
+		return m[placeholder].Payload == "offline"
+	})
+	lp.SetOffline(false)
+	watch.WaitFor(15*time.Second, "the printer under its own key", func(m map[string]mqtttest.Message) bool {
+		return m["asleep/printers/"+labS5+"/availability"].Payload == "online"
+	})
+	got := mqtttest.Retained(t, w.broker.URL(), "asleep/#", 300*time.Millisecond)
+	for tp := range got {
+		if strings.Contains(tp, "127_0_0_1") {
+			t.Errorf("placeholder topic %s still retained", tp)
+		}
+	}
+}

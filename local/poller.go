@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -466,6 +467,18 @@ func (p *Poller) offline(w *watch, now time.Time) state.Observation {
 func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 	view := state.Build(obs, w.view)
 	u := poller.Diff(w.view, view)
+	if old := w.view; old != nil && old.Cluster.ID != view.Cluster.ID {
+		// Known by its address until it first answered (asleep at start):
+		// the placeholder gives way to the printer's own key.
+		u.RemovedClusters = append(u.RemovedClusters, old.Cluster)
+		for _, op := range old.Printers {
+			if !slices.ContainsFunc(view.Printers, func(np state.Printer) bool { return np.ID == op.ID }) {
+				u.RemovedPrinters = append(u.RemovedPrinters, op)
+			}
+		}
+		u.Cluster = &view.Cluster
+		u.Printers = view.Printers
+	}
 	w.view = &view
 	p.mu.Lock()
 	w.key = view.Cluster.ID
@@ -474,7 +487,7 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 		p.keys[pr.ID] = w
 	}
 	p.mu.Unlock()
-	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 {
+	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 || len(u.RemovedPrinters) > 0 {
 		p.applyMu.Lock()
 		p.sink.Apply(ctx, u)
 		p.applyMu.Unlock()
