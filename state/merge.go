@@ -42,17 +42,20 @@ func feeds(local *Printer) bool {
 func Merge(cloud, local, prev *Printer, now time.Time) (p Printer, changed bool) {
 	switch {
 	case cloud == nil:
-		p = *local
+		p = *local // one source: its content encoding (Build's) stands
 	case local == nil:
 		p = *cloud
 	case !feeds(local):
 		p = *cloud
-		p.LocalAuth = local.LocalAuth
+		p.LocalAuth, p.encoded = local.LocalAuth, nil
 	default:
 		p = mergeLive(*cloud, *local)
+		p.encoded = nil
 	}
-	p.encoded, p.UpdatedAt = nil, time.Time{}
-	p.encoded = encodeContent(p)
+	p.UpdatedAt = time.Time{}
+	if p.encoded == nil {
+		p.encoded = encodeContent(p)
+	}
 	changed = prev == nil || !bytes.Equal(prev.contentOf(), p.encoded)
 	p.UpdatedAt = now.UTC().Truncate(time.Second)
 	if !changed {
