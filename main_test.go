@@ -151,6 +151,7 @@ func TestEndToEnd(t *testing.T) {
 			continue
 		}
 		var st struct {
+			Source         string          `json:"source"`
 			Status         *string         `json:"status"`
 			FriendlyName   *string         `json:"friendly_name"`
 			MachineVariant *string         `json:"machine_variant"`
@@ -163,6 +164,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if st.Status == nil || st.FriendlyName == nil || st.MachineVariant == nil || st.Online == nil || st.UpdatedAt == nil || st.Job == nil {
 			t.Errorf("%s lacks a contract field: %s", tp, got[tp])
+		}
+		if st.Source != "cloud" || strings.Contains(got[tp], "hotend_") || strings.Contains(got[tp], `"camera"`) ||
+			strings.Contains(got[tp], "local_auth") {
+			t.Errorf("%s: a cloud-only printer has source %q or LAN-only fields: %s", tp, st.Source, got[tp])
 		}
 		if string(st.Job) != "null" {
 			var j struct {

@@ -62,8 +62,7 @@ type Poller struct {
 	watches   map[string]*watch // by host
 	keys      map[string]*watch // printer and cluster keys → the host that feeds them
 	adds      chan string
-	polled    int // watches that finished a first poll
-	running   bool
+	polled    int       // watches that finished a first poll
 	answering int       // as last sent
 	statsAt   time.Time // when stats were last sent
 }
@@ -133,7 +132,6 @@ func (p *Poller) Add(host string) {
 func (p *Poller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	p.mu.Lock()
-	p.running = true
 	for _, w := range p.watches {
 		wg.Go(func() { p.watch(ctx, w) })
 	}
