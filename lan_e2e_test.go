@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -554,7 +555,11 @@ func TestLANPrinterAsleepAtStart(t *testing.T) {
 	lp, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{})
 	lp.SetOffline(true)
 	watch := mqtttest.Watch(t, w.broker.URL(), "asleep/#")
-	startBridge(t, append(lanEnv(w, "asleep", addr), "LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json")))
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	startBridge(t, append(lanEnv(w, "asleep", addr), "LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json"),
+		"HTTP_LISTEN="+metricsAddr))
 	placeholder := "asleep/printers/127_0_0_1/availability"
 	watch.WaitFor(10*time.Second, "the placeholder offline", func(m map[string]mqtttest.Message) bool {
 		return m[placeholder].Payload == "offline"
@@ -567,6 +572,18 @@ func TestLANPrinterAsleepAtStart(t *testing.T) {
 	for tp := range got {
 		if strings.Contains(tp, "127_0_0_1") {
 			t.Errorf("placeholder topic %s still retained", tp)
+		}
+	}
+	// The LAN's requests and failures are counted as polls of target lan.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ultimaker2mqtt_polls_total{target="lan"}`, `ultimaker2mqtt_poll_errors_total{class="error",target="lan"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -136,7 +136,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	}
 	merger := merge.New(sink, cfg.UsesCloud(), cfg.UsesLAN())
 	if cfg.UsesLAN() {
-		if b.lan, err = LAN(cfg, merger.Local(), b.log); err != nil {
+		if b.lan, err = LAN(cfg, merger.Local(), b.log, b.metrics); err != nil {
 			return nil, err
 		}
 		if cfg.LocalDiscovery {
@@ -440,8 +440,9 @@ func Discovery(cfg *config.Config, version string) *discovery.Config {
 }
 
 // LAN is the LAN poller of cfg, with its pairings read from
-// LOCAL_AUTH_FILE.
-func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger) (*local.Poller, error) {
+// LOCAL_AUTH_FILE; metrics (may be nil) count its requests as polls of
+// target "lan".
+func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger, metrics *monitor.Metrics) (*local.Poller, error) {
 	store, err := local.OpenStore(cfg.LocalAuthPath())
 	if err != nil {
 		return nil, config.Errorf("LOCAL_AUTH_FILE: %v", err)
@@ -454,7 +455,8 @@ func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger) (*local.Polle
 		}
 		hosts = append(hosts, host)
 	}
-	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg)}, store, sink, log), nil
+	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg),
+		OnRequest: func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
 }
 
 // PairRequest is how the bridge introduces itself to a printer when
