@@ -120,13 +120,7 @@ func (lp *LocalPrinter) RevokePairings() {
 func (lp *LocalPrinter) Requests(prefix string) int {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
-	n := 0
-	for p, c := range lp.requests {
-		if strings.HasPrefix(p, prefix) {
-			n += c
-		}
-	}
-	return n
+	return countRequests(lp.requests, func(p string) bool { return strings.HasPrefix(p, prefix) })
 }
 
 // ServeHTTP implements http.Handler.

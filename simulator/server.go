@@ -211,9 +211,14 @@ func (s *Server) ExpireToken(tok string) {
 func (s *Server) Requests(sub string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return countRequests(s.requests, func(p string) bool { return strings.Contains(p, sub) })
+}
+
+// countRequests sums the request counts of the paths that match.
+func countRequests(byPath map[string]int, match func(path string) bool) int {
 	n := 0
-	for p, c := range s.requests {
-		if strings.Contains(p, sub) {
+	for p, c := range byPath {
+		if match(p) {
 			n += c
 		}
 	}
