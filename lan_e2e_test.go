@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -267,11 +268,19 @@ func TestLANPairingRefusedAndTimedOut(t *testing.T) {
 			if _, err := os.Stat(authFile); err == nil {
 				t.Errorf("a refused pairing was saved")
 			}
-			// Unknown printer: not found on the LAN and not an address.
-			as = command(t, watch, base+"/bridge/request/pair", base+"/bridge/response/pair",
-				`{"printer":"no such/printer","transaction":2}`, `2`)
-			if a := as[len(as)-1]; a.Error == nil {
-				t.Errorf("pairing a bad address answered %+v", a)
+			// A printer the bridge does not read: refused, and nothing is
+			// sent to that address.
+			other, otherAddr := serveLocal(t, w.sim, farmHost, simulator.LocalOptions{})
+			for i, printer := range []string{"no such/printer", otherAddr} {
+				tx := strconv.Itoa(i + 2)
+				as = command(t, watch, base+"/bridge/request/pair", base+"/bridge/response/pair",
+					`{"printer":"`+printer+`","transaction":`+tx+`}`, tx)
+				if a := as[len(as)-1]; a.Error == nil || a.Error.Code != "not_found" {
+					t.Errorf("pairing %s answered %+v", printer, a)
+				}
+			}
+			if n := other.Requests("/"); n != 0 {
+				t.Errorf("%d requests reached a printer the bridge does not read", n)
 			}
 		})
 	}

@@ -104,11 +104,11 @@ func (h *Handler) planPair(req Request) (work, []string, *Response) {
 		switch {
 		case err == nil:
 			answer(&Response{Status: "ok", Data: map[string]any{"printer": req.Printer}})
+		case errors.Is(err, local.ErrNotWatched):
+			answer(fail(CodeNotFound, err.Error()))
 		case errors.Is(err, local.ErrPairTimeout):
 			answer(fail(CodeTimeout, err.Error()))
-		case errors.Is(err, local.ErrRefused):
-			answer(fail(CodeActionFailed, err.Error()))
-		default:
+		default: // refused on the screen, or the printer failed
 			answer(fail(CodeActionFailed, err.Error()))
 		}
 	}, []string{"pair:" + req.Printer}, nil

@@ -28,6 +28,9 @@ const maxBody = 1 << 20
 // pairing, or a credential it no longer accepts.
 var ErrAuth = errors.New("the printer refuses the bridge: pair it (ultimaker2mqtt pair HOST, or bridge/request/pair)")
 
+// ErrNotWatched is the answer to pairing a printer the bridge does not read.
+var ErrNotWatched = errors.New("no printer the bridge reads on the LAN")
+
 // ErrNoJob is the answer of a printer without a print job.
 var ErrNoJob = errors.New("no print job")
 

@@ -603,41 +603,29 @@ func (p *Poller) QueueAction(ctx context.Context, id, jobUUID, action string) er
 	return err
 }
 
-// Pair pairs the bridge with a printer (key or address; an address not
-// watched yet is watched from now on) and keeps the credential.
+// Pair pairs the bridge with a printer it reads (by key or address) and
+// keeps the credential. Other addresses are refused: whoever may publish
+// commands must not make the bridge send requests to any host
+// (`ultimaker2mqtt pair HOST` is the terminal's way for a new one).
 func (p *Poller) Pair(ctx context.Context, printer string, pending func()) error {
-	w, watched := p.lookup(printer)
-	host, client := printer, (*Client)(nil)
-	if watched {
-		host, client = w.host, w.client
-	} else {
-		h, err := ParseHost(printer)
-		if err != nil {
-			return fmt.Errorf("no printer %q on the LAN, and %w", printer, err)
-		}
-		host, client = h, NewClient(h, p.cfg.Timeout, nil)
+	w, ok := p.lookup(printer)
+	if !ok {
+		return fmt.Errorf("%w: %q (add it to LOCAL_PRINTERS, or use its topic id)", ErrNotWatched, printer)
 	}
-	cred, err := Pair(ctx, client, p.cfg.Pair, pending)
+	cred, err := Pair(ctx, w.client, p.cfg.Pair, pending)
 	if err != nil {
 		return err
 	}
-	if err := p.store.Put(host, cred); err != nil {
-		return err
-	}
-	key := ""
-	if watched {
-		p.mu.Lock()
-		key = w.key
-		p.mu.Unlock()
-	}
-	if key != "" && key != host {
-		if err := p.store.Put(key, cred); err != nil {
+	p.mu.Lock()
+	key := w.key
+	p.mu.Unlock()
+	for _, k := range []string{w.host, key} {
+		if k == "" {
+			continue
+		}
+		if err := p.store.Put(k, cred); err != nil {
 			return err
 		}
-	}
-	if !watched {
-		p.Add(host) // its watch starts with the stored credential
-		return nil
 	}
 	w.client.SetCredential(cred)
 	p.reject(w, false)
