@@ -232,6 +232,15 @@ func TestLANOnlyPrinterPairedCommands(t *testing.T) {
 			if n := strings.Count(logs.String(), "refuses the bridge until it is paired"); n != 1 {
 				t.Errorf("the refused credential was logged %d times, want once", n)
 			}
+			// Paired again from a terminal: the running bridge takes the new
+			// credential and the problem clears.
+			if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &syncBuffer{}, &syncBuffer{}); err != nil {
+				t.Fatal(err)
+			}
+			watch.WaitFor(10*time.Second, "local_auth cleared", func(m map[string]mqtttest.Message) bool {
+				st, ok := stateOf(t, m, stateTopic)
+				return ok && st.LocalAuth == ""
+			})
 		})
 	}
 }

@@ -119,6 +119,13 @@ func (c *Client) SetCredential(cred *Credential) {
 	}
 }
 
+// Uses reports whether the client signs with cred.
+func (c *Client) Uses(cred *Credential) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cred != nil && cred != nil && *c.cred == *cred
+}
+
 // Paired reports whether the client has a credential.
 func (c *Client) Paired() bool {
 	c.mu.Lock()

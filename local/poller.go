@@ -225,14 +225,15 @@ func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 		p.setReached(w, false, false)
 		return min(p.cfg.Interval<<min(w.misses-1, 10), p.cfg.BackoffMax)
 	}
-	if !w.client.Paired() {
-		// Paired by `ultimaker2mqtt pair` beside the running bridge, or at
-		// another address (mDNS after a DHCP change).
-		if c, ok := p.store.Get(w.host); ok {
-			w.client.SetCredential(c)
-		} else if c, ok := p.store.Get(w.keyOf()); ok && w.sys != nil {
-			w.client.SetCredential(c)
-		}
+	// Paired (again) by `ultimaker2mqtt pair` beside the running bridge,
+	// or at another address (mDNS after a DHCP change).
+	c, ok := p.store.Get(w.host)
+	if !ok && w.sys != nil {
+		c, ok = p.store.Get(w.keyOf())
+	}
+	if ok && !w.client.Uses(c) {
+		w.client.SetCredential(c)
+		p.reject(w, false)
 	}
 	if w.downLogged {
 		p.log.Info().Str("host", w.host).Msg("printer answers on the LAN again")
