@@ -148,7 +148,8 @@ func TestLANOnlyPrinterPairedCommands(t *testing.T) {
 			if got[base+"/clusters/"+labS5+"/state"] == "" {
 				t.Errorf("no cluster state for the LAN printer")
 			}
-			if !strings.Contains(got[base+"/bridge/info"], `"local_printers":1`) {
+			if info := got[base+"/bridge/info"]; !strings.Contains(info, `"local_printers":1`) || !strings.Contains(info, `"printers":1`) ||
+				!strings.Contains(info, `"auth":"lan_only"`) {
 				t.Errorf("bridge/info: %s", got[base+"/bridge/info"])
 			}
 

@@ -23,7 +23,6 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/merge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
@@ -198,13 +197,12 @@ func BenchmarkPrinterUpdate(b *testing.B) {
 			cfg, _ := config.Load(map[string]string{}, false)
 			out := &counter{last: map[string]string{}}
 			br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
-			sink := merge.New(br, true, false).Cloud() // as the bridge wires it
 			views := map[string]*state.View{}
 			cycle := func() {
 				fetchAll(func(cl connect.Cluster, st *connect.ClusterStatus) {
 					prev := views[cl.ClusterID]
 					v := state.Build(state.Observation{Cluster: cl, Status: st, Now: time.Now()}, prev)
-					sink.Apply(ctx, poller.Diff(prev, v))
+					br.Apply(ctx, poller.Diff(prev, v))
 					views[cl.ClusterID] = &v
 				})
 			}

@@ -134,9 +134,15 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if opts.Wrap != nil {
 		sink = opts.Wrap(b.render)
 	}
-	merger := merge.New(sink, cfg.UsesCloud(), cfg.UsesLAN())
+	// Two sources need the merger (one state per printer); one source
+	// feeds the renderer directly, at no cost per update.
+	cloudSink, lanSink := sink, sink
+	if cfg.UsesCloud() && cfg.UsesLAN() {
+		merger := merge.New(sink, true, true)
+		cloudSink, lanSink = merger.Cloud(), merger.Local()
+	}
 	if cfg.UsesLAN() {
-		if b.lan, err = LAN(cfg, merger.Local(), b.log, b.metrics); err != nil {
+		if b.lan, err = LAN(cfg, lanSink, b.log, b.metrics); err != nil {
 			return nil, err
 		}
 		if cfg.LocalDiscovery {
@@ -151,7 +157,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			BackoffMax:      cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
 			Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
 			OnPoll: b.metrics.ObservePoll,
-		}, b.api, merger.Cloud(), b.log)
+		}, b.api, cloudSink, b.log)
 	}
 	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,

@@ -62,9 +62,11 @@ type Poller struct {
 	watches   map[string]*watch // by host
 	keys      map[string]*watch // printer and cluster keys → the host that feeds them
 	adds      chan string
-	polled    int       // watches that finished a first poll
-	answering int       // as last sent
-	statsAt   time.Time // when stats were last sent
+	polled    int             // watches that finished a first poll
+	answering int             // as last sent
+	statsAt   time.Time       // when stats were last sent
+	printers  map[string]bool // every printer key published
+	clusters  map[string]bool // every cluster key published
 }
 
 // watch is one printer address and what its goroutine knows of it.
@@ -97,7 +99,8 @@ type watch struct {
 func New(cfg Config, store *Store, sink poller.Sink, log zerolog.Logger) *Poller {
 	cfg.defaults()
 	p := &Poller{cfg: cfg, store: store, sink: sink, log: log.With().Str("component", "local").Logger(),
-		watches: map[string]*watch{}, keys: map[string]*watch{}, adds: make(chan string, 64)}
+		watches: map[string]*watch{}, keys: map[string]*watch{}, adds: make(chan string, 64),
+		printers: map[string]bool{}, clusters: map[string]bool{}}
 	for _, h := range cfg.Hosts {
 		p.addWatch(h)
 	}
@@ -482,8 +485,16 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 	p.mu.Lock()
 	w.key = view.Cluster.ID
 	p.keys[view.Cluster.ID] = w
+	p.clusters[view.Cluster.ID] = true
 	for _, pr := range view.Printers {
 		p.keys[pr.ID] = w
+		p.printers[pr.ID] = true
+	}
+	for _, c := range u.RemovedClusters {
+		delete(p.clusters, c.ID)
+	}
+	for _, pr := range u.RemovedPrinters {
+		delete(p.printers, pr.ID)
 	}
 	p.mu.Unlock()
 	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 || len(u.RemovedPrinters) > 0 {
@@ -513,7 +524,8 @@ func (p *Poller) sendStats(ctx context.Context, force bool) {
 		return
 	}
 	p.answering, p.statsAt = answering, now
-	st := poller.Stats{Ready: p.polled >= len(p.watches), LocalPrinters: len(p.watches), LocalAnswering: answering}
+	st := poller.Stats{Ready: p.polled >= len(p.watches), LocalPrinters: len(p.watches), LocalAnswering: answering,
+		Printers: len(p.printers), Clusters: len(p.clusters)}
 	if answering > 0 {
 		at := now.UTC().Truncate(time.Second)
 		st.LastPoll = &at
