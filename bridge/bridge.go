@@ -138,7 +138,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	// feeds the renderer directly, at no cost per update.
 	cloudSink, lanSink := sink, sink
 	if cfg.UsesCloud() && cfg.UsesLAN() {
-		merger := merge.New(sink, true, true)
+		merger := merge.New(sink)
 		cloudSink, lanSink = merger.Cloud(), merger.Local()
 	}
 	if cfg.UsesLAN() {

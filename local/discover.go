@@ -24,8 +24,6 @@ type Discovery struct {
 	// Every is how often the LAN is asked (1 minute); Wait how long
 	// answers are collected (3 s).
 	Every, Wait time.Duration
-	// Interface, when set, is the one interface to ask on.
-	Interface *net.Interface
 }
 
 // NewDiscovery returns a Discovery reporting to found.
@@ -67,7 +65,7 @@ func (d *Discovery) Once(ctx context.Context) error {
 		}
 	}()
 	err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: Service, Domain: "local", Timeout: d.Wait, Entries: entries,
-		Interface: d.Interface, DisableIPv6: true, Logger: log.New(io.Discard, "", 0)})
+		DisableIPv6: true, Logger: log.New(io.Discard, "", 0)})
 	close(entries)
 	<-done
 	return err

@@ -23,8 +23,7 @@ const (
 // between merged states, and stats of both. A printer keeps one state
 // whichever source polled last, so the sources never make it flap.
 type Merger struct {
-	out  poller.Sink
-	uses [2]bool
+	out poller.Sink
 
 	mu       sync.Mutex
 	printers [2]map[string]state.Printer
@@ -34,10 +33,10 @@ type Merger struct {
 	stats    [2]*poller.Stats
 }
 
-// New returns a Merger that hands what changed to out; cloud and local
-// say which sources run (stats wait for both to be ready).
-func New(out poller.Sink, cloud, local bool) *Merger {
-	m := &Merger{out: out, uses: [2]bool{cloud, local}, merged: map[string]state.Printer{}, shown: map[string]side{}}
+// New returns a Merger that hands what changed to out. The bridge is
+// ready when both sources are.
+func New(out poller.Sink) *Merger {
+	m := &Merger{out: out, merged: map[string]state.Printer{}, shown: map[string]side{}}
 	for i := range m.printers {
 		m.printers[i], m.clusters[i] = map[string]state.Printer{}, map[string]state.Cluster{}
 	}
@@ -77,12 +76,15 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 			out.Cluster = &cl
 		}
 	}
+	// A cluster the other side still sees is shown as that side has it;
+	// an update carries one cluster, so each goes in an update of its own.
+	var again []state.Cluster
 	for _, c := range u.RemovedClusters {
 		delete(m.clusters[s], c.ID)
 		other := 1 - s
 		if oc, ok := m.clusters[other][c.ID]; ok {
 			m.shown[c.ID] = other
-			out.Cluster = &oc
+			again = append(again, oc)
 			continue
 		}
 		delete(m.shown, c.ID)
@@ -96,6 +98,9 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 	if out.Cluster != nil || len(out.Printers) > 0 || len(out.RemovedPrinters) > 0 || len(out.RemovedClusters) > 0 ||
 		out.Stats != nil || out.Workspace != nil || len(out.Statistics) > 0 || len(out.Events) > 0 {
 		m.out.Apply(ctx, out)
+	}
+	for _, c := range again {
+		m.out.Apply(ctx, poller.Update{Cluster: &c})
 	}
 }
 
@@ -151,8 +156,8 @@ func (m *Merger) combinedStats() *poller.Stats {
 		st = *c
 	}
 	st.Ready = true
-	for s, used := range m.uses {
-		if used && (m.stats[s] == nil || !m.stats[s].Ready) {
+	for _, ss := range m.stats {
+		if ss == nil || !ss.Ready {
 			st.Ready = false
 		}
 	}

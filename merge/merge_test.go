@@ -89,6 +89,26 @@ func TestMerger(t *testing.T) {
 				t.Errorf("update %+v; want the LAN's state, nothing removed", u)
 			}
 		}},
+		{"clusters leaving the cloud keep the LAN's state, each of them", func(m *Merger) {
+			for _, id := range []string{"a", "b"} {
+				m.Cloud().Apply(ctx, poller.Update{Cluster: &state.Cluster{ID: id, ClusterID: "cloud-" + id}})
+				m.Local().Apply(ctx, poller.Update{Cluster: &state.Cluster{ID: id, FriendlyName: "lan-" + id}})
+			}
+			m.Cloud().Apply(ctx, poller.Update{RemovedClusters: []state.Cluster{{ID: "a"}, {ID: "b"}}})
+		}, func(t *testing.T, r *recorder) {
+			shown := map[string]string{}
+			for _, u := range r.got[2:] {
+				if u.Cluster != nil {
+					shown[u.Cluster.ID] = u.Cluster.FriendlyName
+				}
+				if len(u.RemovedClusters) > 0 {
+					t.Errorf("removed %+v; the LAN still sees them", u.RemovedClusters)
+				}
+			}
+			if shown["a"] != "lan-a" || shown["b"] != "lan-b" {
+				t.Errorf("shown %v; want both LAN clusters", shown)
+			}
+		}},
 		{"the cloud's cluster wins", func(m *Merger) {
 			m.Cloud().Apply(ctx, poller.Update{Cluster: &state.Cluster{ID: "p1", ClusterID: "cloud-id", Note: "cloud"}})
 			m.Local().Apply(ctx, poller.Update{Cluster: &state.Cluster{ID: "p1", FriendlyName: "lan"}})
@@ -110,7 +130,7 @@ func TestMerger(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
-			m := New(r, true, true)
+			m := New(r)
 			tc.steps(m)
 			tc.check(t, r)
 		})

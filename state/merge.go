@@ -108,8 +108,3 @@ func mergeLive(cloud, local Printer) Printer {
 
 // PrinterEvents derives the events between two states of one printer.
 func PrinterEvents(prev, next Printer) []Event { return printerEvents(prev, next) }
-
-// ChangedSince reports whether p's content differs from prev's.
-func (p Printer) ChangedSince(prev Printer) bool {
-	return !bytes.Equal(p.contentOf(), prev.contentOf())
-}
