@@ -253,6 +253,49 @@ func TestPhaseSpreadsPolls(t *testing.T) {
 	})
 }
 
+// TestGatherBatchesPolls: with Gather, polls due within one step go out
+// together at its end: never before they are due, never more than a step
+// late, and the loop wakes once per step rather than once per cluster.
+func TestGatherBatchesPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(40)
+		for i := range 40 {
+			src.printing[fmt.Sprintf("c%d", i)] = true
+		}
+		cfg := exact
+		cfg.Jitter, cfg.Gather = 0.1, time.Second
+		start := time.Now()
+		runFor(t, cfg, src, &recorder{}, zerolog.Nop(), 5*time.Minute, nil)
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		wakes := map[time.Time]bool{}
+		last := map[string]time.Time{}
+		polls := 0
+		for _, c := range src.calls {
+			if c.what != "status" {
+				continue
+			}
+			polls++
+			wakes[c.at] = true
+			if off := c.at.Sub(start) % time.Second; off != 0 {
+				t.Errorf("%s polled %s after a step", c.id, off)
+			}
+			if prev, ok := last[c.id]; ok {
+				gap := c.at.Sub(prev)
+				// The second poll is phased (half to one interval); every
+				// later one comes exactly an interval after the last.
+				if gap < 5*time.Second || gap > 10*time.Second+time.Second {
+					t.Errorf("%s: gap %s", c.id, gap)
+				}
+			}
+			last[c.id] = c.at
+		}
+		if polls < 40*25 || len(wakes) > polls/3 {
+			t.Errorf("%d polls at %d moments: not gathered", polls, len(wakes))
+		}
+	})
+}
+
 func TestBackoffIsPerClusterAndCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFake(2)

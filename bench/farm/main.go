@@ -185,6 +185,7 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 
 	end := time.Now().Add(duration)
 	seq := 0
+	order := rand.Perm(len(ids))
 	next := time.Now()
 	for time.Now().Before(end) {
 		if renames > 0 && !time.Now().Before(next) {
@@ -193,7 +194,9 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 			c.mu.Lock()
 			c.waiting[name] = time.Now()
 			c.mu.Unlock()
-			sim.Rename(ids[rand.IntN(len(ids))], name)
+			// Each rename goes to a cluster not renamed yet: a second rename
+			// before the next poll would hide the first.
+			sim.Rename(ids[order[(seq-1)%len(order)]], name)
 			next = next.Add(renames)
 		}
 		sample()
