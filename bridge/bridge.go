@@ -130,6 +130,9 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			"maintenance": cfg.PollMaintenanceInterval.String(), "reports": cfg.PollReportsInterval.String(),
 		},
 	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond}, b.log)
+	// The renderer renews states and device configs on a reconnect: the
+	// client keeps their sums, not the payloads.
+	b.mq.SetSource(b.render.Retained)
 	var sink poller.Sink = b.render
 	if opts.Wrap != nil {
 		sink = opts.Wrap(b.render)

@@ -7,6 +7,10 @@ type Message struct {
 	Topic   string
 	Payload []byte
 	Retain  bool
+	// Renewable marks a retained payload its sender can produce again on
+	// request (see mqttpub.Client.SetSource): a publisher need then keep
+	// only its sum to republish it after a reconnect.
+	Renewable bool
 }
 
 // Inbound is one received message.

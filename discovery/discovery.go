@@ -84,17 +84,43 @@ func (c Config) DeviceFilter() string { return c.Prefix + "/device/+/config" }
 
 // Ours reports whether a device-discovery topic belongs to this bridge.
 func (c Config) Ours(topic string) bool {
+	_, _, ok := c.DeviceOf(topic)
+	return ok
+}
+
+// Device kinds, as DeviceOf names them.
+const (
+	DevicePrinter   = "printer"
+	DeviceCluster   = "cluster"
+	DeviceBridge    = "bridge"
+	DeviceWorkspace = "workspace"
+)
+
+// DeviceOf says which device of this bridge a device-discovery topic is
+// for: its kind, and the printer's or cluster's id; false for a topic
+// that is not one of this bridge's.
+func (c Config) DeviceOf(topic string) (kind, id string, ok bool) {
 	rest, ok := strings.CutPrefix(topic, c.Prefix+"/device/")
 	if !ok {
-		return false
+		return "", "", false
 	}
-	id, ok := strings.CutSuffix(rest, "/config")
-	if !ok || strings.Contains(id, "/") {
-		return false
+	obj, ok := strings.CutSuffix(rest, "/config")
+	if !ok || strings.Contains(obj, "/") {
+		return "", "", false
 	}
-	node := c.NodeID()
-	return id == node+"_bridge" || id == node+"_workspace" || strings.HasPrefix(id, node+"_printer_") ||
-		strings.HasPrefix(id, node+"_cluster_")
+	switch {
+	case obj == c.BridgeObjectID():
+		return DeviceBridge, "", true
+	case obj == c.WorkspaceObjectID():
+		return DeviceWorkspace, "", true
+	}
+	if id, ok := strings.CutPrefix(obj, c.PrinterObjectID("")); ok && id != "" {
+		return DevicePrinter, id, true
+	}
+	if id, ok := strings.CutPrefix(obj, c.ClusterObjectID("")); ok && id != "" {
+		return DeviceCluster, id, true
+	}
+	return "", "", false
 }
 
 // PrinterFingerprint changes exactly when the device config of p changes: the

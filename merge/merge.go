@@ -64,13 +64,14 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 	for _, p := range u.Printers {
 		m.printers[s][p.ID] = p
 		m.remerge(&out, p.ID, p.UpdatedAt)
+		m.printers[s][p.ID] = p.Compact() // kept: see state.Printer.Compact
 	}
 	for _, p := range u.RemovedPrinters {
 		delete(m.printers[s], p.ID)
 		m.remerge(&out, p.ID, now)
 	}
 	if c := u.Cluster; c != nil {
-		m.clusters[s][c.ID] = *c
+		m.clusters[s][c.ID] = c.Compact()
 		if m.showCluster(c.ID, s) {
 			cl := *c
 			out.Cluster = &cl
@@ -137,7 +138,7 @@ func (m *Merger) remerge(out *poller.Update, id string, at time.Time) {
 		prevPtr = &prev
 	}
 	p, changed := state.Merge(cloud, local, prevPtr, at)
-	m.merged[id] = p
+	m.merged[id] = p.Compact()
 	if !changed {
 		return
 	}

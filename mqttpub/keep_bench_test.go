@@ -15,7 +15,7 @@ func BenchmarkKeep(b *testing.B) {
 		b.Run(map[int]string{2400: "state", 19000: "config"}[size], func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {
-				keep(p)
+				keep(p, false)
 			}
 		})
 	}

@@ -14,13 +14,20 @@ import (
 // reconnect or Home Assistant's birth.
 const packAbove = 2048
 
-// kept is a remembered retained payload: as is, or deflated with the sum
-// of the original to compare new payloads against without inflating.
+// kept is a remembered retained payload: as is, deflated with the sum of
+// the original to compare new payloads against without inflating, or only
+// the sum when the client's Source can produce the payload again
+// (renewed).
 type kept struct {
-	data   []byte
-	packed bool
-	sum    [32]byte
+	data    []byte
+	packed  bool
+	renewed bool
+	sum     [32]byte
 }
+
+// renewAbove is the size from which a renewable payload is kept as a sum
+// only: below it the sum is no smaller than the payload.
+const renewAbove = 64
 
 // packers are reused: a new flate writer allocates about 1 MB of tables,
 // which made remembering a 2.4 KB printer state cost 0.8 ms.
@@ -34,9 +41,14 @@ type packer struct {
 	buf bytes.Buffer
 }
 
-func keep(p []byte) kept {
-	if len(p) < packAbove {
-		return kept{data: bytes.Clone(p)}
+// keep remembers p, which the caller does not change after: it is kept
+// as is, not copied. A renewable p is kept as its sum only.
+func keep(p []byte, renewable bool) kept {
+	switch {
+	case renewable && len(p) >= renewAbove:
+		return kept{renewed: true, sum: sha256.Sum256(p)}
+	case len(p) < packAbove:
+		return kept{data: p}
 	}
 	pk := packers.Get().(*packer)
 	defer packers.Put(pk)
@@ -49,13 +61,13 @@ func keep(p []byte) kept {
 
 // same reports whether p is the payload k remembers.
 func (k kept) same(p []byte) bool {
-	if !k.packed {
+	if !k.packed && !k.renewed {
 		return bytes.Equal(k.data, p)
 	}
-	return len(p) >= packAbove && sha256.Sum256(p) == k.sum
+	return sha256.Sum256(p) == k.sum
 }
 
-// payload is the remembered payload itself.
+// payload is the remembered payload itself; not for a renewed one.
 func (k kept) payload() []byte {
 	if !k.packed {
 		return k.data

@@ -107,7 +107,34 @@ type Client struct {
 	acks      chan mqtt.Token
 	unacked   atomic.Int64 // publishes not acknowledged this streak
 
-	probe *prober // nil without ProbeTopic
+	probe  *prober // nil without ProbeTopic
+	source Source  // nil: every retained payload is kept whole
+}
+
+// Source gives the current payload of a retained topic its caller marked
+// Renewable, and false when it has none now (a clear follows). The client
+// calls it with its lock held, to republish: a Source must never wait for
+// a Publish or Republish of its own.
+type Source func(topic string) ([]byte, bool)
+
+// SetSource lets the client keep only the sum of Renewable payloads and ask
+// s for them when it republishes: at farm scale the states and device
+// configs it held were most of the bridge's memory. Call it before Run.
+func (c *Client) SetSource(s Source) { c.source = s }
+
+// payloadOf returns what to republish on topic, asking the Source for a
+// renewed payload (remembering the sum of what it gives: that is now the
+// last published). Called with c.mu held.
+func (c *Client) payloadOf(topic string, k kept) ([]byte, bool) {
+	if !k.renewed {
+		return k.payload(), true
+	}
+	p, ok := c.source(topic)
+	if !ok || len(p) == 0 {
+		return nil, false
+	}
+	c.retained[topic] = keep(p, true)
+	return p, true
 }
 
 type inboundFor struct {
@@ -250,6 +277,9 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 // pipelined; unacknowledged ones are logged once per streak, and a
 // reconnect republishes every retained topic anyway. ctx is unused and
 // kept for callers that may block in future.
+//
+// A retained payload is remembered, not copied: callers must not change
+// it after. Of a Renewable one only its sum is kept when a Source is set.
 func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
@@ -273,7 +303,7 @@ func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 					c.order = append(c.order, m.Topic)
 				}
 				delete(c.clears, m.Topic)
-				c.retained[m.Topic] = keep(m.Payload)
+				c.retained[m.Topic] = keep(m.Payload, m.Renewable && c.source != nil)
 				if !open {
 					continue
 				}
@@ -330,7 +360,9 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 	for _, prefix := range prefixes {
 		for _, topic := range c.order {
 			if k, ok := c.retained[topic]; ok && strings.HasPrefix(topic, prefix) {
-				tokens = append(tokens, c.cli.Publish(topic, 1, true, k.payload()))
+				if p, ok := c.payloadOf(topic, k); ok {
+					tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+				}
 			}
 		}
 	}
@@ -536,7 +568,9 @@ func (c *Client) connected() {
 		}
 		seen[topic] = true
 		order = append(order, topic)
-		tokens = append(tokens, c.cli.Publish(topic, 1, true, k.payload()))
+		if p, ok := c.payloadOf(topic, k); ok {
+			tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
+		}
 	}
 	c.order = order
 	for topic := range c.clears {

@@ -474,10 +474,10 @@ func TestBackWithinSecondsAfterLongOutage(t *testing.T) {
 // the broker.
 func TestLargeRetainedKeptPacked(t *testing.T) {
 	big := []byte(`{"config":"` + strings.Repeat("abcdefgh", 2000) + `"}`)
-	if k := keep(big); !k.packed || len(k.data) > len(big)/5 || !k.same(big) || !bytes.Equal(k.payload(), big) {
+	if k := keep(big, false); !k.packed || len(k.data) > len(big)/5 || !k.same(big) || !bytes.Equal(k.payload(), big) {
 		t.Fatalf("packed %v, %d of %d bytes", k.packed, len(k.data), len(big))
 	}
-	if k := keep([]byte("small")); k.packed || !k.same([]byte("small")) || k.same([]byte("other")) {
+	if k := keep([]byte("small"), false); k.packed || !k.same([]byte("small")) || k.same([]byte("other")) {
 		t.Fatalf("small payload kept wrong")
 	}
 	b := mqtttest.Start(t)
@@ -496,5 +496,65 @@ func TestLargeRetainedKeptPacked(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the large retained payload did not come back whole")
 		}
+	}
+}
+
+// TestRenewableRetainedAsksSource: with a Source, a Renewable payload is
+// remembered as its sum only (an unchanged one is still skipped), and a
+// reconnect republishes what the Source gives now, or nothing when it has
+// nothing.
+func TestRenewableRetainedAsksSource(t *testing.T) {
+	state := []byte(`{"status":"printing","progress":41.5,"job":"benchy","padding":"` + strings.Repeat("x", 64) + `"}`)
+	if k := keep(state, true); !k.renewed || k.data != nil || !k.same(state) || k.same(append([]byte("{}"), state...)) {
+		t.Fatalf("renewable payload kept as %+v", k)
+	}
+	var mu sync.Mutex
+	current := map[string][]byte{"t/p1/state": []byte(`{"status":"paused","padding":"` + strings.Repeat("y", 64) + `"}`)}
+	asked := 0
+	b := mqtttest.Start(t)
+	c := newClient(t, b.URL(), "c-renew")
+	c.SetSource(func(topic string) ([]byte, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		p, ok := current[topic]
+		return p, ok
+	})
+	run(t, c)
+	waitConnected(t, c)
+	ctx := context.Background()
+	c.Publish(ctx, bus.Message{Topic: "t/p1/state", Payload: state, Retain: true, Renewable: true},
+		bus.Message{Topic: "t/p2/state", Payload: state, Retain: true, Renewable: true})
+	before := c.Published()
+	c.Publish(ctx, bus.Message{Topic: "t/p1/state", Payload: bytes.Clone(state), Retain: true, Renewable: true})
+	if c.Published() != before {
+		t.Errorf("an unchanged renewable payload was published again")
+	}
+	b.Restart()
+	waitReconnect(t, c)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := mqtttest.Retained(t, b.URL(), "t/#", 200*time.Millisecond)
+		if got["t/p1/state"] == string(current["t/p1/state"]) {
+			if _, ok := got["t/p2/state"]; ok {
+				t.Errorf("a topic the source has nothing for was republished: %q", got["t/p2/state"])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart the broker holds %q, want the source's payload", got)
+		}
+	}
+	mu.Lock()
+	n := asked
+	mu.Unlock()
+	if n < 2 {
+		t.Errorf("source asked %d times, want once per renewable topic", n)
+	}
+	// What the source gave is now the last published: not sent again.
+	before = c.Published()
+	c.Publish(ctx, bus.Message{Topic: "t/p1/state", Payload: current["t/p1/state"], Retain: true, Renewable: true})
+	if c.Published() != before {
+		t.Errorf("the republished payload was published again")
 	}
 }

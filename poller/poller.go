@@ -589,6 +589,11 @@ func (r *run) publish(ctx context.Context, c *clusterSched, obs state.Observatio
 	if u.Cluster != nil || len(u.Printers) > 0 || len(u.Events) > 0 {
 		r.sink.Apply(ctx, u)
 	}
+	// Published: the encodings were for that. Their sums tell the next
+	// poll's changes, and the list's copy of the host printer is of no
+	// more use once the status was read.
+	c.view.Compact()
+	c.info.HostPrinter, c.info.HostCurrentPrintJob = nil, nil
 }
 
 func (r *run) statusFailed(ctx context.Context, c *clusterSched, res result) {

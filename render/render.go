@@ -62,8 +62,8 @@ type Renderer struct {
 	opts Options
 
 	mu             sync.Mutex
-	paced          []string               // config topics waiting, oldest first
-	pending        map[string]bus.Message // by topic: the newest config of each
+	paced          []string        // config topics waiting, oldest first
+	pending        map[string]bool // config topics waiting: rendered when sent, from the state then
 	info           Info
 	stats          poller.Stats
 	ready          bool
@@ -80,7 +80,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 	if opts.BirthDelay <= 0 {
 		opts.BirthDelay = 5 * time.Second
 	}
-	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bus.Message{},
+	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
@@ -91,7 +91,7 @@ var _ poller.Sink = (*Renderer)(nil)
 func (b *Renderer) Start(ctx context.Context) {
 	msgs := []bus.Message{}
 	if b.disc != nil {
-		msgs = append(msgs, b.disc.Bridge(), b.disc.Workspace())
+		msgs = append(msgs, renewable(b.disc.Bridge()), renewable(b.disc.Workspace()))
 	}
 	b.publish(ctx, append(msgs, b.infoMessage())...)
 }
@@ -150,11 +150,11 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	// Configs go before states, so Home Assistant has the entity when its
 	// first value arrives, and a group's device before its printers'.
 	if c := u.Cluster; c != nil {
-		b.clusters[c.ID] = *c
+		b.clusters[c.ID] = c.Compact()
 		if b.disc != nil {
 			wasGroup := b.clusterDevices[c.ID]
 			if m, ok := b.disc.Cluster(*c); ok {
-				msgs = b.config(msgs, m)
+				msgs = b.config(msgs, m.Topic, func() bus.Message { return m })
 				b.clusterDevices[c.ID] = true
 			} else if wasGroup {
 				// Down to one printer: its printer device is enough.
@@ -166,25 +166,25 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 				for _, id := range c.Printers {
 					if p, ok := b.printers[id]; ok && !slices.ContainsFunc(u.Printers, func(q state.Printer) bool { return q.ID == id }) {
 						b.configKeys[id] = b.disc.PrinterFingerprint(p, !wasGroup)
-						msgs = b.config(msgs, b.disc.Printer(p, !wasGroup))
+						msgs = b.printerConfig(msgs, p, !wasGroup)
 					}
 				}
 			}
 		}
 	}
 	for _, p := range u.Printers {
-		b.printers[p.ID] = p
+		b.printers[p.ID] = p.Compact()
 		// The config is 15–20 KB; render it only when what it shows changed
 		// (a printing printer changes state every poll).
 		if b.disc != nil {
 			inGroup := b.clusterDevices[p.Cluster]
 			if key := b.disc.PrinterFingerprint(p, inGroup); b.configKeys[p.ID] != key {
 				b.configKeys[p.ID] = key
-				msgs = b.config(msgs, b.disc.Printer(p, inGroup))
+				msgs = b.printerConfig(msgs, p, inGroup)
 			}
 		}
 		msgs = append(msgs,
-			bus.Message{Topic: b.tree.PrinterState(p.ID), Payload: p.JSON(), Retain: true},
+			bus.Message{Topic: b.tree.PrinterState(p.ID), Payload: p.JSON(), Retain: true, Renewable: true},
 			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: topics.AvailabilityPayload(p.Online), Retain: true})
 		// The preview gets a topic of its own, kept after the job ends: an
 		// image entity logs an error for every message without a URL.
@@ -201,7 +201,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
-			bus.Message{Topic: b.tree.ClusterState(c.ID), Payload: c.JSON(), Retain: true},
+			bus.Message{Topic: b.tree.ClusterState(c.ID), Payload: c.JSON(), Retain: true, Renewable: true},
 			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: topics.AvailabilityPayload(c.Online), Retain: true})
 	}
 	b.mu.Unlock()
@@ -229,17 +229,29 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 }
 
-// config adds a device config to msgs, or queues it for Run when configs
-// are paced. Called with b.mu held.
-func (b *Renderer) config(msgs []bus.Message, m bus.Message) []bus.Message {
+// config adds the device config on topic to msgs, or queues the topic for
+// Run when configs are paced: Run renders it when its turn comes, from the
+// state then, so a farm's first poll does not hold thousands of configs
+// of 15–20 KB in memory. Called with b.mu held.
+func (b *Renderer) config(msgs []bus.Message, topic string, render func() bus.Message) []bus.Message {
 	if b.opts.ConfigsPerSecond <= 0 {
-		return append(msgs, m)
+		return append(msgs, renewable(render()))
 	}
-	if _, waiting := b.pending[m.Topic]; !waiting {
-		b.paced = append(b.paced, m.Topic)
+	if !b.pending[topic] {
+		b.pending[topic] = true
+		b.paced = append(b.paced, topic)
 	}
-	b.pending[m.Topic] = m // a newer config replaces one not sent yet
 	return msgs
+}
+
+func (b *Renderer) printerConfig(msgs []bus.Message, p state.Printer, inGroup bool) []bus.Message {
+	return b.config(msgs, b.disc.DeviceTopic(b.disc.PrinterObjectID(p.ID)), func() bus.Message { return b.disc.Printer(p, inGroup) })
+}
+
+// renewable marks m as one Retained gives again.
+func renewable(m bus.Message) bus.Message {
+	m.Renewable = true
+	return m
 }
 
 // unpace drops a queued config of a device that is being removed and
@@ -247,6 +259,67 @@ func (b *Renderer) config(msgs []bus.Message, m bus.Message) []bus.Message {
 func (b *Renderer) unpace(m bus.Message) bus.Message {
 	delete(b.pending, m.Topic)
 	return m
+}
+
+// Retained gives the current payload of a printer's or cluster's state
+// topic or of a device config: the topics published as Renewable, which
+// the publisher keeps as sums only (see mqttpub.Client.SetSource).
+func (b *Renderer) Retained(topic string) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m, ok := b.renderConfig(topic); ok {
+		return m.Payload, true
+	}
+	a, ok := b.tree.Parse(topic)
+	if !ok || a.Verb != topics.State {
+		return nil, false
+	}
+	switch a.Kind {
+	case topics.Printer:
+		if p, ok := b.printers[a.ID]; ok {
+			return p.JSON(), true
+		}
+	case topics.Cluster:
+		if c, ok := b.clusters[a.ID]; ok {
+			return c.JSON(), true
+		}
+	}
+	return nil, false
+}
+
+// renderConfig renders the device config on topic from the current state;
+// false when there is none (the device is gone, or discovery is off).
+// Called with b.mu held.
+func (b *Renderer) renderConfig(topic string) (bus.Message, bool) {
+	if b.disc == nil {
+		return bus.Message{}, false
+	}
+	kind, id, ok := b.disc.DeviceOf(topic)
+	if !ok {
+		return bus.Message{}, false
+	}
+	var m bus.Message
+	switch kind {
+	case discovery.DevicePrinter:
+		p, ok := b.printers[id]
+		if !ok {
+			return bus.Message{}, false
+		}
+		m = b.disc.Printer(p, b.clusterDevices[p.Cluster])
+	case discovery.DeviceCluster:
+		c, ok := b.clusters[id]
+		if !ok || !b.clusterDevices[id] {
+			return bus.Message{}, false
+		}
+		if m, ok = b.disc.Cluster(c); !ok {
+			return bus.Message{}, false
+		}
+	case discovery.DeviceBridge:
+		m = b.disc.Bridge()
+	case discovery.DeviceWorkspace:
+		m = b.disc.Workspace()
+	}
+	return renewable(m), true
 }
 
 // Run publishes the paced device configs, ConfigsPerSecond at most, until
@@ -270,9 +343,11 @@ func (b *Renderer) Run(ctx context.Context) {
 		for len(msgs) < per && len(b.paced) > 0 {
 			topic := b.paced[0]
 			b.paced = b.paced[1:]
-			if m, ok := b.pending[topic]; ok {
-				msgs = append(msgs, m)
+			if b.pending[topic] {
 				delete(b.pending, topic)
+				if m, ok := b.renderConfig(topic); ok {
+					msgs = append(msgs, m)
+				}
 			}
 		}
 		b.mu.Unlock()

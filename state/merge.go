@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"slices"
 	"time"
 )
@@ -54,9 +53,9 @@ func Merge(cloud, local, prev *Printer, now time.Time) (p Printer, changed bool)
 	}
 	p.UpdatedAt = time.Time{}
 	if p.encoded == nil {
-		p.encoded = encodeContent(p)
+		p.encoded, p.sum = encodeContent(p)
 	}
-	changed = prev == nil || !bytes.Equal(prev.contentOf(), p.encoded)
+	changed = prev == nil || prev.contentSum() != p.sum
 	p.UpdatedAt = now.UTC().Truncate(time.Second)
 	if !changed {
 		p.UpdatedAt = prev.UpdatedAt

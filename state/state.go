@@ -3,6 +3,7 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -49,9 +50,11 @@ type Printer struct {
 	UpdatedAt time.Time `json:"updated_at"` // last: see encoded
 
 	// encoded is the printer's JSON with a zero updated_at, made once by
-	// Build: it decides whether the printer changed and becomes the
-	// published payload (JSON), so the state is encoded once per poll.
+	// Build: its sum decides whether the printer changed and it becomes
+	// the published payload (JSON), so the state is encoded once per poll.
+	// A state kept after publishing drops it (Compact) and keeps the sum.
 	encoded []byte
+	sum     [32]byte
 }
 
 // Job is the print job currently on a printer.
@@ -147,7 +150,8 @@ type Cluster struct {
 	TeamIDs            []string           `json:"team_ids"`
 	UpdatedAt          time.Time          `json:"updated_at"` // last: see encoded
 
-	encoded []byte // as Printer.encoded
+	encoded []byte   // as Printer.encoded
+	sum     [32]byte // as Printer.sum
 }
 
 // QueuedJob is a job waiting in a cluster's queue.
@@ -372,18 +376,18 @@ func Build(obs Observation, prev *View) View {
 		}
 		v.Cluster.Printers = append(v.Cluster.Printers, p.ID)
 
-		p.encoded = encodeContent(p)
+		p.encoded, p.sum = encodeContent(p)
 		p.UpdatedAt = now
-		changed := pp == nil || !bytes.Equal(pp.contentOf(), p.encoded)
+		changed := pp == nil || pp.contentSum() != p.sum
 		if !changed {
 			p.UpdatedAt = pp.UpdatedAt
 		}
 		v.Printers = append(v.Printers, p)
 		v.PrinterChanged = append(v.PrinterChanged, changed)
 	}
-	v.Cluster.encoded = encodeContent(v.Cluster)
+	v.Cluster.encoded, v.Cluster.sum = encodeContent(v.Cluster)
 	v.Cluster.UpdatedAt = now
-	v.ClusterChanged = prev == nil || !bytes.Equal(prev.Cluster.contentOf(), v.Cluster.encoded)
+	v.ClusterChanged = prev == nil || prev.Cluster.contentSum() != v.Cluster.sum
 	if !v.ClusterChanged {
 		v.Cluster.UpdatedAt = prev.Cluster.UpdatedAt
 	}
@@ -519,13 +523,14 @@ func extruderOf(cfg connect.PrintCoreConfiguration) Extruder {
 // updated_at is zero: updated_at is their last field.
 var zeroUpdatedAt = []byte(`"updated_at":"0001-01-01T00:00:00Z"}`)
 
-// encodeContent encodes v (a Printer or Cluster with a zero updated_at).
-func encodeContent(v any) []byte {
+// encodeContent encodes v (a Printer or Cluster with a zero updated_at)
+// and sums the encoding.
+func encodeContent(v any) ([]byte, [32]byte) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic("state: " + err.Error()) // our own types always marshal
 	}
-	return b
+	return b, sha256.Sum256(b)
 }
 
 // withUpdatedAt turns a content encoding into the published JSON.
@@ -538,13 +543,15 @@ func withUpdatedAt(content []byte, at time.Time) []byte {
 	return append(out, `"}`...)
 }
 
-// contentOf is p's content encoding, made now if Build did not.
+// contentOf is p's content encoding, made now if Build did not or it was
+// dropped (Compact).
 func (p Printer) contentOf() []byte {
 	if p.encoded != nil {
 		return p.encoded
 	}
 	p.UpdatedAt = time.Time{}
-	return encodeContent(p)
+	b, _ := encodeContent(p)
+	return b
 }
 
 func (c Cluster) contentOf() []byte {
@@ -552,7 +559,45 @@ func (c Cluster) contentOf() []byte {
 		return c.encoded
 	}
 	c.UpdatedAt = time.Time{}
-	return encodeContent(c)
+	b, _ := encodeContent(c)
+	return b
+}
+
+// contentSum is the sum of p's content encoding.
+func (p Printer) contentSum() [32]byte {
+	if p.encoded == nil && p.sum == ([32]byte{}) {
+		return sha256.Sum256(p.contentOf())
+	}
+	return p.sum
+}
+
+func (c Cluster) contentSum() [32]byte {
+	if c.encoded == nil && c.sum == ([32]byte{}) {
+		return sha256.Sum256(c.contentOf())
+	}
+	return c.sum
+}
+
+// Compact is p without its content encoding, for keeping once published:
+// the encoding is a copy of the state (2 KB a printer) that only the next
+// publish needed. Changes are still told from its sum; JSON encodes again.
+func (p Printer) Compact() Printer {
+	p.encoded = nil
+	return p
+}
+
+// Compact is c without its content encoding; see Printer.Compact.
+func (c Cluster) Compact() Cluster {
+	c.encoded = nil
+	return c
+}
+
+// Compact drops the content encodings of v's states; see Printer.Compact.
+func (v *View) Compact() {
+	v.Cluster = v.Cluster.Compact()
+	for i := range v.Printers {
+		v.Printers[i] = v.Printers[i].Compact()
+	}
 }
 
 // JSON is the printer's state payload, reusing the encoding Build made.

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -312,5 +313,39 @@ func TestJSONIsMarshal(t *testing.T) {
 	bare.ID = "x"
 	if want, _ := json.Marshal(bare); string(bare.JSON()) != string(want) {
 		t.Errorf("printer not built by Build: %s", bare.JSON())
+	}
+}
+
+// TestCompactKeepsChangeDetection: a view kept without its encodings
+// (Compact) still tells a change from none, and its JSON is unchanged.
+func TestCompactKeepsChangeDetection(t *testing.T) {
+	p, jobs := s5("printing", job("printing", 100, 1000))
+	t0 := time.Date(2026, 3, 1, 9, 0, 7, 0, time.UTC)
+	v := Build(observe(true, p, jobs, nil, t0), nil)
+	printerJSON, clusterJSON := string(v.Printers[0].JSON()), string(v.Cluster.JSON())
+	v.Compact()
+	if v.Printers[0].encoded != nil || v.Cluster.encoded != nil {
+		t.Fatal("Compact kept the encodings")
+	}
+	if got := string(v.Printers[0].JSON()); got != printerJSON {
+		t.Errorf("compacted printer JSON\n got %s\nwant %s", got, printerJSON)
+	}
+	if got := string(v.Cluster.JSON()); got != clusterJSON {
+		t.Errorf("compacted cluster JSON\n got %s\nwant %s", got, clusterJSON)
+	}
+	same := Build(observe(true, p, jobs, nil, t0.Add(10*time.Second)), &v)
+	if same.PrinterChanged[0] || same.ClusterChanged {
+		t.Errorf("nothing changed, yet printer %v cluster %v", same.PrinterChanged[0], same.ClusterChanged)
+	}
+	same.Compact()
+	p2, jobs2 := s5("printing", job("printing", 200, 1000))
+	next := Build(observe(true, p2, jobs2, nil, t0.Add(20*time.Second)), &same)
+	if !next.PrinterChanged[0] {
+		t.Errorf("the job moved on, yet the printer did not change")
+	}
+	var bare Printer // neither encoding nor sum: summed from its encoding
+	bare.ID = "x"
+	if bare.contentSum() != sha256.Sum256(bare.contentOf()) {
+		t.Errorf("sum of a printer not built by Build")
 	}
 }
