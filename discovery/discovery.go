@@ -213,7 +213,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		if e.MaterialRemaining != nil {
 			cs.add(fmt.Sprintf("extruder_%d_material_remaining", n), sensor(uid(fmt.Sprintf("extruder_%d_material_remaining", n)),
 				fmt.Sprintf("Material %d remaining", n), st,
-				fmt.Sprintf("{{ %s.material_remaining if %s and %s.material_remaining is not none else None }}", path, guard, path), "").
+				fmt.Sprintf("{{ %s.material_remaining if %s else None }}", path, guard), "").
 				with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:spool"))
 		}
 		if e.HotendTemperature != nil || e.HotendTarget != nil {
@@ -222,17 +222,17 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 			} {
 				key := fmt.Sprintf("extruder_%d_hotend_%s", n, f.key)
 				cs.add(key, temperature(uid(key), fmt.Sprintf("Hotend %d %s", n, f.name), st,
-					fmt.Sprintf("{{ %[1]s.%[2]s if %[3]s and %[1]s.%[2]s is not none else None }}", path, f.field, guard)))
+					fmt.Sprintf("{{ %s.%s if %s else None }}", path, f.field, guard)))
 			}
 		}
 	}
 	cs.add("build_plate", sensor(uid("build_plate"), "Build plate", st,
 		"{{ value_json.build_plate.type if value_json.build_plate else None }}", "").with("entity_category", "diagnostic").with("icon", "mdi:layers"))
 	cs.add("build_plate_temperature", temperature(uid("build_plate_temperature"), "Build plate temperature", st,
-		"{{ value_json.build_plate.temperature if value_json.build_plate and value_json.build_plate.temperature is not none else None }}"))
+		"{{ value_json.build_plate.temperature if value_json.build_plate else None }}"))
 	if p.BuildPlate != nil && p.BuildPlate.Target != nil {
 		cs.add("build_plate_target", temperature(uid("build_plate_target"), "Build plate target", st,
-			"{{ value_json.build_plate.target if value_json.build_plate and value_json.build_plate.target is not none else None }}"))
+			"{{ value_json.build_plate.target if value_json.build_plate else None }}"))
 	}
 	if p.Camera != nil {
 		cam := c.Tree.PrinterCamera(p.ID)
@@ -248,11 +248,11 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	}
 	if p.Chamber != nil {
 		cs.add("chamber_temperature", temperature(uid("chamber_temperature"), "Chamber temperature", st,
-			"{{ value_json.chamber.temperature if value_json.chamber and value_json.chamber.temperature is not none else None }}"))
+			"{{ value_json.chamber.temperature if value_json.chamber else None }}"))
 	}
 	cs.add("firmware", Component{"platform": "update", "unique_id": uid("firmware"), "name": "Firmware", "state_topic": st,
 		"device_class": "firmware", "entity_category": "diagnostic",
-		"value_template": "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.latest if value_json.firmware.latest else value_json.firmware.version} | tojson }}"})
+		"value_template": "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.latest or value_json.firmware.version} | tojson }}"})
 	cs.add("firmware_update_status", sensor(uid("firmware_update_status"), "Firmware update status", st,
 		enumTemplate("value_json.firmware.update_status", FirmwareUpdateStatuses), "enum").
 		with("options", FirmwareUpdateStatuses).with("entity_category", "diagnostic"))
@@ -419,16 +419,16 @@ func addStatistics(cs components, uid func(string) string, topic string, nested 
 	if nested {
 		guard, path = "value_json.statistics", "value_json.statistics."
 	}
-	field := func(f, expr string) string {
-		return "{{ " + expr + " if " + guard + " and " + path + f + " is not none else None }}"
-	}
+	// A null value renders as None by itself; only arithmetic needs the
+	// check.
+	field := func(f string) string { return "{{ " + path + f + " if " + guard + " else None }}" }
 	cs.add("jobs_finished", sensor(uid("jobs_finished"), "Prints finished (30 days)", topic,
-		field("jobs_finished", path+"jobs_finished"), "").with("state_class", "measurement").with("icon", "mdi:printer-3d-nozzle-heat"))
+		field("jobs_finished"), "").with("state_class", "measurement").with("icon", "mdi:printer-3d-nozzle-heat"))
 	cs.add("print_time", sensor(uid("print_time"), "Print time (30 days)", topic,
-		field("print_seconds", "("+path+"print_seconds / 3600) | round(1)"), "duration").
+		"{{ ("+path+"print_seconds / 3600) | round(1) if "+guard+" and "+path+"print_seconds is not none else None }}", "duration").
 		with("unit_of_measurement", "h").with("state_class", "measurement"))
 	cs.add("success_rate", sensor(uid("success_rate"), "Success rate (30 days)", topic,
-		field("success_rate", path+"success_rate"), "").
+		field("success_rate"), "").
 		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:check-circle-outline"))
 }
 
