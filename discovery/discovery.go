@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 
@@ -125,8 +126,9 @@ func (c Config) DeviceOf(topic string) (kind, id string, ok bool) {
 
 // PrinterFingerprint changes exactly when the device config of p changes: the
 // config depends on these fields only (and on inGroup), so callers can
-// skip rendering it on every state change.
-func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) string {
+// skip rendering it on every state change. It is a hash, kept per printer
+// by the renderer: 8 bytes rather than the 150 of the fields.
+func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) uint64 {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
 		p.Cluster, inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
@@ -135,8 +137,10 @@ func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) string {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
 		b.WriteByte(map[bool]byte{true: 't', false: '-'}[e.HotendTemperature != nil || e.HotendTarget != nil])
 	}
-	return b.String()
+	return maphash.String(fingerprintSeed, b.String())
 }
+
+var fingerprintSeed = maphash.MakeSeed()
 
 // onLAN reports whether a printer is (also) read on the LAN.
 func onLAN(p state.Printer) bool {

@@ -747,3 +747,35 @@ func TestStatistics(t *testing.T) {
 		}
 	})
 }
+
+// TestListedKeepsWhatBuildReads: the trimmed list entry the poller keeps
+// builds the same state as the full one.
+func TestListedKeepsWhatBuildReads(t *testing.T) {
+	online := true
+	host := connect.Printer{UUID: "p1", UniqueName: "ultimakersystem-aa", FriendlyName: "Lab", Status: "idle", Enabled: true}
+	full := connect.Cluster{ClusterID: "c1", HostGUID: "g", HostName: "ultimakersystem-aa", FriendlyName: "Lab", PrinterCount: 1,
+		Status: "active", IsOnline: true, HostVersion: "8.2.0", HostInternalIP: "10.0.0.2", PrinterType: "ultimaker_s5",
+		Capabilities: []string{"queue"}, OrganizationID: "o", OrganizationShared: true, TeamIDs: []string{"t"},
+		Note: &connect.ClusterNote{Note: "nozzle swapped"}, UserID: "u", MaintenanceDue: true, DisplayStatus: "idle",
+		HostPrinter: &host, HostPrintJobCount: 2, HostRemainingPrintTime: 60}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	st := &connect.ClusterStatus{IsOnline: &online, Printers: []connect.Printer{host}}
+	for _, tt := range []struct {
+		name   string
+		status *connect.ClusterStatus
+		polled bool
+	}{{"with status", st, true}, {"list only, not polled yet", nil, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := state.Build(state.Observation{Cluster: full, Status: tt.status, Now: at}, nil)
+			got := state.Build(state.Observation{Cluster: listed(full, tt.polled), Status: tt.status, Now: at}, nil)
+			if string(got.Cluster.JSON()) != string(want.Cluster.JSON()) || len(got.Printers) != len(want.Printers) {
+				t.Fatalf("cluster from the kept entry\n got %s\nwant %s", got.Cluster.JSON(), want.Cluster.JSON())
+			}
+			for i := range want.Printers {
+				if string(got.Printers[i].JSON()) != string(want.Printers[i].JSON()) {
+					t.Errorf("printer from the kept entry\n got %s\nwant %s", got.Printers[i].JSON(), want.Printers[i].JSON())
+				}
+			}
+		})
+	}
+}

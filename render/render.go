@@ -71,7 +71,7 @@ type Renderer struct {
 	clusterDevices map[string]bool // clusters with a device config of their own
 	printers       map[string]state.Printer
 	clusters       map[string]state.Cluster
-	configKeys     map[string]string // printer id -> discovery.PrinterKey last rendered
+	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
 }
 
 // New returns a Renderer publishing below tree through pub, with Home
@@ -81,7 +81,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 		opts.BirthDelay = 5 * time.Second
 	}
 	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
-		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]string{}, log: log.With().Str("component", "bridge").Logger()}
+		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Renderer)(nil)
