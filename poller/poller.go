@@ -246,6 +246,9 @@ type run struct {
 	// at every cluster on every result: at 10,000 clusters that look was
 	// most of the loop's work.
 	soonest time.Time
+	// due are the clusters found due at the latest look, most overdue
+	// first, not started yet.
+	due []*clusterSched
 	// recounted is false when something recount reads changed.
 	recounted bool
 }
@@ -383,27 +386,36 @@ func (r *run) dispatch(now time.Time) {
 			return res
 		})
 	}
-	if r.inFlight >= r.cfg.MaxInFlight || now.Before(r.soonest) {
+	if r.inFlight >= r.cfg.MaxInFlight {
 		return
 	}
-	// Most overdue first, so a slow account still gets round to everyone.
-	var due []*clusterSched
-	r.soonest = now.Add(time.Hour)
-	for _, c := range r.order {
-		switch {
-		case c.inFlight:
-		case !now.Before(c.nextStatus):
-			due = append(due, c)
-		default:
-			r.soonest = minTime(r.soonest, c.nextStatus)
+	if len(r.due) == 0 && !now.Before(r.soonest) {
+		// Most overdue first, so a slow account still gets round to
+		// everyone. The queue is drained before the next look at all
+		// clusters: with polls gathered, looking again after each result
+		// was most of the CPU at 10,000 clusters.
+		r.soonest = now.Add(time.Hour)
+		for _, c := range r.order {
+			switch {
+			case c.inFlight:
+			case !now.Before(c.nextStatus):
+				r.due = append(r.due, c)
+			default:
+				r.soonest = minTime(r.soonest, c.nextStatus)
+			}
 		}
+		slices.SortStableFunc(r.due, func(a, b *clusterSched) int { return a.nextStatus.Compare(b.nextStatus) })
 	}
-	slices.SortStableFunc(due, func(a, b *clusterSched) int { return a.nextStatus.Compare(b.nextStatus) })
-	for i, c := range due {
-		if r.inFlight >= r.cfg.MaxInFlight {
-			// The rest stay due: a result wakes the loop for them.
-			r.soonest = minTime(r.soonest, due[i].nextStatus)
-			return
+	for len(r.due) > 0 && r.inFlight < r.cfg.MaxInFlight {
+		c := r.due[0]
+		r.due[0] = nil
+		r.due = r.due[1:]
+		if r.clusters[c.info.ClusterID] != c || c.inFlight {
+			continue // left the account, or polled since it was queued
+		}
+		if now.Before(c.nextStatus) {
+			r.soonest = minTime(r.soonest, c.nextStatus) // put off since (rate limit)
+			continue
 		}
 		c.inFlight = true
 		// The first status of a cluster goes out alone: its maintenance
