@@ -195,7 +195,7 @@ func BenchmarkPrinterUpdate(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("bridge/printers=%d", n), func(b *testing.B) {
 			cfg, _ := config.Load(map[string]string{}, false)
-			out := &counter{last: map[string]string{}}
+			out := &counter{last: map[string][]byte{}}
 			br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
 			views := map[string]*state.View{}
 			cycle := func() {

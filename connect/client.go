@@ -250,10 +250,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	var resp *http.Response
 	var raw []byte
+	// The body is only decoded (strings are copied out), so its buffer
+	// can serve the next request.
+	buf := bodies.Get().(*bytes.Buffer)
+	defer putBody(buf)
 	for attempt := 1; ; attempt++ {
 		var used string
 		var err error
-		resp, raw, used, err = c.roundTrip(ctx, method, u.String(), path, payload)
+		resp, raw, used, err = c.roundTrip(ctx, method, u.String(), path, payload, buf)
 		if err != nil {
 			return err
 		}
@@ -339,7 +343,20 @@ type Invalidator interface {
 
 // roundTrip sends one request and reads the answer. It returns the access
 // token it used, for Invalidate.
-func (c *Client) roundTrip(ctx context.Context, method, target, path string, payload []byte) (*http.Response, []byte, string, error) {
+// bodies are reused read buffers: an answer read into a new slice each
+// time (io.ReadAll, growing it from 512 bytes) was a tenth of a poll's
+// garbage.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 { // a rare huge answer is not kept for good
+		bodies.Put(b)
+	}
+}
+
+// roundTrip sends the request and reads the answer into buf (a new buffer
+// when nil); the bytes returned are buf's.
+func (c *Client) roundTrip(ctx context.Context, method, target, path string, payload []byte, buf *bytes.Buffer) (*http.Response, []byte, string, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -375,7 +392,15 @@ func (c *Client) roundTrip(ctx context.Context, method, target, path string, pay
 		return nil, nil, used, &APIError{Kind: KindNetwork, Method: method, Path: path, Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if resp.ContentLength > 0 && resp.ContentLength <= maxBody {
+		buf.Grow(int(resp.ContentLength) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))
+	raw := buf.Bytes()
 	if err != nil {
 		return nil, nil, used, &APIError{Kind: KindNetwork, HTTPStatus: resp.StatusCode, Method: method, Path: path, Err: scrubURLError(err)}
 	}

@@ -447,7 +447,7 @@ func (c *Client) raw(ctx context.Context, method, path string, q url.Values) ([]
 	u := *c.base
 	u.Path = c.base.Path + path
 	u.RawQuery = q.Encode()
-	resp, raw, _, err := c.roundTrip(ctx, method, u.String(), path, nil)
+	resp, raw, _, err := c.roundTrip(ctx, method, u.String(), path, nil, nil)
 	if err != nil {
 		return nil, err
 	}
