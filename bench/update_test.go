@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -146,77 +147,106 @@ func record(b *testing.B, n int) (*replay, []connect.Cluster) {
 // scale, from the cloud's HTTP answer to the MQTT messages handed to the
 // publisher (HTTP client and GC included), against a floor measured the
 // same way: fetching and decoding the same answers and nothing else.
-// Half the printers print, so their state changes at every poll.
+// Half the printers print, so their state changes at every poll. Each is
+// measured with the answers served over the loopback by a child process,
+// and from memory (the same HTTP client code without sockets).
 //
 //	go test -run '^$' -bench PrinterUpdate -benchtime 5x ./bench
 func BenchmarkPrinterUpdate(b *testing.B) {
 	for _, n := range []int{1000} {
 		rp, clusters := record(b, n)
 		url := serveElsewhere(b, rp)
-		api, _ := connect.New(connect.Options{BaseURL: url + simulator.BasePath,
-			TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
-		ctx := context.Background()
-		// Four requests at once, as the poller runs them (POLL_MAX_IN_FLIGHT).
-		fetchAll := func(each func(cl connect.Cluster, st *connect.ClusterStatus)) {
-			jobs := make(chan connect.Cluster)
-			type res struct {
-				cl connect.Cluster
-				st *connect.ClusterStatus
+		// Over the loopback to a child process, and from memory: the
+		// second leaves out the sockets and the transport's goroutines,
+		// so it shows the cost from an answer received to the messages
+		// handed on.
+		for _, via := range []string{"loopback", "memory"} {
+			opts := connect.Options{BaseURL: url + simulator.BasePath,
+				TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})}
+			if via == "memory" {
+				opts.HTTPClient = &http.Client{Transport: rp}
 			}
-			results := make(chan res)
-			for range 4 {
-				go func() {
-					for cl := range jobs {
-						st, err := api.ClusterStatus(ctx, cl.ClusterID)
-						if err != nil {
-							panic(err)
-						}
-						results <- res{cl, st}
-					}
-				}()
-			}
-			go func() {
-				for _, cl := range clusters {
-					jobs <- cl
-				}
-				close(jobs)
-			}()
-			for range clusters {
-				r := <-results
-				each(r.cl, r.st)
-			}
+			api, _ := connect.New(opts)
+			printerUpdate(b, n, via, api, clusters)
 		}
-		b.Run(fmt.Sprintf("floor/printers=%d", n), func(b *testing.B) {
-			start := cpu()
-			for range b.N {
-				fetchAll(func(connect.Cluster, *connect.ClusterStatus) {})
-			}
-			b.ReportMetric(float64(cpu()-start)/float64(b.N*n)/1000, "cpu-µs/printer")
-		})
-		b.Run(fmt.Sprintf("bridge/printers=%d", n), func(b *testing.B) {
-			cfg, _ := config.Load(map[string]string{}, false)
-			out := &counter{last: map[string][]byte{}}
-			br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
-			views := map[string]*state.View{}
-			cycle := func() {
-				fetchAll(func(cl connect.Cluster, st *connect.ClusterStatus) {
-					prev := views[cl.ClusterID]
-					v := state.Build(state.Observation{Cluster: cl, Status: st, Now: time.Now()}, prev)
-					br.Apply(ctx, poller.Diff(prev, v))
-					views[cl.ClusterID] = &v
-				})
-			}
-			cycle() // the first cycle renders every discovery config
-			out.msgs, out.bytes = 0, 0
-			runtime.GC()
-			start := cpu()
-			b.ResetTimer()
-			for range b.N {
-				cycle()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(cpu()-start)/float64(b.N*n)/1000, "cpu-µs/printer")
-			b.ReportMetric(float64(out.msgs)/float64(b.N), "msgs/cycle")
-		})
 	}
+}
+
+// RoundTrip serves rp from memory, as ServeHTTP does over the network.
+func (rp *replay) RoundTrip(r *http.Request) (*http.Response, error) {
+	bs, ok := rp.bodies[r.URL.Path]
+	if !ok {
+		return &http.Response{StatusCode: http.StatusNotFound, Body: http.NoBody, Request: r}, nil
+	}
+	n := rp.hits[r.URL.Path].Add(1) - 1
+	body := bs[n%uint64(len(bs))]
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+}
+
+// printerUpdate runs the floor and the bridge over api.
+func printerUpdate(b *testing.B, n int, via string, api *connect.Client, clusters []connect.Cluster) {
+	ctx := context.Background()
+	// Four requests at once, as the poller runs them (POLL_MAX_IN_FLIGHT).
+	fetchAll := func(each func(cl connect.Cluster, st *connect.ClusterStatus)) {
+		jobs := make(chan connect.Cluster)
+		type res struct {
+			cl connect.Cluster
+			st *connect.ClusterStatus
+		}
+		results := make(chan res)
+		for range 4 {
+			go func() {
+				for cl := range jobs {
+					st, err := api.ClusterStatus(ctx, cl.ClusterID)
+					if err != nil {
+						panic(err)
+					}
+					results <- res{cl, st}
+				}
+			}()
+		}
+		go func() {
+			for _, cl := range clusters {
+				jobs <- cl
+			}
+			close(jobs)
+		}()
+		for range clusters {
+			r := <-results
+			each(r.cl, r.st)
+		}
+	}
+	b.Run(fmt.Sprintf("floor/%s/printers=%d", via, n), func(b *testing.B) {
+		start := cpu()
+		for range b.N {
+			fetchAll(func(connect.Cluster, *connect.ClusterStatus) {})
+		}
+		b.ReportMetric(float64(cpu()-start)/float64(b.N*n)/1000, "cpu-µs/printer")
+	})
+	b.Run(fmt.Sprintf("bridge/%s/printers=%d", via, n), func(b *testing.B) {
+		cfg, _ := config.Load(map[string]string{}, false)
+		out := &counter{last: map[string][]byte{}}
+		br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
+		views := map[string]*state.View{}
+		cycle := func() {
+			fetchAll(func(cl connect.Cluster, st *connect.ClusterStatus) {
+				prev := views[cl.ClusterID]
+				v := state.Build(state.Observation{Cluster: cl, Status: st, Now: time.Now()}, prev)
+				br.Apply(ctx, poller.Diff(prev, v))
+				views[cl.ClusterID] = &v
+			})
+		}
+		cycle() // the first cycle renders every discovery config
+		out.msgs, out.bytes = 0, 0
+		runtime.GC()
+		start := cpu()
+		b.ResetTimer()
+		for range b.N {
+			cycle()
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(cpu()-start)/float64(b.N*n)/1000, "cpu-µs/printer")
+		b.ReportMetric(float64(out.msgs)/float64(b.N), "msgs/cycle")
+	})
 }
