@@ -180,3 +180,55 @@ func TestConfigsArePaced(t *testing.T) {
 		}
 	})
 }
+
+// TestRetainedRenewsWhatWasPublished: for every message published as
+// Renewable, Retained gives the same payload again (the publisher keeps
+// only its sum and republishes from it), and nothing once the device is
+// gone.
+func TestRetainedRenewsWhatWasPublished(t *testing.T) {
+	rec := &recorder{}
+	tree := topics.Tree{Base: "u"}
+	disc := &discovery.Config{Prefix: "ha", Tree: tree, Buttons: []string{"pause"}, Controls: []string{"note"}}
+	b := New(tree, rec, Info{}, disc, Options{}, zerolog.Nop())
+	ctx := context.Background()
+	b.Start(ctx)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	group := state.Cluster{ID: "g", ClusterID: "cg", Online: true, Printers: []string{"p1", "p2"}, UpdatedAt: now}
+	b.Apply(ctx, poller.Update{Cluster: &group, Printers: []state.Printer{
+		{ID: "p1", Cluster: "g", Online: true, Status: "printing", UpdatedAt: now,
+			Job: &state.Job{UUID: "j", Name: "benchy", Status: "printing"}},
+		{ID: "p2", Cluster: "g", Online: true, Status: "idle", UpdatedAt: now}}})
+	single := state.Cluster{ID: "s", ClusterID: "cs", Online: true, Printers: []string{"p3"}, UpdatedAt: now}
+	b.Apply(ctx, poller.Update{Cluster: &single, Printers: []state.Printer{{ID: "p3", Cluster: "s", UpdatedAt: now}}})
+	last := map[string]bus.Message{}
+	for _, m := range rec.msgs {
+		last[m.Topic] = m
+	}
+	renewable := 0
+	for topic, m := range last {
+		if !m.Renewable {
+			if strings.HasSuffix(topic, "/state") && !strings.HasPrefix(topic, "u/bridge") || strings.HasPrefix(topic, "ha/") {
+				t.Errorf("%s published without Renewable", topic)
+			}
+			continue
+		}
+		renewable++
+		got, ok := b.Retained(topic)
+		if !ok || string(got) != string(m.Payload) {
+			t.Errorf("Retained(%s) = %v\n%s\nwant what was published\n%s", topic, ok, got, m.Payload)
+		}
+	}
+	// Bridge, workspace, a group and three printers: configs and states.
+	if renewable != 2+1+3+2+3 {
+		t.Errorf("%d renewable topics, want 11", renewable)
+	}
+	b.Apply(ctx, poller.Update{RemovedPrinters: []state.Printer{{ID: "p3"}}, RemovedClusters: []state.Cluster{single}})
+	for _, topic := range []string{"u/printers/p3/state", "u/clusters/s/state", disc.DeviceTopic(disc.PrinterObjectID("p3"))} {
+		if got, ok := b.Retained(topic); ok {
+			t.Errorf("Retained(%s) after removal = %s", topic, got)
+		}
+	}
+	if _, ok := b.Retained("u/printers/p1/availability"); ok {
+		t.Errorf("Retained answers for a topic it does not renew")
+	}
+}
