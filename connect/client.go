@@ -341,8 +341,6 @@ type Invalidator interface {
 	Invalidate(accessToken string)
 }
 
-// roundTrip sends one request and reads the answer. It returns the access
-// token it used, for Invalidate.
 // bodies are reused read buffers: an answer read into a new slice each
 // time (io.ReadAll, growing it from 512 bytes) was a tenth of a poll's
 // garbage.
@@ -354,8 +352,9 @@ func putBody(b *bytes.Buffer) {
 	}
 }
 
-// roundTrip sends the request and reads the answer into buf (a new buffer
-// when nil); the bytes returned are buf's.
+// roundTrip sends one request and reads the answer into buf (a new buffer
+// when nil); the bytes returned are buf's. It returns the access token it
+// used, for Invalidate.
 func (c *Client) roundTrip(ctx context.Context, method, target, path string, payload []byte, buf *bytes.Buffer) (*http.Response, []byte, string, error) {
 	var rd io.Reader
 	if payload != nil {

@@ -153,9 +153,9 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		b.clusters[c.ID] = c.Compact()
 		if b.disc != nil {
 			wasGroup := b.clusterDevices[c.ID]
-			if m, ok := b.disc.Cluster(*c); ok {
-				msgs = b.config(msgs, m.Topic, func() bus.Message { return m })
+			if _, ok := b.disc.Cluster(*c); ok {
 				b.clusterDevices[c.ID] = true
+				msgs = b.config(msgs, b.disc.DeviceTopic(b.disc.ClusterObjectID(c.ID)))
 			} else if wasGroup {
 				// Down to one printer: its printer device is enough.
 				msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.ClusterObjectID(c.ID))))
@@ -166,7 +166,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 				for _, id := range c.Printers {
 					if p, ok := b.printers[id]; ok && !slices.ContainsFunc(u.Printers, func(q state.Printer) bool { return q.ID == id }) {
 						b.configKeys[id] = b.disc.PrinterFingerprint(p, !wasGroup)
-						msgs = b.printerConfig(msgs, p, !wasGroup)
+						msgs = b.config(msgs, b.disc.DeviceTopic(b.disc.PrinterObjectID(id)))
 					}
 				}
 			}
@@ -180,7 +180,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			inGroup := b.clusterDevices[p.Cluster]
 			if key := b.disc.PrinterFingerprint(p, inGroup); b.configKeys[p.ID] != key {
 				b.configKeys[p.ID] = key
-				msgs = b.printerConfig(msgs, p, inGroup)
+				msgs = b.config(msgs, b.disc.DeviceTopic(b.disc.PrinterObjectID(p.ID)))
 			}
 		}
 		msgs = append(msgs,
@@ -229,23 +229,23 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 }
 
-// config adds the device config on topic to msgs, or queues the topic for
-// Run when configs are paced: Run renders it when its turn comes, from the
-// state then, so a farm's first poll does not hold thousands of configs
-// of 15–20 KB in memory. Called with b.mu held.
-func (b *Renderer) config(msgs []bus.Message, topic string, render func() bus.Message) []bus.Message {
+// config adds the device config on topic, rendered from the state kept
+// (renderConfig), to msgs, or queues the topic for Run when configs are
+// paced: Run renders it when its turn comes, from the state then, so a
+// farm's first poll does not hold thousands of configs of 15–20 KB in
+// memory. Called with b.mu held, after the state is kept.
+func (b *Renderer) config(msgs []bus.Message, topic string) []bus.Message {
 	if b.opts.ConfigsPerSecond <= 0 {
-		return append(msgs, renewable(render()))
+		if m, ok := b.renderConfig(topic); ok {
+			msgs = append(msgs, m)
+		}
+		return msgs
 	}
 	if !b.pending[topic] {
 		b.pending[topic] = true
 		b.paced = append(b.paced, topic)
 	}
 	return msgs
-}
-
-func (b *Renderer) printerConfig(msgs []bus.Message, p state.Printer, inGroup bool) []bus.Message {
-	return b.config(msgs, b.disc.DeviceTopic(b.disc.PrinterObjectID(p.ID)), func() bus.Message { return b.disc.Printer(p, inGroup) })
 }
 
 // renewable marks m as one Retained gives again.
