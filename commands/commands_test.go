@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -522,9 +523,24 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Parse(b, MaxPayload)
-		if err == nil && !bareWord.MatchString(r.Action) {
+		if err == nil && !actionWord.MatchString(r.Action) {
 			t.Fatalf("accepted action %q", r.Action)
 		}
 		_ = TransactionOf(b)
+	})
+}
+
+// actionWord is what bareWord checks, said as a regular expression.
+var actionWord = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
+
+func FuzzBareWord(f *testing.F) {
+	for _, s := range []string{"pause", "move_to_top", "Pause", "_x", "", "a", strings.Repeat("a", 40),
+		strings.Repeat("a", 41), "a-b", "é", "a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, w string) {
+		if got, want := bareWord(w), actionWord.MatchString(w); got != want {
+			t.Fatalf("bareWord(%q) = %v, the pattern says %v", w, got, want)
+		}
 	})
 }

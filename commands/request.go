@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -121,7 +122,19 @@ func actionsOf(kind topics.Kind) []string {
 // action.
 var errMissingAction = errors.New(`missing "action"`)
 
-var bareWord = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
+// bareWord reports whether w can be an action: a lowercase letter, then
+// up to 39 lowercase letters or underscores.
+func bareWord(w string) bool {
+	if len(w) == 0 || len(w) > 40 || w[0] < 'a' || w[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(w[1:]) {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
 
 // Parse reads a command payload: a bare word such as "pause", or a JSON
 // object {"action": …, "transaction": …, …}. Unknown fields and wrong types
@@ -137,7 +150,7 @@ func Parse(payload []byte, limit int) (Request, error) {
 	}
 	if p[0] != '{' {
 		w := strings.ToLower(string(p))
-		if !bareWord.MatchString(w) {
+		if !bareWord(w) {
 			return r, errors.New(`want a bare action word or a JSON object {"action": …}`)
 		}
 		r.Action = w
@@ -176,7 +189,7 @@ func Parse(payload []byte, limit int) (Request, error) {
 	if r.Action == "" {
 		return r, errMissingAction
 	}
-	if !bareWord.MatchString(r.Action) {
+	if !bareWord(r.Action) {
 		return r, fmt.Errorf("action %q is not a word", truncate(r.Action, 40))
 	}
 	return r, nil
@@ -191,7 +204,7 @@ func ActionOf(payload []byte) string {
 		return ""
 	}
 	if p[0] != '{' {
-		if w := strings.ToLower(string(p)); bareWord.MatchString(w) {
+		if w := strings.ToLower(string(p)); bareWord(w) {
 			return w
 		}
 		return ""
@@ -203,7 +216,7 @@ func ActionOf(payload []byte) string {
 	if json.Unmarshal(p, &v) != nil || json.Unmarshal(v.Action, &a) != nil {
 		return ""
 	}
-	if a = strings.ToLower(strings.TrimSpace(a)); bareWord.MatchString(a) {
+	if a = strings.ToLower(strings.TrimSpace(a)); bareWord(a) {
 		return a
 	}
 	return ""
@@ -261,16 +274,19 @@ func truncate(s string, n int) string {
 }
 
 // prefixRe finds "action" or "transaction" with a string or number value
-// in the first bytes of a payload too large to parse.
-var prefixRe = map[string]*regexp.Regexp{
-	"action":      regexp.MustCompile(`"action"\s*:\s*"([a-z][a-z_]{0,39})"`),
-	"transaction": regexp.MustCompile(`"transaction"\s*:\s*("(?:[^"\\]|\\.){0,126}"|-?[0-9][0-9.eE+-]{0,30})`),
-}
+// in the first bytes of a payload too large to parse. Compiled on the
+// first such payload: the bounded repeats make programs of a quarter MB.
+var prefixRe = sync.OnceValue(func() map[string]*regexp.Regexp {
+	return map[string]*regexp.Regexp{
+		"action":      regexp.MustCompile(`"action"\s*:\s*"([a-z][a-z_]{0,39})"`),
+		"transaction": regexp.MustCompile(`"transaction"\s*:\s*("(?:[^"\\]|\\.){0,126}"|-?[0-9][0-9.eE+-]{0,30})`),
+	}
+})
 
 // prefixField digs a field out of the start of an oversized payload, for
 // its answer; "" when it is not there.
 func prefixField(prefix []byte, field string) string {
-	m := prefixRe[field].FindSubmatch(prefix)
+	m := prefixRe()[field].FindSubmatch(prefix)
 	if m == nil {
 		return ""
 	}
