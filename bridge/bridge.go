@@ -177,7 +177,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			Handle: func(ctx context.Context, m bus.Inbound) { b.render.HAStatus(ctx, m.Payload) }})
 	}
 	if cfg.HTTPListen != "" {
-		b.mon = monitor.New(cfg.HTTPListen, b.metrics.Registry, b.health, b.log)
+		b.mon = monitor.New(cfg.HTTPListen, b.metrics, b.health, b.log)
 		if b.monLn, err = b.mon.Listen(); err != nil {
 			return nil, config.Errorf("HTTP_LISTEN %s: %v", cfg.HTTPListen, err)
 		}

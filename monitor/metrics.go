@@ -1,20 +1,22 @@
 package monitor
 
 import (
+	"io"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/VictoriaMetrics/metrics"
 )
 
+// apiBuckets are the upper bounds, in seconds, of the API latency histogram.
+var apiBuckets = []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20}
+
 // Metrics are the bridge's Prometheus families, all prefixed
-// ultimaker2mqtt_.
+// ultimaker2mqtt_. They live in their own set, so two bridges in one
+// process (the tests) count apart.
 type Metrics struct {
-	Registry    *prometheus.Registry
-	Polls       *prometheus.CounterVec   // target
-	PollErrors  *prometheus.CounterVec   // target, class
-	APIRequests *prometheus.HistogramVec // method, route, code
-	Commands    *prometheus.CounterVec   // action, result
+	set *metrics.Set
 }
 
 // Sources are read at scrape time.
@@ -27,47 +29,42 @@ type Sources struct {
 	MQTTConnected func() float64
 }
 
-// NewMetrics registers every family on a fresh registry (with the Go and
-// process collectors).
+// NewMetrics registers the families read from src at scrape time; the
+// counted ones appear with their first count.
 func NewMetrics(src Sources) *Metrics {
-	reg := prometheus.NewRegistry()
-	m := &Metrics{
-		Registry: reg,
-		Polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ultimaker2mqtt_polls_total",
-			Help: "Connect API polls, by target (clusters, status)."}, []string{"target"}),
-		PollErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ultimaker2mqtt_poll_errors_total",
-			Help: "Failed polls, by target and error class (auth, not_found, rate_limited, server, network, bad_body, …)."}, []string{"target", "class"}),
-		APIRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ultimaker2mqtt_api_request_duration_seconds",
-			Help:    "Connect API request latency, by method, route and HTTP status code (0: no answer).",
-			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20}}, []string{"method", "route", "code"}),
-		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ultimaker2mqtt_commands_total",
-			Help: "Commands answered, by action and result (ok, or the error code)."}, []string{"action", "result"}),
-	}
-	reg.MustRegister(m.Polls, m.PollErrors, m.APIRequests, m.Commands,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	// TYPE lines let Prometheus tell counters from gauges; the help texts are in the README.
+	metrics.ExposeMetadata(true)
+	m := &Metrics{set: metrics.NewSet()}
 	funcs := []struct {
-		counter    bool
-		name, help string
-		f          func() float64
+		counter bool
+		name    string
+		f       func() float64
 	}{
-		{true, "ultimaker2mqtt_mqtt_publishes_total", "MQTT messages published.", src.Published},
-		{true, "ultimaker2mqtt_token_refreshes_total", "OAuth2 access-token refreshes.", src.Refreshes},
-		{false, "ultimaker2mqtt_clusters", "Clusters bridged.", src.Clusters},
-		{false, "ultimaker2mqtt_printers", "Printers bridged.", src.Printers},
-		{false, "ultimaker2mqtt_last_successful_poll_timestamp_seconds", "Unix time of the last successful poll.", src.LastPoll},
-		{false, "ultimaker2mqtt_mqtt_connected", "1 while the broker connection is up.", src.MQTTConnected},
+		{true, "ultimaker2mqtt_mqtt_publishes_total", src.Published},
+		{true, "ultimaker2mqtt_token_refreshes_total", src.Refreshes},
+		{false, "ultimaker2mqtt_clusters", src.Clusters},
+		{false, "ultimaker2mqtt_printers", src.Printers},
+		{false, "ultimaker2mqtt_last_successful_poll_timestamp_seconds", src.LastPoll},
+		{false, "ultimaker2mqtt_mqtt_connected", src.MQTTConnected},
 	}
 	for _, f := range funcs {
-		if f.f == nil {
-			continue
-		}
-		if f.counter {
-			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: f.name, Help: f.help}, f.f))
-		} else {
-			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: f.name, Help: f.help}, f.f))
+		switch {
+		case f.f == nil:
+		case f.counter:
+			// A gauge would be typed gauge: the set has no counter read at scrape time.
+			m.set.RegisterMetricsWriter(func(w io.Writer) { metrics.WriteCounterFloat64(w, f.name, f.f()) })
+		default:
+			m.set.NewGauge(f.name, f.f)
 		}
 	}
 	return m
+}
+
+// WritePrometheus writes every family, then the Go runtime's and the
+// process's, in the Prometheus text format.
+func (m *Metrics) WritePrometheus(w io.Writer) {
+	m.set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
 }
 
 // ObserveAPI records one Connect API request. A nil *Metrics (metrics
@@ -76,7 +73,9 @@ func (m *Metrics) ObserveAPI(method, route string, code int, took time.Duration)
 	if m == nil {
 		return
 	}
-	m.APIRequests.WithLabelValues(method, route, strconv.Itoa(code)).Observe(took.Seconds())
+	name := series("ultimaker2mqtt_api_request_duration_seconds",
+		"code", strconv.Itoa(code), "method", method, "route", route)
+	m.set.GetOrCreatePrometheusHistogramExt(name, apiBuckets).Update(took.Seconds())
 }
 
 // ObservePoll records one poll; class is "" for success.
@@ -84,9 +83,9 @@ func (m *Metrics) ObservePoll(target, class string) {
 	if m == nil {
 		return
 	}
-	m.Polls.WithLabelValues(target).Inc()
+	m.set.GetOrCreateCounter(series("ultimaker2mqtt_polls_total", "target", target)).Inc()
 	if class != "" {
-		m.PollErrors.WithLabelValues(target, class).Inc()
+		m.set.GetOrCreateCounter(series("ultimaker2mqtt_poll_errors_total", "class", class, "target", target)).Inc()
 	}
 }
 
@@ -95,5 +94,30 @@ func (m *Metrics) ObserveCommand(action, result string) {
 	if m == nil {
 		return
 	}
-	m.Commands.WithLabelValues(action, result).Inc()
+	m.set.GetOrCreateCounter(series("ultimaker2mqtt_commands_total", "action", action, "result", result)).Inc()
+}
+
+// labelValue escapes a label value as the text format asks.
+var labelValue = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// series names one series of family: labels are name, value pairs, given
+// in name order as Prometheus writes them.
+func series(family string, labels ...string) string {
+	var b strings.Builder
+	b.WriteString(family)
+	for i := 0; i+1 < len(labels); i += 2 {
+		if i == 0 {
+			b.WriteByte('{')
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(labels[i])
+		b.WriteString(`="`)
+		labelValue.WriteString(&b, labels[i+1])
+		b.WriteByte('"')
+	}
+	if len(labels) > 1 {
+		b.WriteByte('}')
+	}
+	return b.String()
 }

@@ -5,12 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 )
 
@@ -27,17 +26,22 @@ type Health struct {
 	Checks  []Check `json:"checks"`
 }
 
+// Exposition writes metrics in the Prometheus text format.
+type Exposition interface {
+	WritePrometheus(w io.Writer)
+}
+
 // Server serves the endpoints.
 type Server struct {
 	listen string
-	reg    *prometheus.Registry
+	expo   Exposition
 	health func() Health
 	log    zerolog.Logger
 }
 
 // New returns a Server for listen (host:port).
-func New(listen string, reg *prometheus.Registry, health func() Health, log zerolog.Logger) *Server {
-	return &Server{listen: listen, reg: reg, health: health, log: log.With().Str("component", "http").Logger()}
+func New(listen string, expo Exposition, health func() Health, log zerolog.Logger) *Server {
+	return &Server{listen: listen, expo: expo, health: health, log: log.With().Str("component", "http").Logger()}
 }
 
 // Handler serves /healthz and /metrics.
@@ -52,7 +56,10 @@ func (s *Server) Handler() http.Handler {
 		}
 		json.NewEncoder(w).Encode(h)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.expo.WritePrometheus(w)
+	})
 	return mux
 }
 
