@@ -78,8 +78,9 @@ func mosquitto(dir string) (string, func(), error) {
 	return "", nil, fmt.Errorf("mosquitto did not start")
 }
 
-// proc reads a process's CPU seconds and resident memory from /proc.
-func proc(pid int) (cpu float64, rssMiB float64) {
+// proc reads a process's CPU seconds, resident memory and the kernel's
+// high-water mark of it (which sees spikes between samples) from /proc.
+func proc(pid int) (cpu, rssMiB, hwmMiB float64) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 		ut, _ := strconv.ParseFloat(f[11], 64)
@@ -88,13 +89,17 @@ func proc(pid int) (cpu float64, rssMiB float64) {
 	}
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			if f := strings.Fields(l); len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
 				kb, _ := strconv.ParseFloat(f[1], 64)
-				rssMiB = kb / 1024
+				if f[0] == "VmRSS:" {
+					rssMiB = kb / 1024
+				} else {
+					hwmMiB = kb / 1024
+				}
 			}
 		}
 	}
-	return cpu, rssMiB
+	return cpu, rssMiB, hwmMiB
 }
 
 type counter struct {
@@ -151,10 +156,10 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 
-	peak := 0.0
+	peak, hwm := 0.0, 0.0
 	sample := func() (float64, float64) {
-		cpu, rss := proc(cmd.Process.Pid)
-		peak = max(peak, rss)
+		cpu, rss, h := proc(cmd.Process.Pid)
+		peak, hwm = max(peak, rss), max(hwm, h)
 		return cpu, rss
 	}
 	for {
@@ -224,6 +229,7 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 		first.Round(time.Millisecond), firstCPU, firstRSS, firstMsgs, float64(firstBytes)/(1<<20))
 	fmt.Printf("window %s: CPU %.2f s = %.0f µs per printer poll; RSS %.1f MiB now, peak %.1f MiB (%.1f KiB per printer)\n",
 		window.Round(time.Second), cpu1-cpu0, (cpu1-cpu0)/polls*1e6, rss1, peak, peak*1024/float64(n))
+	fmt.Printf("RSS high-water mark since start (kernel's VmHWM, first burst included): %.1f MiB\n", hwm)
 	fmt.Printf("MQTT: %d messages (%d printer states), %.1f KiB\n", msgs, states, float64(bytes)/1024)
 	fmt.Printf("API requests: %d; the rules allow %.0f status polls plus the list\n", req1-req0, polls)
 	fmt.Printf("freshness of %d renames: p50 %s, p99 %s, max %s (interval %s); %d not seen\n",
