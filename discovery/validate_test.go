@@ -93,6 +93,7 @@ func loadContract(t *testing.T) *contract {
 // world is what the bridge publishes for the simulated account: every
 // message, and the retained topics with their latest payload.
 type world struct {
+	printers map[string]state.Printer // by host name, as last built
 	msgs     []bus.Message
 	retained map[string][]byte
 	events   map[string][]byte // a sample payload per event topic
@@ -115,7 +116,7 @@ const lanPrinter = "ultimakersystem-4b0fc38e95e3"
 // buildWorld polls the simulator twice, an hour of simulated time apart,
 // so printers have jobs, finished jobs and events, and feeds the views to
 // the bridge exactly as the poller would.
-func buildWorld(t *testing.T) *world {
+func buildWorld(t testing.TB) *world {
 	t.Helper()
 	clock := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	now := func() time.Time { return clock }
@@ -194,7 +195,13 @@ func buildWorld(t *testing.T) *world {
 	s := state.SettingsOf(*settings)
 	br.Apply(ctx, poller.Update{Workspace: &state.Workspace{Settings: &s, Usage: usage, Statistics: &all, UpdatedAt: clock},
 		Statistics: per})
-	w := &world{msgs: rec.msgs, retained: map[string][]byte{}, events: map[string][]byte{}}
+	w := &world{printers: map[string]state.Printer{}, msgs: rec.msgs, retained: map[string][]byte{},
+		events: map[string][]byte{}}
+	for _, v := range views {
+		for _, p := range v.Printers {
+			w.printers[p.ID] = p
+		}
+	}
 	// The broker connection, not the bridge, publishes the bridge state.
 	w.retained[disc.Tree.BridgeState()] = []byte("online")
 	for _, m := range rec.msgs {
