@@ -558,3 +558,41 @@ func TestRenewableRetainedAsksSource(t *testing.T) {
 		t.Errorf("the republished payload was published again")
 	}
 }
+
+// Retained finds what other clients retained below the filters, keeps a
+// word of each payload, and leaves out cleared topics and other branches.
+func TestRetainedFindsTopicsAndKeepsAWord(t *testing.T) {
+	b := mqtttest.Start(t)
+	other := newClient(t, b.URL(), "c-other")
+	run(t, other)
+	waitConnected(t, other)
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("z"), 20_000)
+	for _, m := range []bus.Message{
+		{Topic: "old/printers/p1/state", Payload: big, Retain: true},
+		{Topic: "old/printers/p2/availability", Payload: []byte("online"), Retain: true},
+		{Topic: "old/printers/p3/state", Payload: []byte("x"), Retain: true},
+		{Topic: "old/printers/p3/state", Retain: true}, // cleared
+		{Topic: "elsewhere/a", Payload: []byte("x"), Retain: true},
+	} {
+		if err := other.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newClient(t, b.URL(), "c-sweep")
+	run(t, c)
+	waitConnected(t, c)
+	got, err := c.Retained(ctx, []string{"old/printers/+/+"}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"old/printers/p1/state": string(big[:RetainedKeep]), "old/printers/p2/availability": "online"}
+	if len(got) != len(want) {
+		t.Fatalf("Retained = %q, want %q", got, want)
+	}
+	for topic, p := range want {
+		if string(got[topic]) != p {
+			t.Errorf("Retained[%s] = %q, want %q", topic, got[topic], p)
+		}
+	}
+}
