@@ -242,20 +242,21 @@ func (c *Client) Reports(ctx context.Context, q ReportQuery) ([]Report, Page, er
 	return out, page, err
 }
 
-// AllReports walks every page of the reports between start and end.
-func (c *Client) AllReports(ctx context.Context, start, end time.Time) ([]Report, error) {
-	var all []Report
+// WalkReports walks every page of the reports between start and end,
+// handing each page to visit before the next is read: a farm's month is
+// hundreds of thousands of reports, which need not be held at once.
+func (c *Client) WalkReports(ctx context.Context, start, end time.Time, visit func([]Report)) error {
 	for page := 1; page <= maxPages; page++ {
 		rs, p, err := c.Reports(ctx, ReportQuery{Start: start, End: end, Page: page, Limit: 1000})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		all = append(all, rs...)
+		visit(rs)
 		if len(rs) == 0 || p.TotalPages <= page {
 			break
 		}
 	}
-	return all, nil
+	return nil
 }
 
 // PrintJobQuery narrows GET /print_jobs.

@@ -175,10 +175,6 @@ func buildWorld(t testing.TB) *world {
 		t.Fatal(err)
 	}
 	usage, _ := api.Usage(ctx)
-	reports, err := api.AllReports(ctx, clock.Add(-30*24*time.Hour), clock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := map[string]string{}
 	for _, v := range views {
 		for _, p := range v.Printers {
@@ -186,12 +182,16 @@ func buildWorld(t testing.TB) *world {
 			ids[v.Cluster.ClusterID] = p.ID // MakerBots: the cluster is the printer
 		}
 	}
-	all, per := state.Tally(reports, func(r connect.Report) string {
+	tally := state.NewTally(func(r connect.Report) string {
 		if id := ids[r.PrinterUUID]; r.PrinterUUID != "" {
 			return id
 		}
 		return ids[r.ClusterID]
-	}, clock)
+	})
+	if err := api.WalkReports(ctx, clock.Add(-30*24*time.Hour), clock, tally.Add); err != nil {
+		t.Fatal(err)
+	}
+	all, per := tally.Result(clock)
 	s := state.SettingsOf(*settings)
 	br.Apply(ctx, poller.Update{Workspace: &state.Workspace{Settings: &s, Usage: usage, Statistics: &all, UpdatedAt: clock},
 		Statistics: per})

@@ -25,7 +25,7 @@ type Source interface {
 	CompletedMaintenance(ctx context.Context, clusterID string, limit int) ([]connect.CompletedMaintenance, error)
 	Settings(ctx context.Context) (*connect.Settings, error)
 	Usage(ctx context.Context) (json.RawMessage, error)
-	AllReports(ctx context.Context, start, end time.Time) ([]connect.Report, error)
+	WalkReports(ctx context.Context, start, end time.Time, visit func([]connect.Report)) error
 }
 
 // Sink receives what changed. Apply is called from the poller's own
@@ -214,7 +214,7 @@ type result struct {
 	completed []connect.CompletedMaintenance
 	maintErr  error
 	usage     json.RawMessage
-	rows      []connect.Report
+	tally     *state.Tally // the reports walk, counted as it went
 	err       error
 	at        time.Time
 }
@@ -376,12 +376,13 @@ func (r *run) dispatch(now time.Time) {
 	// cluster is known (the statistics name printers).
 	if r.stats.Ready && !r.reportsBusy && !now.Before(r.nextReports) && r.inFlight < r.cfg.MaxInFlight {
 		r.reportsBusy = true
+		tally := state.NewTally(r.printerOf())
 		r.start(func(ctx context.Context) result {
-			res := result{reports: true}
+			res := result{reports: true, tally: tally}
 			res.usage, res.err = r.src.Usage(ctx)
 			if res.err == nil {
 				at := time.Now()
-				res.rows, res.err = r.src.AllReports(ctx, at.Add(-state.StatisticsDays*24*time.Hour), at)
+				res.err = r.src.WalkReports(ctx, at.Add(-state.StatisticsDays*24*time.Hour), at, tally.Add)
 			}
 			return res
 		})
@@ -846,20 +847,9 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// handleReports turns usage and the reports walk into the workspace's and
-// each printer's 30-day statistics.
-func (r *run) handleReports(ctx context.Context, res result) {
-	r.observe("reports", res.err)
-	if res.err != nil {
-		r.log.Debug().Err(res.err).Msg("usage or reports poll failed")
-		r.nextReports = res.at.Add(min(r.backoff(3), r.cfg.ReportsInterval))
-		var ae *connect.APIError
-		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
-			r.rateLimited(ae, res.at)
-		}
-		return
-	}
-	r.nextReports = res.at.Add(r.jitter(r.cfg.ReportsInterval))
+// printerOf names the printer a report ran on, from the clusters known
+// now; the walk runs on a worker, so the maps are its own.
+func (r *run) printerOf() func(connect.Report) string {
 	byUUID, byName, only := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, c := range r.order {
 		if c.view == nil {
@@ -875,7 +865,7 @@ func (r *run) handleReports(ctx context.Context, res result) {
 			only[c.info.ClusterID] = c.view.Printers[0].ID
 		}
 	}
-	printerOf := func(rep connect.Report) string {
+	return func(rep connect.Report) string {
 		for _, u := range []string{rep.PrinterUUID, rep.PrintedOnUUID} {
 			if id := byUUID[u]; u != "" && id != "" {
 				return id
@@ -886,7 +876,23 @@ func (r *run) handleReports(ctx context.Context, res result) {
 		}
 		return only[rep.ClusterID] // a MakerBot has no GUID; its cluster is the printer
 	}
-	all, per := state.Tally(res.rows, printerOf, res.at)
+}
+
+// handleReports turns usage and the reports walk into the workspace's and
+// each printer's 30-day statistics.
+func (r *run) handleReports(ctx context.Context, res result) {
+	r.observe("reports", res.err)
+	if res.err != nil {
+		r.log.Debug().Err(res.err).Msg("usage or reports poll failed")
+		r.nextReports = res.at.Add(min(r.backoff(3), r.cfg.ReportsInterval))
+		var ae *connect.APIError
+		if errors.As(res.err, &ae) && ae.Kind == connect.KindRateLimited {
+			r.rateLimited(ae, res.at)
+		}
+		return
+	}
+	r.nextReports = res.at.Add(r.jitter(r.cfg.ReportsInterval))
+	all, per := res.tally.Result(res.at)
 	var u Update
 	ws := r.workspace
 	if ws.Statistics == nil || !state.SameStatistics(*ws.Statistics, all) || !bytes.Equal(ws.Usage, res.usage) {

@@ -123,11 +123,16 @@ func (f *fakeSource) Usage(ctx context.Context) (json.RawMessage, error) {
 	return json.RawMessage(`{"printers":1}`), err
 }
 
-func (f *fakeSource) AllReports(ctx context.Context, start, end time.Time) ([]connect.Report, error) {
+// WalkReports hands over two reports, a page each.
+func (f *fakeSource) WalkReports(ctx context.Context, start, end time.Time, visit func([]connect.Report)) error {
 	err, done := f.enter("reports", "")
 	defer done()
-	return []connect.Report{{UUID: "r1", ClusterID: "c0", Status: "finished", TimeTotal: 100, TimeElapsed: 100, PrinterUUID: "p-c0"},
-		{UUID: "r2", ClusterID: "c0", Status: "aborted", TimeTotal: 100, TimeElapsed: 20, PrinterUUID: "p-c0"}}, err
+	if err != nil {
+		return err
+	}
+	visit([]connect.Report{{UUID: "r1", ClusterID: "c0", Status: "finished", TimeTotal: 100, TimeElapsed: 100, PrinterUUID: "p-c0"}})
+	visit([]connect.Report{{UUID: "r2", ClusterID: "c0", Status: "aborted", TimeTotal: 100, TimeElapsed: 20, PrinterUUID: "p-c0"}})
+	return nil
 }
 
 func (f *fakeSource) count(what, id string) int {
@@ -523,8 +528,8 @@ func (c ctxSource) CompletedMaintenance(ctx context.Context, id string, n int) (
 }
 func (c ctxSource) Settings(ctx context.Context) (*connect.Settings, error) { return c.f.Settings(ctx) }
 func (c ctxSource) Usage(ctx context.Context) (json.RawMessage, error)      { return c.f.Usage(ctx) }
-func (c ctxSource) AllReports(ctx context.Context, a, b time.Time) ([]connect.Report, error) {
-	return c.f.AllReports(ctx, a, b)
+func (c ctxSource) WalkReports(ctx context.Context, a, b time.Time, visit func([]connect.Report)) error {
+	return c.f.WalkReports(ctx, a, b, visit)
 }
 func (c ctxSource) PendingMaintenance(ctx context.Context, id string) ([]connect.MaintenanceTask, error) {
 	<-ctx.Done()

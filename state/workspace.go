@@ -54,35 +54,52 @@ func SettingsOf(s connect.Settings) Settings {
 	return Settings{RequirePrintApproval: s.RequirePrintApproval, EnablePrintPrep: s.EnablePrintPrep}
 }
 
-// Tally computes the statistics of the reports: for the workspace, and
-// per printer, where printerOf names the printer (its topic id) a report
-// ran on ("" for none the bridge knows). Only jobs that ended count.
-func Tally(reports []connect.Report, printerOf func(connect.Report) string, now time.Time) (Statistics, map[string]Statistics) {
-	now = now.UTC().Truncate(time.Second)
-	all := Statistics{PeriodDays: StatisticsDays, UpdatedAt: now}
-	per := map[string]Statistics{}
+// Tally adds up the statistics of the reports, a page at a time, so a
+// farm's month of reports is never held whole: for the workspace, and per
+// printer, where printerOf names the printer (its topic id) a report ran
+// on ("" for none the bridge knows). Only jobs that ended count.
+type Tally struct {
+	printerOf func(connect.Report) string
+	all       Statistics
+	per       map[string]Statistics
+}
+
+// NewTally starts an empty tally.
+func NewTally(printerOf func(connect.Report) string) *Tally {
+	return &Tally{printerOf: printerOf, per: map[string]Statistics{}}
+}
+
+// Add counts reports.
+func (t *Tally) Add(reports []connect.Report) {
 	for _, r := range reports {
 		result := reportResult(r)
 		if result == "" {
 			continue
 		}
 		secs := seconds(r.TimeElapsed)
-		add(&all, result, secs)
-		if id := printerOf(r); id != "" {
-			s, ok := per[id]
-			if !ok {
-				s = Statistics{PeriodDays: StatisticsDays, UpdatedAt: now}
-			}
+		add(&t.all, result, secs)
+		if id := t.printerOf(r); id != "" {
+			s := t.per[id]
 			add(&s, result, secs)
-			per[id] = s
+			t.per[id] = s
 		}
 	}
-	rate(&all)
-	for id, s := range per {
+}
+
+// Result is the statistics counted so far, as of now: the workspace's and
+// each printer's that ran a counted job.
+func (t *Tally) Result(now time.Time) (Statistics, map[string]Statistics) {
+	now = now.UTC().Truncate(time.Second)
+	stamp := func(s Statistics) Statistics {
+		s.PeriodDays, s.UpdatedAt, s.SuccessRate = StatisticsDays, now, nil
 		rate(&s)
-		per[id] = s
+		return s
 	}
-	return all, per
+	per := make(map[string]Statistics, len(t.per))
+	for id, s := range t.per {
+		per[id] = stamp(s)
+	}
+	return stamp(t.all), per
 }
 
 func reportResult(r connect.Report) string {
