@@ -24,8 +24,8 @@ var version = ""
 func main() {
 	// Collect at 1.5 times the live heap, not Go's 2: a farm's bridge holds
 	// little per printer but makes a lot of short-lived garbage per poll,
-	// and memory is what small hosts lack (10,000 printers: 105 MiB
-	// instead of 137; 1,000: 26 instead of 30, for a sixth more CPU;
+	// and memory is what small hosts lack (10,000 printers: 104 MiB
+	// instead of 135; 1,000: 24 instead of 27, for a sixth more CPU;
 	// bench/farm.sh). GOGC set in the environment still decides.
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(50)
