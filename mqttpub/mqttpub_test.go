@@ -51,6 +51,16 @@ func run(t *testing.T, c *Client) (stop func() time.Duration) {
 	return stop
 }
 
+// connected is a client of the broker at url, running and connected;
+// the test's end stops it.
+func connected(t *testing.T, url, id string) *Client {
+	t.Helper()
+	c := newClient(t, url, id)
+	run(t, c)
+	waitConnected(t, c)
+	return c
+}
+
 func waitConnected(t *testing.T, c *Client) {
 	t.Helper()
 	waitFor(t, c, 10*time.Second, "client did not connect")
@@ -102,9 +112,7 @@ func TestOnlineRetainedAndOfflineOnShutdown(t *testing.T) {
 func TestRetainedPublishedOnlyWhenChanged(t *testing.T) {
 	b := mqtttest.Start(t)
 	w := mqtttest.Watch(t, b.URL(), "t/p/#")
-	c := newClient(t, b.URL(), "c-dedupe")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-dedupe")
 	ctx := context.Background()
 	for _, p := range []string{"a", "a", "b", "b", "b", "a"} {
 		if err := c.Publish(ctx, bus.Message{Topic: "t/p/state", Payload: []byte(p), Retain: true}); err != nil {
@@ -141,9 +149,7 @@ func TestRetainedPublishedOnlyWhenChanged(t *testing.T) {
 // topic must be back within seconds of the reconnect.
 func TestRepublishAfterBrokerRestart(t *testing.T) {
 	b := mqtttest.Start(t)
-	c := newClient(t, b.URL(), "c-restart")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-restart")
 	ctx := context.Background()
 	want := map[string]string{"t/bridge/state": topics.Online}
 	for i, topic := range []string{"t/a/state", "t/b/state", "t/c/availability"} {
@@ -177,9 +183,7 @@ func TestRepublishAfterBrokerRestart(t *testing.T) {
 // is what the broker holds after the reconnect.
 func TestPublishWhileDisconnected(t *testing.T) {
 	b := mqtttest.Start(t)
-	c := newClient(t, b.URL(), "c-offline")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-offline")
 	ctx := context.Background()
 	c.Publish(ctx, bus.Message{Topic: "t/x/state", Payload: []byte("old"), Retain: true})
 	c.Publish(ctx, bus.Message{Topic: "t/y/state", Payload: []byte("doomed"), Retain: true})
@@ -212,9 +216,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 // DISCONNECT. The client runs in a child process that is killed.
 func TestLastWillOnAbruptLoss(t *testing.T) {
 	if url := os.Getenv("MQTTPUB_WILL_CHILD"); url != "" {
-		c := newClient(t, url, "c-will")
-		run(t, c)
-		waitConnected(t, c)
+		connected(t, url, "c-will")
 		fmt.Println("connected")
 		select {} // until killed
 	}
@@ -317,9 +319,7 @@ func equalMaps(a, b map[string]string) bool {
 
 func TestRepublishOrder(t *testing.T) {
 	b := mqtttest.Start(t)
-	c := newClient(t, b.URL(), "c-republish")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-republish")
 	ctx := context.Background()
 	// Published interleaved: state, config, state, config.
 	for i := range 3 {
@@ -481,9 +481,7 @@ func TestLargeRetainedKeptPacked(t *testing.T) {
 		t.Fatalf("small payload kept wrong")
 	}
 	b := mqtttest.Start(t)
-	c := newClient(t, b.URL(), "c-packed")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-packed")
 	ctx := context.Background()
 	c.Publish(ctx, bus.Message{Topic: "t/big/config", Payload: big, Retain: true})
 	b.Restart()
@@ -563,9 +561,7 @@ func TestRenewableRetainedAsksSource(t *testing.T) {
 // word of each payload, and leaves out cleared topics and other branches.
 func TestRetainedFindsTopicsAndKeepsAWord(t *testing.T) {
 	b := mqtttest.Start(t)
-	other := newClient(t, b.URL(), "c-other")
-	run(t, other)
-	waitConnected(t, other)
+	other := connected(t, b.URL(), "c-other")
 	ctx := context.Background()
 	big := bytes.Repeat([]byte("z"), 20_000)
 	for _, m := range []bus.Message{
@@ -579,9 +575,7 @@ func TestRetainedFindsTopicsAndKeepsAWord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := newClient(t, b.URL(), "c-sweep")
-	run(t, c)
-	waitConnected(t, c)
+	c := connected(t, b.URL(), "c-sweep")
 	got, err := c.Retained(ctx, []string{"old/printers/+/+"}, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
