@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 func TestSeriesEscapesLabelValues(t *testing.T) {
@@ -57,4 +59,19 @@ func TestMetricsExposition(t *testing.T) {
 	if strings.Contains(text, "ultimaker2mqtt_token_refreshes_total") {
 		t.Error("a family without a source is written")
 	}
+}
+
+// Whatever a label value holds (an action name comes from an MQTT
+// payload), the series name is one the metrics set accepts: an invalid one
+// would panic.
+func FuzzSeriesIsValid(f *testing.F) {
+	for _, s := range []string{"pause", `a"b`, `x\`, "a\nb", "", "\x00\r{}=,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		name := series("ultimaker2mqtt_commands_total", "action", v, "result", "ok")
+		if err := metrics.ValidateMetric(name); err != nil {
+			t.Fatalf("series %q: %v", name, err)
+		}
+	})
 }
