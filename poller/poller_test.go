@@ -24,7 +24,7 @@ type fakeSource struct {
 	mu       sync.Mutex
 	clusters []connect.Cluster
 	printing map[string]bool
-	errs     map[string]error // by cluster id, or "list"
+	errs     map[string]error // by cluster id, or "list", or "reports" (after the first page)
 	latency  time.Duration
 	calls    []call
 	inFlight int
@@ -131,6 +131,12 @@ func (f *fakeSource) WalkReports(ctx context.Context, start, end time.Time, visi
 		return err
 	}
 	visit([]connect.Report{{UUID: "r1", ClusterID: "c0", Status: "finished", TimeTotal: 100, TimeElapsed: 100, PrinterUUID: "p-c0"}})
+	f.mu.Lock()
+	err = f.errs["reports"] // the walk breaks off after its first page
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	visit([]connect.Report{{UUID: "r2", ClusterID: "c0", Status: "aborted", TimeTotal: 100, TimeElapsed: 20, PrinterUUID: "p-c0"}})
 	return nil
 }
@@ -749,6 +755,39 @@ func TestStatistics(t *testing.T) {
 		}
 		if s, ok := per["printer-c1"]; !ok || s.JobsFinished != 0 || s.SuccessRate != nil {
 			t.Errorf("printer-c1 statistics %+v, %v: want zeros", s, ok)
+		}
+	})
+}
+
+// TestStatisticsAfterBrokenWalk: a reports walk that fails after a page
+// publishes nothing; the next walk counts from zero, not on top.
+func TestStatisticsAfterBrokenWalk(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(2)
+		src.errs["reports"] = &connect.APIError{Kind: connect.KindServer, HTTPStatus: 500}
+		rec := &recorder{}
+		runFor(t, exact, src, rec, zerolog.Nop(), 5*time.Minute, func(*Poller) {
+			time.Sleep(30 * time.Second)
+			for _, u := range rec.all() {
+				if u.Statistics != nil || (u.Workspace != nil && u.Workspace.Statistics != nil) {
+					t.Errorf("statistics from a broken walk: %+v", u)
+				}
+			}
+			src.mu.Lock()
+			delete(src.errs, "reports")
+			src.mu.Unlock()
+		})
+		if n := src.count("reports", ""); n < 2 {
+			t.Fatalf("%d walks, want a retry after the broken one", n)
+		}
+		var ws *state.Workspace
+		for _, u := range rec.all() {
+			if u.Workspace != nil {
+				ws = u.Workspace
+			}
+		}
+		if ws == nil || ws.Statistics == nil || ws.Statistics.JobsFinished != 1 || ws.Statistics.JobsAborted != 1 {
+			t.Fatalf("workspace after the retried walk %+v", ws)
 		}
 	})
 }
