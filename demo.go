@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +39,42 @@ var demoDefaults = map[string]string{
 	"LOG_LEVEL":              "warn",
 }
 
+// runDemo runs the bridge against a simulated Digital Factory, its LAN
+// printers and an embedded broker (or the user's MQTT_URL), printing one
+// line per printer change.
 func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writer) error {
+	cfg, ownBroker, err := demoConfig(vars)
+	if err != nil {
+		return err
+	}
+	if !ownBroker {
+		stop, err := startDemoBroker(cfg, vars, stdout)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	sim, stopCloud, err := startDemoCloud(cfg)
+	if err != nil {
+		return err
+	}
+	defer stopCloud()
+	lanHosts, stopLAN, err := startDemoLAN(sim, cfg, vars)
+	if err != nil {
+		return err
+	}
+	defer stopLAN()
+	printDemoWelcome(stdout, cfg, ownBroker, lanHosts)
+	br, err := bridge.New(cfg, bridge.Options{Version: buildVersion(), Log: cfg.Logger(stderr), Wrap: printChanges(stdout)})
+	if err != nil {
+		return err
+	}
+	return br.Run(ctx)
+}
+
+// demoConfig is the configuration of vars over the demo's defaults;
+// ownBroker is true when the user named a broker (MQTT_URL).
+func demoConfig(vars map[string]string) (cfg *config.Config, ownBroker bool, err error) {
 	merged := make(map[string]string, len(vars)+len(demoDefaults))
 	for k, v := range demoDefaults {
 		merged[k] = v
@@ -49,65 +82,77 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 	for k, v := range vars {
 		merged[k] = v
 	}
-	_, ownBroker := vars["MQTT_URL"]
+	_, ownBroker = vars["MQTT_URL"]
 	if !ownBroker {
 		merged["MQTT_URL"] = "tcp://" + merged["DEMO_MQTT_LISTEN"]
 		if merged["DEMO_MQTT_LISTEN"] == "" {
 			merged["MQTT_URL"] = "tcp://127.0.0.1:1883"
 		}
 	}
-	cfg, err := config.Load(merged, false)
+	cfg, err = config.Load(merged, false)
+	return cfg, ownBroker, err
+}
+
+// startDemoBroker starts the embedded broker on DEMO_MQTT_LISTEN, or on a
+// free port when the default one is taken, and points cfg at it.
+func startDemoBroker(cfg *config.Config, vars map[string]string, stdout io.Writer) (stop func(), err error) {
+	broker, addr, err := startBroker(cfg.DemoMQTTListen)
+	if err != nil && vars["DEMO_MQTT_LISTEN"] == "" {
+		// The default port is often taken by a system mosquitto; any
+		// free loopback port will do for a demo.
+		fmt.Fprintf(stdout, "port %s is busy (%v); using a free port\n", cfg.DemoMQTTListen, errors.Unwrap(err))
+		broker, addr, err = startBroker("127.0.0.1:0")
+	}
 	if err != nil {
-		return err
+		return nil, &config.Error{Msg: fmt.Sprintf("DEMO_MQTT_LISTEN %s: %v (set DEMO_MQTT_LISTEN to a free address, "+
+			"or MQTT_URL to your broker)", cfg.DemoMQTTListen, err)}
 	}
-	log := cfg.Logger(stderr)
+	cfg.MQTTURL = "tcp://" + addr
+	return func() { broker.Close() }, nil
+}
 
-	if !ownBroker {
-		broker, addr, err := startBroker(cfg.DemoMQTTListen)
-		if err != nil && vars["DEMO_MQTT_LISTEN"] == "" {
-			// The default port is often taken by a system mosquitto; any
-			// free loopback port will do for a demo.
-			fmt.Fprintf(stdout, "port %s is busy (%v); using a free port\n", cfg.DemoMQTTListen, errors.Unwrap(err))
-			broker, addr, err = startBroker("127.0.0.1:0")
-		}
-		if err != nil {
-			return &config.Error{Msg: fmt.Sprintf("DEMO_MQTT_LISTEN %s: %v (set DEMO_MQTT_LISTEN to a free address, or MQTT_URL to your broker)", cfg.DemoMQTTListen, err)}
-		}
-		defer broker.Close()
-		cfg.MQTTURL = "tcp://" + addr
-	}
-
+// startDemoCloud serves the simulated Connect API on a loopback port and
+// points cfg at it, with the demo's token.
+func startDemoCloud(cfg *config.Config) (*simulator.Server, func(), error) {
 	sim := simulator.New(simulator.Options{Speed: cfg.DemoSpeed, Seed: uint64(time.Now().UnixNano()), Tokens: []string{demoToken}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("demo simulator: %w", err)
+		return nil, nil, fmt.Errorf("demo simulator: %w", err)
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
-	defer srv.Close()
-
 	cfg.APIURL = "http://" + ln.Addr().String() + simulator.BasePath
 	cfg.APIToken = config.Secret(demoToken)
+	return sim, func() { srv.Close() }, nil
+}
 
-	// Two printers also answer on the "LAN": the Lab S5 (paired on request,
-	// approved on its screen after a few seconds) and the farm's group host.
-	lanHosts, stopLAN, err := serveLocalPrinters(sim, demoLANPrinters)
+// startDemoLAN serves the LAN API of two printers, the Lab S5 (paired on
+// request, approved on its screen after a few seconds) and the farm's
+// group host, and has the bridge read them (unless LOCAL_PRINTERS says
+// otherwise), with its pairings in a temporary file unless
+// LOCAL_AUTH_FILE names one.
+func startDemoLAN(sim *simulator.Server, cfg *config.Config, vars map[string]string) ([]string, func(), error) {
+	hosts, stopLAN, err := serveLocalPrinters(sim, demoLANPrinters)
 	if err != nil {
-		return fmt.Errorf("demo LAN printers: %w", err)
+		return nil, nil, fmt.Errorf("demo LAN printers: %w", err)
 	}
-	defer stopLAN()
 	if _, set := vars["LOCAL_PRINTERS"]; !set {
-		cfg.LocalPrinters = lanHosts
+		cfg.LocalPrinters = hosts
 	}
-	if cfg.LocalAuthFile == "" {
-		dir, err := os.MkdirTemp("", "ultimaker2mqtt-demo-")
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		cfg.LocalAuthFile = filepath.Join(dir, "local-auth.json")
+	if cfg.LocalAuthFile != "" {
+		return hosts, stopLAN, nil
 	}
+	dir, err := os.MkdirTemp("", "ultimaker2mqtt-demo-")
+	if err != nil {
+		stopLAN()
+		return nil, nil, fmt.Errorf("demo: %w", err)
+	}
+	cfg.LocalAuthFile = filepath.Join(dir, "local-auth.json")
+	return hosts, func() { stopLAN(); os.RemoveAll(dir) }, nil
+}
 
+// printDemoWelcome says where everything is and how to watch it.
+func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanHosts []string) {
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(cfg.MQTTURL, "tcp://"), "mqtt://"))
 	fmt.Fprintf(stdout, "ultimaker2mqtt demo: simulated Digital Factory at %s (%gx speed)\n", cfg.APIURL, cfg.DemoSpeed)
 	if ownBroker {
@@ -122,20 +167,19 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 			host, port, cfg.MQTTBaseTopic, demoLANPrinters[0])
 	}
 	fmt.Fprintln(stdout, "Ctrl-C stops. Printer status changes:")
+}
 
+// printChanges wraps the bridge's sink so each printer status change is
+// printed as a line (describeChange).
+func printChanges(stdout io.Writer) func(poller.Sink) poller.Sink {
 	var mu sync.Mutex
-	changes := func(next poller.Sink) poller.Sink {
+	return func(next poller.Sink) poller.Sink {
 		return &render.PrinterChanges{Next: next, OnChange: func(p state.Printer, previous string) {
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprintln(stdout, describeChange(time.Now(), p, previous))
 		}}
 	}
-	br, err := bridge.New(cfg, bridge.Options{Version: buildVersion(), Log: log, Wrap: changes})
-	if err != nil {
-		return err
-	}
-	return br.Run(ctx)
 }
 
 // demoLANPrinters answer on the demo's LAN: a single S5 and a group host.
@@ -213,83 +257,4 @@ func startBroker(addr string) (*mochi.Server, string, error) {
 		return nil, "", err
 	}
 	return srv, ln.Addr().String(), nil
-}
-
-func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8080", "address to serve the Connect API on")
-	speed := fs.Float64("speed", 1, "simulated seconds per real second")
-	printers := fs.Int("printers", 0, "extra single-printer clusters beside the scripted world")
-	onlyExtra := fs.Bool("only-extra", false, "serve only the extra printers, not the scripted world")
-	seed := fs.Uint64("seed", 1, "seed of job names, durations, pauses and aborts")
-	token := fs.String("token", "", "the only bearer token accepted (default: any)")
-	latency := fs.Duration("latency", 0, "delay of every answer")
-	errorRate := fs.Float64("error-rate", 0, "probability (0-1) of a random 500 answer")
-	localListen := fs.String("local", "", "also serve one printer's LAN API (/api/v1, /cluster-api/v1) on this address")
-	localPrinter := fs.String("local-printer", "ultimakersystem-4b0fc38e95e3", "unique name of the printer -local serves")
-	localAlgo := fs.String("local-digest", "MD5", "digest algorithm of the LAN API's challenge: MD5 or SHA-256")
-	localGated := fs.Bool("local-gated", false, "the LAN printer refuses reads until paired (firmware from 2025)")
-	localPairing := fs.String("local-pairing", simulator.PairApprove, "what the printer's screen answers to pairing: approve, refuse or ignore")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &config.Error{Msg: "simulate: " + err.Error()}
-	}
-	if *speed <= 0 || *printers < 0 || *errorRate < 0 || *errorRate > 1 || *latency < 0 {
-		return &config.Error{Msg: "simulate: -speed must be positive, -printers and -latency not negative, -error-rate within 0-1"}
-	}
-	opts := simulator.Options{Speed: *speed, Seed: *seed, ExtraPrinters: *printers, OnlyExtra: *onlyExtra,
-		Latency: *latency, ErrorRate: *errorRate}
-	if *token != "" {
-		opts.Tokens = []string{*token}
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return &config.Error{Msg: fmt.Sprintf("simulate -listen %s: %v", *listen, err)}
-	}
-	sim := simulator.New(opts)
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
-	if *localListen != "" {
-		if *localAlgo != "MD5" && *localAlgo != "SHA-256" || !slices.Contains([]string{simulator.PairApprove, simulator.PairRefuse, simulator.PairIgnore}, *localPairing) {
-			ln.Close()
-			return &config.Error{Msg: "simulate: -local-digest is MD5 or SHA-256; -local-pairing approve, refuse or ignore"}
-		}
-		lp, err := sim.LocalPrinter(*localPrinter, simulator.LocalOptions{Algorithm: *localAlgo, GatedReads: *localGated,
-			Pairing: *localPairing, ApproveAfter: 5 * time.Second})
-		if err != nil {
-			ln.Close()
-			return &config.Error{Msg: fmt.Sprintf("simulate -local-printer: %v (one of %s)", err, strings.Join(sim.LocalPrinterNames(), ", "))}
-		}
-		lln, err := net.Listen("tcp", *localListen)
-		if err != nil {
-			ln.Close()
-			return &config.Error{Msg: fmt.Sprintf("simulate -local %s: %v", *localListen, err)}
-		}
-		lsrv := &http.Server{Handler: lp, ReadHeaderTimeout: 5 * time.Second}
-		go lsrv.Serve(lln)
-		defer lsrv.Close()
-		fmt.Fprintf(stdout, "LAN API of %s on http://%s/api/v1 (pairing: %s after 5s)\n", *localPrinter, lln.Addr(), *localPairing)
-		fmt.Fprintf(stdout, "point the bridge at it: LOCAL_PRINTERS=%s\n", lln.Addr())
-	}
-	fmt.Fprintf(stdout, "simulated Connect API on http://%s%s\n", ln.Addr(), simulator.BasePath)
-	fmt.Fprintf(stdout, "point the bridge at it: ULTIMAKER_API_URL=http://%s%s ULTIMAKER_API_TOKEN=%s\n", ln.Addr(), simulator.BasePath, tokenHint(*token))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	case err := <-errc:
-		return err
-	}
-}
-
-func tokenHint(t string) string {
-	if t == "" {
-		return "anything"
-	}
-	return "<the -token value>"
 }

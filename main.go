@@ -114,11 +114,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "cleanup":
 		return runCleanup(ctx, rest, vars, stdout, stderr)
 	case "login":
-		return runLogin(ctx, vars, stdout, stderr)
+		return runLogin(ctx, vars, os.Stdin, stdout)
 	case "pair":
 		return runPair(ctx, rest, vars, stdout)
 	case "check":
-		return runCheck(ctx, vars, stdout, stderr)
+		return runCheck(ctx, vars, stdout)
 	case "healthcheck":
 		return runHealthcheck(ctx, vars, stdout)
 	}

@@ -48,7 +48,7 @@ func TestSimulateServesALANPrinter(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if sys.Hostname != labS5 || sys.Name != "Lab-S5-1" {
+	if sys.Hostname != demoLANPrinters[0] || sys.Name != "Lab-S5-1" {
 		t.Errorf("system %+v", sys)
 	}
 	if !strings.Contains(out.String(), "LOCAL_PRINTERS="+lan) {

@@ -4,6 +4,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -416,6 +417,13 @@ func OAuth(cfg *config.Config) *oauth2.Config {
 	return &oauth2.Config{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret.Reveal(),
 		Endpoint: auth.Endpoint(cfg.AccountURL), Scopes: strings.Fields(cfg.Scopes),
 		RedirectURL: fmt.Sprintf("http://localhost:%d/callback", cfg.LoginPort)}
+}
+
+// Login is the sign-in of cfg for the login command; a pasted redirect
+// address is read from in.
+func Login(cfg *config.Config, in io.Reader) auth.LoginConfig {
+	return auth.LoginConfig{OAuth: OAuth(cfg), PKCEMethod: cfg.LoginPKCE, WorkspaceID: cfg.WorkspaceID, Port: cfg.LoginPort,
+		TokenFile: cfg.TokenFile, AccountURL: cfg.AccountURL, Input: in}
 }
 
 // API is the Connect client of cfg; metrics may be nil.

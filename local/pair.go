@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 // Pairing outcomes besides network errors.
@@ -67,4 +70,35 @@ func Pair(ctx context.Context, c *Client, r PairRequest, pending func()) (*Crede
 			return nil, fmt.Errorf("pair %s: %w", c.Host(), ErrRefused)
 		}
 	}
+}
+
+// PairHost pairs with the printer at host from a terminal, telling out
+// each step, and keeps the credential in store under the address and the
+// printer's topic id, where a bridge (running or not) finds it.
+func PairHost(ctx context.Context, host string, store *Store, r PairRequest, out io.Writer) error {
+	c := NewClient(host, 5*time.Second, nil)
+	key := ""
+	if sys, err := c.System(ctx); err == nil {
+		key = topics.Segment(sys.Hostname)
+		fmt.Fprintf(out, "%s is %s (%s, firmware %s)\n", host, sys.Name, sys.Variant, sys.Firmware)
+	} else if !errors.Is(err, ErrAuth) {
+		return fmt.Errorf("pair: the printer at %s does not answer: %w", host, err)
+	}
+	cred, err := Pair(ctx, c, r, func() {
+		fmt.Fprintf(out, "Confirm on the printer's screen: press ALLOW for %s (%s). Waiting up to %s…\n",
+			r.Application, r.User, r.Timeout)
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range []string{host, key} {
+		if k != "" {
+			if err := store.Put(k, cred); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Fprintf(out, "Paired with %s; the credential is in %s (a running bridge picks it up at its next poll).\n",
+		host, store.Path())
+	return nil
 }

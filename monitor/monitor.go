@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -93,4 +94,31 @@ func Evaluate(checks ...Check) Health {
 		h.Healthy = h.Healthy && c.OK
 	}
 	return h
+}
+
+// Probe asks the /healthz of a bridge listening on listen (HTTP_LISTEN;
+// an unspecified host means this machine), copies the answer to out, and
+// returns an error unless it is healthy: Docker's HEALTHCHECK without curl.
+func Probe(ctx context.Context, listen string, out io.Writer) error {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(out, "%s", body)
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("healthcheck: unhealthy")
+	}
+	return nil
 }

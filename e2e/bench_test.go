@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // publish of a command on MQTT to the simulator receiving the action, one
 // command at a time, through mosquitto, the bridge and real HTTP.
 //
-//	go test -run '^$' -bench CommandLatency -benchtime 200x .
+//	go test -run '^$' -bench CommandLatency -benchtime 200x ./e2e
 //
 // Two brokers: mosquitto as installed (Nagle's algorithm on: its
 // set_tcp_nodelay defaults to false) and with set_tcp_nodelay true.
@@ -41,7 +41,7 @@ func benchCommandLatency(b *testing.B, broker *mqtttest.Broker) {
 		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=10s", "COMMAND_POLL_INTERVAL=10ms", "LOG_LEVEL=error", "LOG_FORMAT=json"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"ultimaker2mqtt", "run"}, env, &syncBuffer{}, &syncBuffer{}) }()
+	go func() { done <- runBridge(ctx, env, &syncBuffer{}) }()
 	defer func() { cancel(); <-done }()
 	watch := mqtttest.Watch(b, broker.URL(), "lat/printers/+/response")
 	lab := "lat/printers/ultimakersystem-4b0fc38e95e3"
@@ -82,7 +82,7 @@ func benchCommandLatency(b *testing.B, broker *mqtttest.Broker) {
 // retained on a stock mosquitto (Nagle's algorithm on, as most users run
 // it), with Home Assistant discovery on and off.
 //
-//	go test -run '^$' -bench FirstFullPublish -benchtime 1x .
+//	go test -run '^$' -bench FirstFullPublish -benchtime 1x ./e2e
 func BenchmarkFirstFullPublish(b *testing.B) {
 	for _, ha := range []string{"true", "false"} {
 		b.Run("ha_discovery="+ha, func(b *testing.B) {
@@ -104,7 +104,7 @@ func benchFirstPublish(b *testing.B, n int, ha string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { done <- run(ctx, []string{"ultimaker2mqtt", "run"}, env, &syncBuffer{}, &syncBuffer{}) }()
+	go func() { done <- runBridge(ctx, env, &syncBuffer{}) }()
 	defer func() { cancel(); <-done }()
 	watch.WaitFor(2*time.Minute, "every printer state", func(m map[string]mqtttest.Message) bool { return len(m) >= n })
 	took := time.Since(start)
@@ -118,10 +118,10 @@ func benchFirstPublish(b *testing.B, n int, ha string) {
 // subscribes). Its resident memory 8 s after start says whether the
 // bridge keeps them.
 //
-//	go test -run '^$' -bench RetainedCommandsMemory -benchtime 1x .
+//	go test -run '^$' -bench RetainedCommandsMemory -benchtime 1x ./e2e
 func BenchmarkRetainedCommandsMemory(b *testing.B) {
 	bin := filepath.Join(b.TempDir(), "ultimaker2mqtt")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	for range b.N {

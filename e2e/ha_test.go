@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -127,21 +127,21 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		return hasAll(m, expectedTopics("bye")) && m["homeassistant/device/ultimaker2mqtt_bye_bridge/config"].Payload != ""
 	})
 	// While the bridge is online cleanup refuses (issue 9.18).
-	err := run(context.Background(), []string{"ultimaker2mqtt", "cleanup"}, w.env, &syncBuffer{}, &syncBuffer{})
+	err := cli(context.Background(), w.env, nil, nil, "cleanup")
 	if err == nil || !strings.Contains(err.Error(), "-force") {
 		t.Fatalf("cleanup while the bridge runs: %v", err)
 	}
 	if got := mqtttest.Retained(t, w.broker.URL(), "bye/bridge/info", 200*time.Millisecond); len(got) != 1 {
 		t.Fatalf("a refused cleanup cleared topics")
 	}
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "cleanup", "-force"}, w.env, &syncBuffer{}, &syncBuffer{}); err != nil {
+	if err := cli(context.Background(), w.env, nil, nil, "cleanup", "-force"); err != nil {
 		t.Fatalf("cleanup -force: %v", err)
 	}
 	if err, _ := stop(); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "cleanup"}, w.env, &out, &syncBuffer{}); err != nil {
+	if err := cli(context.Background(), w.env, nil, &out, "cleanup"); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	left := mqtttest.Retained(t, w.broker.URL(), "#", 300*time.Millisecond)

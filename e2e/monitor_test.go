@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -60,7 +60,7 @@ func TestHealthFollowsBroker(t *testing.T) {
 	startBridge(t, env)
 	waitHealth(t, addr, http.StatusOK)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "healthcheck"}, env, &out, io.Discard); err != nil {
+	if err := cli(context.Background(), env, nil, &out, "healthcheck"); err != nil {
 		t.Fatalf("healthcheck while healthy: %v", err)
 	}
 
@@ -75,7 +75,7 @@ func TestHealthFollowsBroker(t *testing.T) {
 	if !brokerDown || body["healthy"] != false {
 		t.Errorf("503 body does not say the broker is down: %v", body)
 	}
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "healthcheck"}, env, io.Discard, io.Discard); exitCode(err, io.Discard) != 1 {
+	if err := cli(context.Background(), env, nil, nil, "healthcheck"); exitCodeOf(err) != 1 {
 		t.Errorf("healthcheck while unhealthy: %v", err)
 	}
 	w.broker.Restart()

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -22,7 +22,7 @@ func matchesTree(topic string) bool {
 }
 
 func TestNodeRedFlowUsesOurTopics(t *testing.T) {
-	b, err := os.ReadFile("examples/node-red/flow.json")
+	b, err := os.ReadFile("../examples/node-red/flow.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,14 +98,14 @@ func TestComposeFileIsValid(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, f := range []string{"docker-compose.yml", "Dockerfile", "deploy/mosquitto/mosquitto.conf"} {
-		b, err := os.ReadFile(f)
+		b, err := os.ReadFile(filepath.Join("..", f))
 		if err != nil {
 			t.Fatal(err)
 		}
 		os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
 		os.WriteFile(filepath.Join(dir, f), b, 0o644)
 	}
-	example, _ := os.ReadFile("config.example.env")
+	example, _ := os.ReadFile("../config.example.env")
 	os.WriteFile(filepath.Join(dir, "ultimaker2mqtt.env"), example, 0o600)
 	out, err := exec.Command(bin, "-f", filepath.Join(dir, "docker-compose.yml"), "config").CombinedOutput()
 	if err != nil {
@@ -119,7 +119,7 @@ func TestComposeFileIsValid(t *testing.T) {
 }
 
 func TestDockerfile(t *testing.T) {
-	b, err := os.ReadFile("Dockerfile")
+	b, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestDockerfile(t *testing.T) {
 // forgetting it. The status debug sits behind a report-by-exception
 // filter, so it shows changes, not every poll (issue 9.17).
 func TestNodeRedFlowMatchesByTransaction(t *testing.T) {
-	b, err := os.ReadFile("examples/node-red/flow.json")
+	b, err := os.ReadFile("../examples/node-red/flow.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -235,7 +235,7 @@ func TestLANOnlyPrinterPairedCommands(t *testing.T) {
 			}
 			// Paired again from a terminal: the running bridge takes the new
 			// credential and the problem clears.
-			if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &syncBuffer{}, &syncBuffer{}); err != nil {
+			if err := cli(t.Context(), env, nil, nil, "pair", addr); err != nil {
 				t.Fatal(err)
 			}
 			watch.WaitFor(10*time.Second, "local_auth cleared", func(m map[string]mqtttest.Message) bool {
@@ -503,7 +503,7 @@ func TestPairCommandBesideRunningBridge(t *testing.T) {
 	waitOnline(t, watch, "paircli")
 
 	var out syncBuffer
-	if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &out, &syncBuffer{}); err != nil {
+	if err := cli(t.Context(), env, nil, &out, "pair", addr); err != nil {
 		t.Fatalf("pair: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "press ALLOW") || !strings.Contains(out.String(), "Paired with") {
@@ -529,8 +529,8 @@ func TestPairCommandBesideRunningBridge(t *testing.T) {
 	}
 	// Bad usage is a usage error (exit code 2).
 	for _, args := range [][]string{{"pair"}, {"pair", "http://x/"}, {"pair", "a", "b"}} {
-		err := run(t.Context(), append([]string{"ultimaker2mqtt"}, args...), env, &syncBuffer{}, &syncBuffer{})
-		if exitCode(err, io.Discard) != 2 {
+		err := cli(t.Context(), env, nil, nil, args...)
+		if exitCodeOf(err) != 2 {
 			t.Errorf("%v: %v", args, err)
 		}
 	}
@@ -544,23 +544,23 @@ func TestCheckLANPrinters(t *testing.T) {
 	authFile := filepath.Join(t.TempDir(), "a.json")
 	env := append(lanEnv(w, "chklan", addr), "LOCAL_AUTH_FILE="+authFile)
 	var out syncBuffer
-	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &out, &syncBuffer{}); err != nil {
+	if err := cli(t.Context(), env, nil, &out, "check"); err != nil {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "Lab-S5-1 (Ultimaker S5") || !strings.Contains(out.String(), "not paired") ||
 		strings.Contains(out.String(), "Connect API") {
 		t.Errorf("check said:\n%s", out.String())
 	}
-	if err := run(t.Context(), []string{"ultimaker2mqtt", "pair", addr}, env, &syncBuffer{}, &syncBuffer{}); err != nil {
+	if err := cli(t.Context(), env, nil, nil, "pair", addr); err != nil {
 		t.Fatal(err)
 	}
 	out = syncBuffer{}
-	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &out, &syncBuffer{}); err != nil ||
+	if err := cli(t.Context(), env, nil, &out, "check"); err != nil ||
 		!strings.Contains(out.String(), "paired: the printer accepts") {
 		t.Errorf("check after pairing: %v\n%s", err, out.String())
 	}
 	env = append(lanEnv(w, "chklan", "127.0.0.1:1"), "LOCAL_AUTH_FILE="+authFile)
-	if err := run(t.Context(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{}); err == nil ||
+	if err := cli(t.Context(), env, nil, nil, "check"); err == nil ||
 		!strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("check with a silent printer: %v", err)
 	}

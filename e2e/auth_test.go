@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -46,12 +46,9 @@ func login(t *testing.T, env []string, paste bool) string {
 	t.Helper()
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
-	loginInput = pr
-	t.Cleanup(func() { loginInput = os.Stdin; pw.Close() })
+	t.Cleanup(func() { pw.Close() })
 	done := make(chan error, 1)
-	go func() {
-		done <- run(context.Background(), []string{"ultimaker2mqtt", "login"}, env, out, &syncBuffer{})
-	}()
+	go func() { done <- cli(context.Background(), env, pr, out, "login") }()
 	var authURL string
 	deadline := time.Now().Add(5 * time.Second)
 	for authURL == "" && time.Now().Before(deadline) {
@@ -139,12 +136,9 @@ func TestLoginRejectsForeignState(t *testing.T) {
 	_, _, env := loginWorld(t)
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
-	loginInput = pr
-	defer func() { loginInput = os.Stdin; pw.Close() }()
+	defer pw.Close()
 	done := make(chan error, 1)
-	go func() {
-		done <- run(context.Background(), []string{"ultimaker2mqtt", "login"}, env, out, &syncBuffer{})
-	}()
+	go func() { done <- cli(context.Background(), env, pr, out, "login") }()
 	for !strings.Contains(out.String(), "/authorize?") {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -207,7 +201,7 @@ func TestBridgeAuthRequiredAndRecovery(t *testing.T) {
 func TestCheckCommand(t *testing.T) {
 	w := newWorld(t, "chk")
 	var out syncBuffer
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, w.env, &out, &syncBuffer{}); err != nil {
+	if err := cli(context.Background(), w.env, nil, &out, "check"); err != nil {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"configuration: ok", "broker", "4 clusters, 6 printers", "API root: ok=true", "access check: 4 of 4"} {
@@ -222,7 +216,7 @@ func TestCheckCommand(t *testing.T) {
 	// (issue 9.18).
 	env := append(slices.Clone(w.env), "ULTIMAKER_API_TOKEN=wrong")
 	var wrong syncBuffer
-	err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &wrong, &syncBuffer{})
+	err := cli(context.Background(), env, nil, &wrong, "check")
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the token") {
 		t.Errorf("check with a wrong token: %v", err)
 	}
@@ -231,7 +225,7 @@ func TestCheckCommand(t *testing.T) {
 	}
 	// No broker: non-zero, saying why.
 	env = append(slices.Clone(w.env), "MQTT_URL=tcp://127.0.0.1:1")
-	if err := run(context.Background(), []string{"ultimaker2mqtt", "check"}, env, &syncBuffer{}, &syncBuffer{}); err == nil ||
+	if err := cli(context.Background(), env, nil, nil, "check"); err == nil ||
 		!strings.Contains(err.Error(), "not reachable") || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("check without a broker: %v", err)
 	}
