@@ -170,6 +170,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		ccfg.LAN = b.lan
 	}
 	b.cmd = commands.New(ccfg, b.api, b.render, b.mq, refresher{b.poll, b.lan}, b.log)
+	b.render.Watch(func(poller.Update) { b.cmd.StateChanged() })
 	for _, f := range b.cmd.Filters() {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: b.cmd.MaxPayloadFor})
 	}

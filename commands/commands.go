@@ -163,7 +163,8 @@ type Handler struct {
 	seenTx   map[string]time.Time
 	retained map[[32]byte]bool // retained commands answered, by hash
 	retOrder [][32]byte        // their order, to forget the oldest
-	inFlight map[string]string // printer/job/cluster key -> action under way
+	lanes    map[string]*lane // by laneOf
+	changed  chan struct{}    // closed at the next StateChanged
 	clearing map[string]bool   // topics we cleared: their empty message is ours
 	running  int
 	wg       sync.WaitGroup
@@ -185,7 +186,7 @@ func New(cfg Config, cloud Cloud, st State, pub Publisher, refresh Refresher, lo
 	}
 	return &Handler{cfg: cfg, cloud: cloud, st: st, pub: pub, refresh: refresh, now: time.Now, manager: cfg.Manager,
 		log: log.With().Str("component", "commands").Logger(), seenTx: map[string]time.Time{}, retained: map[[32]byte]bool{},
-		inFlight: map[string]string{}, clearing: map[string]bool{}}
+		lanes: map[string]*lane{}, changed: make(chan struct{}), clearing: map[string]bool{}}
 }
 
 // Filters are the topics to subscribe Handle to.
@@ -270,22 +271,58 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 		h.answer(ctx, t, req, resp)
 		return
 	}
-	job, key, resp := h.plan(t, req)
+	c := &command{t: t, req: req, in: in, lane: laneOf(t, req), sig: signature(req), arrived: h.now()}
+	if c.lane == "" {
+		h.runNow(ctx, c)
+		return
+	}
+	h.mu.Lock()
+	joined, final, refused := h.enqueue(c)
+	if refused == nil {
+		h.remember(t, req)
+	}
+	h.mu.Unlock()
+	switch {
+	case refused != nil:
+		h.answer(ctx, t, req, refused)
+	case final != nil:
+		h.answer(ctx, t, req, copyOf(final))
+	case !joined:
+		h.log.Debug().Str("topic", in.Topic).Str("action", req.Action).Msg("command accepted")
+		go h.run(ctx, c)
+	}
+}
+
+// runNow carries out a command that keeps no order (a query) at once,
+// within MaxInFlight.
+func (h *Handler) runNow(ctx context.Context, c *command) {
+	w, resp := h.plan(c.t, c.req)
 	if resp != nil {
-		h.answer(ctx, t, req, resp)
+		h.answer(ctx, c.t, c.req, resp)
 		return
 	}
-	if resp := h.accept(t, req, key); resp != nil {
-		h.answer(ctx, t, req, resp)
+	h.mu.Lock()
+	if h.running >= h.cfg.MaxInFlight {
+		h.mu.Unlock()
+		h.answer(ctx, c.t, c.req, fail(CodeBusy, "too many commands in progress; try again"))
 		return
 	}
-	h.log.Debug().Str("topic", in.Topic).Str("action", req.Action).Msg("command accepted")
+	h.remember(c.t, c.req)
+	h.running++
+	h.wg.Add(1)
+	h.mu.Unlock()
 	go func() {
-		defer h.release(t, req, key)
-		if !h.notRetained(ctx, t, req, in) {
+		defer func() {
+			h.mu.Lock()
+			h.running--
+			h.mu.Unlock()
+			h.wg.Done()
+		}()
+		if resp := h.notRetained(ctx, c.t, c.in); resp != nil {
+			h.answer(ctx, c.t, c.req, resp)
 			return
 		}
-		job(ctx, func(r *Response) { h.answer(ctx, t, req, r) })
+		w(ctx, func(r *Response) { h.answer(ctx, c.t, c.req, r) })
 	}()
 }
 
@@ -337,27 +374,26 @@ func (h *Handler) clear(ctx context.Context, topic string) {
 }
 
 // notRetained asks the broker whether it holds this command retained:
-// then it is answered retained and cleared, and not carried out. A
-// different retained payload on the topic is a stale command: cleared.
-func (h *Handler) notRetained(ctx context.Context, t target, req Request, in bus.Inbound) bool {
+// then it is cleared and the answer is retained (busy when the broker
+// cannot say); nil when the command may be carried out. A different
+// retained payload on the topic is a stale command: cleared.
+func (h *Handler) notRetained(ctx context.Context, t target, in bus.Inbound) *Response {
 	if h.cfg.Prober == nil {
-		return true
+		return nil
 	}
 	held, err := h.cfg.Prober.RetainedCopy(ctx, in.Topic)
 	if err != nil {
-		h.answer(ctx, t, req, fail(CodeBusy, "cannot confirm with the broker that this command is not retained; try again"))
-		return false
+		return fail(CodeBusy, "cannot confirm with the broker that this command is not retained; try again")
 	}
 	if held == nil {
-		return true
+		return nil
 	}
 	h.clear(ctx, in.Topic)
 	if !bytes.Equal(held, in.Payload) {
-		return true
+		return nil
 	}
 	h.rememberRetained(in.Topic, in.Payload)
-	h.answer(ctx, t, req, retainedAnswer())
-	return false
+	return retainedAnswer()
 }
 
 // parse reads the payload for target t and checks that every field it
@@ -425,41 +461,13 @@ func (h *Handler) admit(t target, req Request) *Response {
 
 func txKey(t target, req Request) string { return t.response + "\x00" + string(req.Transaction) }
 
-// accept takes a planned command on: within MaxInFlight, with no other
-// action under way for its printer, job or cluster (key), and only now
-// remembers its transaction, so a command refused here can be retried
-// with the same one.
-func (h *Handler) accept(t target, req Request, keys []string) *Response {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.running >= h.cfg.MaxInFlight {
-		return fail(CodeBusy, "too many commands in progress; try again")
-	}
-	for _, k := range keys {
-		if other, busy := h.inFlight[k]; busy {
-			what, _, _ := strings.Cut(k, ":")
-			return fail(CodeConflict, fmt.Sprintf("%s already in progress for this %s; nothing sent", other, what))
-		}
-	}
-	for _, k := range keys {
-		h.inFlight[k] = req.Action
-	}
+// remember records the transaction of a command taken on, so the same
+// transaction is refused as a duplicate; a command refused before (busy)
+// can be sent again with it. Called with h.mu held.
+func (h *Handler) remember(t target, req Request) {
 	if len(req.Transaction) > 0 {
 		h.seenTx[txKey(t, req)] = h.now()
 	}
-	h.running++
-	h.wg.Add(1)
-	return nil
-}
-
-func (h *Handler) release(t target, req Request, keys []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, k := range keys {
-		delete(h.inFlight, k)
-	}
-	h.running--
-	h.wg.Done()
 }
 
 // work carries out an admitted command and reports through answer; it may
@@ -469,20 +477,20 @@ type work func(ctx context.Context, answer func(*Response))
 // plan checks a command against the current state, without calling the
 // cloud, and returns the work to do and the keys of what it occupies
 // while under way (one action at a time per printer, job and cluster).
-func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
+func (h *Handler) plan(t target, req Request) (work, *Response) {
 	switch t.kind {
 	case topics.Printer:
 		p, ok := h.st.Printer(t.id)
 		if !ok {
-			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
+			return nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", t.id))
 		}
 		c, _ := h.st.Cluster(p.Cluster)
 		if resp := lanOnly(p.ClusterID, nonEmpty(p.FriendlyName, p.ID), req.Action); resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		if slices.Contains(ClusterManagement, req.Action) {
 			if len(c.Printers) != 1 {
-				return nil, nil, fail(CodeUnknownAction, fmt.Sprintf("%s is in a group of printers: send %s to the cluster's topic %s",
+				return nil, fail(CodeUnknownAction, fmt.Sprintf("%s is in a group of printers: send %s to the cluster's topic %s",
 					p.FriendlyName, req.Action, h.cfg.Tree.ClusterSet(c.ID)))
 			}
 			return h.planManage(c, req)
@@ -491,19 +499,18 @@ func (h *Handler) plan(t target, req Request) (work, []string, *Response) {
 	case topics.Cluster:
 		c, ok := h.st.Cluster(t.id)
 		if !ok {
-			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
+			return nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", t.id))
 		}
 		if resp := lanOnly(c.ClusterID, nonEmpty(c.FriendlyName, c.ID), req.Action); resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		if slices.Contains(ClusterManagement, req.Action) {
 			return h.planManage(c, req)
 		}
 		if resp := capable(c, req.Action); resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
-		w, resp := h.planCluster(c, req)
-		return w, []string{"job:" + req.Job}, resp
+		return h.planCluster(c, req)
 	case topics.Workspace:
 		return h.planSettings(req)
 	}
@@ -539,25 +546,23 @@ func capable(c state.Cluster, action string) *Response {
 // (the job statuses that allow it are state.JobActionFrom).
 var connectAction = map[string]string{"pause": "pause", "resume": "print", "abort": "abort"}
 
-func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (work, []string, *Response) {
+func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (work, *Response) {
 	if !p.Online {
-		return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
+		return nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
 	}
 	if resp := capable(c, req.Action); resp != nil {
-		return nil, nil, resp
+		return nil, resp
 	}
-	keys := []string{"printer:" + p.ID}
 	if req.Action == "rename" || req.Action == "import_material" {
-		w, resp := h.planPrinterAction(p, req)
-		return w, keys, resp
+		return h.planPrinterAction(p, req)
 	}
 	if req.Action == "snapshot" {
 		if p.UUID == "" {
-			return nil, nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
+			return nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			st, err := h.cloud.PrinterAction(ctx, p.ClusterID, p.UUID, "get_webcam_snapshot", nil)
-			h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
+			h.follow(ctx, p.ClusterID, st, err, answer, nil, func(final *connect.ActionStatus) any {
 				url := final.ImageURL()
 				if url != "" {
 					b, _ := json.Marshal(map[string]any{"url": url, "taken_at": h.now().UTC().Truncate(time.Second)})
@@ -565,30 +570,37 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 				}
 				return map[string]any{"action_id": final.ActionID, "image_url": url}
 			})
-		}, keys, nil
+		}, nil
 	}
 	if p.Job == nil {
-		return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
+		return nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
 	}
 	if !state.JobActionAllowed(req.Action, p.Job.Status) {
-		return nil, nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status,
+		return nil, fail(CodeConflict, fmt.Sprintf("cannot %s a job that is %s (allowed while %s)", req.Action, p.Job.Status,
 			strings.Join(state.JobActionFrom[req.Action], ", ")))
 	}
 	job := p.Job.UUID
 	lan, resp := h.viaLAN(p)
 	if resp != nil {
-		return nil, nil, resp
+		return nil, resp
 	}
+	// The action counts as done once the state shows it: the lane's next
+	// command (a resume after a pause) is checked against that state.
+	shown := h.shown(p.ID, req.Action, job)
 	if lan {
 		return h.lanWork(func(ctx context.Context) error { return h.cfg.LAN.JobState(ctx, p.ID, connectAction[req.Action]) },
-			p.ID, map[string]any{"job": job}), append(keys, "job:"+job), nil
+			p.ID, map[string]any{"job": job}, shown), nil
 	}
 	return func(ctx context.Context, answer func(*Response)) {
+		deadline := h.now().Add(h.cfg.Timeout)
 		st, err := h.cloud.PrintJobAction(ctx, p.ClusterID, job, connectAction[req.Action], nil)
-		h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
+		ok := h.follow(ctx, p.ClusterID, st, err, answer, shown, func(final *connect.ActionStatus) any {
 			return map[string]any{"action_id": final.ActionID, "job": job}
 		})
-	}, append(keys, "job:"+job), nil
+		if ok {
+			h.holdUntilShown(ctx, deadline, shown)
+		}
+	}, nil
 }
 
 func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
@@ -621,7 +633,7 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 			return nil, fail(CodeConflict, fmt.Sprintf("the host of %s does not answer on the LAN", c.FriendlyName))
 		}
 		return h.lanWork(func(ctx context.Context) error { return h.cfg.LAN.QueueAction(ctx, c.ID, req.Job, req.Action) },
-			c.ID, map[string]any{"job": req.Job}), nil
+			c.ID, map[string]any{"job": req.Job}, nil), nil
 	}
 	action, body := req.Action, (*connect.PrintJobActionBody)(nil)
 	if action == "move_to_top" {
@@ -630,41 +642,41 @@ func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		st, err := h.cloud.PrintJobAction(ctx, c.ClusterID, req.Job, action, body)
-		h.follow(ctx, c.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
+		h.follow(ctx, c.ClusterID, st, err, answer, nil, func(final *connect.ActionStatus) any {
 			return map[string]any{"action_id": final.ActionID, "job": req.Job}
 		})
 	}, nil
 }
 
-func (h *Handler) planBridge(req Request) (work, []string, *Response) {
+func (h *Handler) planBridge(req Request) (work, *Response) {
 	if req.Action == "refresh" {
 		id, resp := h.optionalCluster(req.Cluster)
 		if resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			h.refresh.Refresh(id)
 			answer(&Response{Status: "ok"})
-		}, nil, nil
+		}, nil
 	}
 	if req.Cluster == "" {
-		return nil, nil, fail(CodeBadRequest, fmt.Sprintf(`%s needs "cluster": a cluster id`, req.Action))
+		return nil, fail(CodeBadRequest, fmt.Sprintf(`%s needs "cluster": a cluster id`, req.Action))
 	}
 	c, ok := h.st.Cluster(req.Cluster)
 	if !ok {
-		return nil, nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
+		return nil, fail(CodeNotFound, fmt.Sprintf("no cluster %q", req.Cluster))
 	}
 	switch req.Action {
 	case "print":
 		if req.JobID == "" {
-			return nil, nil, fail(CodeBadRequest, `print needs "job_id": the Digital Factory library job id`)
+			return nil, fail(CodeBadRequest, `print needs "job_id": the Digital Factory library job id`)
 		}
 		if !c.Online {
-			return nil, nil, fail(CodeConflict, fmt.Sprintf("cluster %s is offline", c.FriendlyName))
+			return nil, fail(CodeConflict, fmt.Sprintf("cluster %s is offline", c.FriendlyName))
 		}
 		return h.queueJob(c.ClusterID, func(ctx context.Context) (*connect.PrintRequest, error) {
 			return h.cloud.Print(ctx, c.ClusterID, req.JobID)
-		}), []string{"print:" + c.ClusterID + "/" + req.JobID}, nil
+		}), nil
 	default: // maintenance_done
 		tasks := req.Tasks
 		if len(tasks) == 0 {
@@ -674,12 +686,12 @@ func (h *Handler) planBridge(req Request) (work, []string, *Response) {
 				}
 			}
 			if len(tasks) == 0 {
-				return nil, nil, fail(CodeConflict, "no maintenance task is due on this cluster")
+				return nil, fail(CodeConflict, "no maintenance task is due on this cluster")
 			}
 		}
 		for _, code := range tasks {
 			if !slices.ContainsFunc(c.Maintenance, func(m state.MaintenanceTask) bool { return m.Code == code }) {
-				return nil, nil, fail(CodeNotFound, fmt.Sprintf("no pending maintenance task %q", code))
+				return nil, fail(CodeNotFound, fmt.Sprintf("no pending maintenance task %q", code))
 			}
 		}
 		return func(ctx context.Context, answer func(*Response)) {
@@ -689,7 +701,7 @@ func (h *Handler) planBridge(req Request) (work, []string, *Response) {
 			}
 			h.refresh.RefreshMaintenance(c.ClusterID)
 			answer(&Response{Status: "ok", Data: map[string]any{"tasks": tasks}})
-		}, []string{"cluster:" + c.ClusterID}, nil
+		}, nil
 	}
 }
 
@@ -728,11 +740,14 @@ func (h *Handler) queueJob(clusterID string, send func(context.Context) (*connec
 }
 
 // follow answers an asynchronous action: pending at once, then ok or
-// error when its status settles, or timeout.
-func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.ActionStatus, err error, answer func(*Response), data func(*connect.ActionStatus) any) {
+// error when its status settles, or timeout. With shown, the action is
+// also done (ok) as soon as the state shows its effect. It reports
+// whether the answer was ok.
+func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.ActionStatus, err error, answer func(*Response),
+	shown func() bool, data func(*connect.ActionStatus) any) bool {
 	if err != nil {
 		answer(cloudFailure(err, h.now()))
-		return
+		return false
 	}
 	// The cloud took it: show the change as soon as it happens.
 	h.refresh.Refresh(clusterID)
@@ -743,12 +758,21 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 	defer tick.Stop()
 	wait := tick.C
 	for !st.Settled() {
+		var change <-chan struct{}
+		if shown != nil {
+			if change = h.stateChange(); shown() {
+				answer(&Response{Status: "ok", Data: data(st)})
+				return true
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-deadline.C:
 			answer(fail(CodeTimeout, fmt.Sprintf("action %s still %s after %s", st.ActionID, st.Status, h.cfg.Timeout)))
-			return
+			return false
+		case <-change:
+			continue
 		case <-wait:
 			wait = tick.C
 		}
@@ -764,15 +788,16 @@ func (h *Handler) follow(ctx context.Context, clusterID string, st *connect.Acti
 				continue // keep trying until the deadline
 			}
 			answer(cloudFailure(err, h.now()))
-			return
+			return false
 		}
 		st = next
 	}
 	if st.Status != connect.ActionSuccess {
 		answer(fail(CodeActionFailed, fmt.Sprintf("the cloud reports action %s as %s", st.ActionID, st.Status)))
-		return
+		return false
 	}
 	answer(&Response{Status: "ok", Data: data(st)})
+	return true
 }
 
 // cloudFailure maps a Connect error to an answer with a stable code and

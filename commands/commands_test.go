@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,9 @@ type fakeCloud struct {
 	stuck    bool          // actions never settle
 	image    string        // image URL on success
 	block    chan struct{} // when set, calls wait for it
+	// moved, when set, is told of each job action on a printer's job
+	// (by the printer's uuid): the fake state follows.
+	moved func(printer, action string)
 }
 
 var _ Cloud = (*fakeCloud)(nil)
@@ -55,6 +59,11 @@ func (f *fakeCloud) PrintJobAction(_ context.Context, cid, job, action string, b
 	}
 	if err := f.call(s); err != nil {
 		return nil, err
+	}
+	if f.moved != nil && job == "job-1" {
+		// job-1 is on printer "printing" or "paused": both move.
+		f.moved("printing", action)
+		f.moved("paused", action)
 	}
 	return &connect.ActionStatus{ActionID: "a1", Status: "pending"}, nil
 }
@@ -101,16 +110,34 @@ func (f *fakeCloud) CompleteMaintenance(_ context.Context, cid string, codes []s
 	return f.call("maintenance " + cid + " " + strings.Join(codes, ","))
 }
 
-// fakeState holds one printer of each situation and one cluster.
-type fakeState struct{}
+// fakeState holds one printer of each situation and one cluster. Job
+// actions the fake cloud takes change the job's status here, as the next
+// poll would show them.
+type fakeState struct {
+	mu     sync.Mutex
+	status map[string]string // printer id -> its job's status, when an action changed it
+}
 
-func (fakeState) Printer(id string) (state.Printer, bool) {
+// jobAction moves the job of printer id as the cloud would, at once.
+func (f *fakeState) jobAction(id, action string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status == nil {
+		f.status = map[string]string{}
+	}
+	f.status[id] = map[string]string{"pause": "paused", "print": "printing", "abort": "aborted"}[action]
+}
+
+func (f *fakeState) Printer(id string) (state.Printer, bool) {
 	p := state.Printer{ID: id, UUID: "uuid-" + id, ClusterID: "cid", FriendlyName: id, Online: true}
+	f.mu.Lock()
+	moved := f.status[id]
+	f.mu.Unlock()
 	switch id {
 	case "printing":
-		p.Job = &state.Job{UUID: "job-1", Status: "printing"}
+		p.Job = &state.Job{UUID: "job-1", Status: cmp.Or(moved, "printing")}
 	case "paused":
-		p.Job = &state.Job{UUID: "job-1", Status: "paused"}
+		p.Job = &state.Job{UUID: "job-1", Status: cmp.Or(moved, "paused")}
 	case "idle":
 	case "offline":
 		p.Online = false
@@ -124,7 +151,7 @@ func (fakeState) Printer(id string) (state.Printer, bool) {
 	return p, true
 }
 
-func (fakeState) Cluster(id string) (state.Cluster, bool) {
+func (*fakeState) Cluster(id string) (state.Cluster, bool) {
 	if id == "nocam" {
 		return state.Cluster{ID: "nocam", ClusterID: "nocam-id", Online: true, Capabilities: []string{"print_job_action", "queue"}}, true
 	}
@@ -176,6 +203,7 @@ func (r *refreshes) RefreshMaintenance(id string) {
 
 type rig struct {
 	h       *Handler
+	state   *fakeState
 	cloud   *fakeCloud
 	out     *answers
 	refresh *refreshes
@@ -186,8 +214,13 @@ func newRig(cfg Config) *rig {
 	if cfg.PollEvery == 0 {
 		cfg.PollEvery = time.Millisecond
 	}
-	r := &rig{cloud: &fakeCloud{statuses: []string{"sent", "success"}}, out: &answers{note: make(chan struct{}, 1)}, refresh: &refreshes{}}
-	r.h = New(cfg, r.cloud, fakeState{}, r.out, r.refresh, zerolog.Nop())
+	r := &rig{state: &fakeState{}, cloud: &fakeCloud{statuses: []string{"sent", "success"}}, out: &answers{note: make(chan struct{}, 1)},
+		refresh: &refreshes{}}
+	r.h = New(cfg, r.cloud, r.state, r.out, r.refresh, zerolog.Nop())
+	r.cloud.moved = func(printer, action string) {
+		r.state.jobAction(printer, action)
+		r.h.StateChanged()
+	}
 	return r
 }
 
@@ -372,8 +405,8 @@ func TestSafety(t *testing.T) {
 	})
 	t.Run("DuplicateTransaction", func(t *testing.T) {
 		r := newRig(Config{})
-		r.send("u/printers/printing/set", `{"action":"abort","transaction":"t-1"}`, false)
-		rs := r.send("u/printers/printing/set", `{"action":"abort","transaction":"t-1"}`, false)
+		r.send("u/printers/printing/set", `{"action":"snapshot","transaction":"t-1"}`, false)
+		rs := r.send("u/printers/printing/set", `{"action":"snapshot","transaction":"t-1"}`, false)
 		if final(rs).Error == nil || final(rs).Error.Code != CodeDuplicate {
 			t.Errorf("second delivery answered %+v", rs)
 		}
@@ -382,7 +415,7 @@ func TestSafety(t *testing.T) {
 		}
 		// After the window the id may be used again.
 		r.h.now = func() time.Time { return time.Now().Add(11 * time.Minute) }
-		r.send("u/printers/printing/set", `{"action":"abort","transaction":"t-1"}`, false)
+		r.send("u/printers/printing/set", `{"action":"snapshot","transaction":"t-1"}`, false)
 		if n := len(r.cloud.Calls()); n != 2 {
 			t.Errorf("after the window: %d calls", n)
 		}
@@ -470,11 +503,13 @@ func TestCloudErrors(t *testing.T) {
 
 func TestAsyncEndings(t *testing.T) {
 	r := newRig(Config{})
+	r.cloud.moved = nil // the printer never pauses
 	r.cloud.statuses = []string{"sent", "failed"}
 	if rs := r.send("u/printers/printing/set", "pause", false); final(rs).Error == nil || final(rs).Error.Code != CodeActionFailed {
 		t.Errorf("failed action: %+v", rs)
 	}
 	r = newRig(Config{Timeout: 20 * time.Millisecond})
+	r.cloud.moved = nil
 	r.cloud.stuck = true
 	rs := r.send("u/printers/printing/set", "pause", false)
 	if len(rs) != 2 || rs[0].Status != "pending" || rs[1].Error == nil || rs[1].Error.Code != CodeTimeout {

@@ -72,29 +72,36 @@ func lanFailure(err error, id string) *Response {
 	return fail(CodeActionFailed, "the printer did not carry out the action: "+err.Error())
 }
 
-// lanWork is a job action carried out over the LAN: answered ok once the
-// printer took it (it answers at once, 204).
-func (h *Handler) lanWork(send func(context.Context) error, id string, data map[string]any) work {
+// lanWork is an action carried out over the LAN: answered ok once the
+// printer took it (it answers at once, 204), then the printer is read
+// again; with shown, the action stays under way until the state shows
+// its effect (within COMMAND_TIMEOUT).
+func (h *Handler) lanWork(send func(context.Context) error, id string, data map[string]any, shown func() bool) work {
 	return func(ctx context.Context, answer func(*Response)) {
-		ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+		deadline := h.now().Add(h.cfg.Timeout)
+		sctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 		defer cancel()
-		if err := send(ctx); err != nil {
+		if err := send(sctx); err != nil {
 			answer(lanFailure(err, id))
 			return
 		}
+		h.refresh.Refresh(id)
 		data["via"] = "local"
 		answer(&Response{Status: "ok", Data: data})
+		if shown != nil {
+			h.holdUntilShown(ctx, deadline, shown)
+		}
 	}
 }
 
 // planPair pairs the bridge with a printer on the LAN: pending while the
 // printer asks for ALLOW, then ok, or error (refused) or timeout.
-func (h *Handler) planPair(req Request) (work, []string, *Response) {
+func (h *Handler) planPair(req Request) (work, *Response) {
 	if h.cfg.LAN == nil {
-		return nil, nil, fail(CodeNotAllowed, "no printer is read on the LAN: set LOCAL_PRINTERS or LOCAL_DISCOVERY")
+		return nil, fail(CodeNotAllowed, "no printer is read on the LAN: set LOCAL_PRINTERS or LOCAL_DISCOVERY")
 	}
 	if req.Printer == "" {
-		return nil, nil, fail(CodeBadRequest, `pair needs "printer": a printer's topic id or its address on the LAN`)
+		return nil, fail(CodeBadRequest, `pair needs "printer": a printer's topic id or its address on the LAN`)
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		err := h.cfg.LAN.Pair(ctx, req.Printer, func() {
@@ -111,7 +118,7 @@ func (h *Handler) planPair(req Request) (work, []string, *Response) {
 		default: // refused on the screen, or the printer failed
 			answer(fail(CodeActionFailed, err.Error()))
 		}
-	}, []string{"pair:" + req.Printer}, nil
+	}, nil
 }
 
 // needsCloud refuses, without a cloud account, what only the cloud does.

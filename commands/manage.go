@@ -72,15 +72,14 @@ var (
 )
 
 // planManage plans a cluster's note, job note, sharing or removal.
-func (h *Handler) planManage(c state.Cluster, req Request) (work, []string, *Response) {
-	keys := []string{"cluster:" + c.ClusterID}
+func (h *Handler) planManage(c state.Cluster, req Request) (work, *Response) {
 	switch req.Action {
 	case "note":
 		if req.Note == nil {
-			return nil, nil, fail(CodeBadRequest, `note needs "note": the text, "" clears it`)
+			return nil, fail(CodeBadRequest, `note needs "note": the text, "" clears it`)
 		}
 		if n := len([]rune(*req.Note)); n > maxClusterNote {
-			return nil, nil, fail(CodeBadRequest, fmt.Sprintf("note is %d characters; at most %d", n, maxClusterNote))
+			return nil, fail(CodeBadRequest, fmt.Sprintf("note is %d characters; at most %d", n, maxClusterNote))
 		}
 		note := *req.Note
 		return h.thenRefresh(c.ClusterID, func(ctx context.Context) (any, error) {
@@ -93,16 +92,16 @@ func (h *Handler) planManage(c state.Cluster, req Request) (work, []string, *Res
 				got = cl.Note.Note
 			}
 			return map[string]any{"note": got}, nil
-		}), keys, nil
+		}), nil
 	case "job_note":
 		if req.Job == "" || req.Note == nil {
-			return nil, nil, fail(CodeBadRequest, `job_note needs "job" (a print job uuid) and "note"`)
+			return nil, fail(CodeBadRequest, `job_note needs "job" (a print job uuid) and "note"`)
 		}
 		if n := len([]rune(*req.Note)); n > maxJobNote {
-			return nil, nil, fail(CodeBadRequest, fmt.Sprintf("a job note is %d characters; at most %d", n, maxJobNote))
+			return nil, fail(CodeBadRequest, fmt.Sprintf("a job note is %d characters; at most %d", n, maxJobNote))
 		}
 		if !knowsJob(c, req.Job) && !h.printsJob(c, req.Job) {
-			return nil, nil, fail(CodeNotFound, fmt.Sprintf("job %s is not queued, printing or recently completed in this cluster", req.Job))
+			return nil, fail(CodeNotFound, fmt.Sprintf("job %s is not queued, printing or recently completed in this cluster", req.Job))
 		}
 		note, job := *req.Note, req.Job
 		return h.thenRefresh(c.ClusterID, func(ctx context.Context) (any, error) {
@@ -111,11 +110,11 @@ func (h *Handler) planManage(c state.Cluster, req Request) (work, []string, *Res
 				return nil, err
 			}
 			return map[string]any{"job": job, "note": d.Note}, nil
-		}), []string{"job:" + job}, nil
+		}), nil
 	case "share":
 		s, resp := sharing(req)
 		if resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		return h.thenRefresh(c.ClusterID, func(ctx context.Context) (any, error) {
 			cl, err := h.manager.ShareCluster(ctx, c.ClusterID, s)
@@ -123,13 +122,13 @@ func (h *Handler) planManage(c state.Cluster, req Request) (work, []string, *Res
 				return nil, err
 			}
 			return map[string]any{"organization_shared": cl.OrganizationShared, "team_ids": nonNilStrings(cl.TeamIDs)}, nil
-		}), keys, nil
+		}), nil
 	default: // delete
 		if req.Confirm == "" {
-			return nil, nil, fail(CodeBadRequest, `delete needs "confirm": the cluster's topic id or cloud id`)
+			return nil, fail(CodeBadRequest, `delete needs "confirm": the cluster's topic id or cloud id`)
 		}
 		if req.Confirm != c.ID && req.Confirm != c.ClusterID {
-			return nil, nil, fail(CodeBadRequest, fmt.Sprintf("confirm %q does not name this cluster (%s or %s)", truncate(req.Confirm, 60), c.ID, c.ClusterID))
+			return nil, fail(CodeBadRequest, fmt.Sprintf("confirm %q does not name this cluster (%s or %s)", truncate(req.Confirm, 60), c.ID, c.ClusterID))
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			if err := h.manager.DeleteCluster(ctx, c.ClusterID); err != nil {
@@ -139,7 +138,7 @@ func (h *Handler) planManage(c state.Cluster, req Request) (work, []string, *Res
 			// The cluster list drops it: its topics and devices are cleared.
 			h.refresh.RefreshWorkspace()
 			answer(&Response{Status: "ok", Data: map[string]any{"cluster_id": c.ClusterID, "deleted": true}})
-		}, keys, nil
+		}, nil
 	}
 }
 
@@ -164,7 +163,7 @@ func (h *Handler) planPrinterAction(p state.Printer, req Request) (work, *Respon
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		st, err := h.cloud.PrinterAction(ctx, p.ClusterID, p.UUID, req.Action, body)
-		h.follow(ctx, p.ClusterID, st, err, answer, func(final *connect.ActionStatus) any {
+		h.follow(ctx, p.ClusterID, st, err, answer, nil, func(final *connect.ActionStatus) any {
 			return map[string]any{"action_id": final.ActionID}
 		})
 	}, nil
@@ -172,9 +171,9 @@ func (h *Handler) planPrinterAction(p state.Printer, req Request) (work, *Respon
 
 // planSettings plans the workspace settings command: read the settings,
 // change what the command names, write them, show them at once.
-func (h *Handler) planSettings(req Request) (work, []string, *Response) {
+func (h *Handler) planSettings(req Request) (work, *Response) {
 	if req.RequirePrintApproval == nil && req.EnablePrintPrep == nil {
-		return nil, nil, fail(CodeBadRequest, `settings needs "require_print_approval" or "enable_print_prep" (true or false)`)
+		return nil, fail(CodeBadRequest, `settings needs "require_print_approval" or "enable_print_prep" (true or false)`)
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		cur, err := h.manager.Settings(ctx)
@@ -196,16 +195,16 @@ func (h *Handler) planSettings(req Request) (work, []string, *Response) {
 		}
 		h.refresh.RefreshWorkspace()
 		answer(&Response{Status: "ok", Data: state.SettingsOf(*got)})
-	}, []string{"workspace"}, nil
+	}, nil
 }
 
 // planRequest plans the bridge requests of the management commands.
-func (h *Handler) planRequest(req Request) (work, []string, *Response) {
+func (h *Handler) planRequest(req Request) (work, *Response) {
 	clusterID, resp := h.optionalCluster(req.Cluster)
 	if resp != nil {
-		return nil, nil, resp
+		return nil, resp
 	}
-	query := func(f func(ctx context.Context) (any, error)) (work, []string, *Response) {
+	query := func(f func(ctx context.Context) (any, error)) (work, *Response) {
 		return func(ctx context.Context, answer func(*Response)) {
 			data, err := f(ctx)
 			if err != nil {
@@ -213,20 +212,20 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 				return
 			}
 			answer(&Response{Status: "ok", Data: data})
-		}, nil, nil
+		}, nil
 	}
 	switch req.Action {
 	case "upload_material":
 		return h.planUpload(req)
 	case "job":
 		if clusterID == "" || req.Job == "" {
-			return nil, nil, fail(CodeBadRequest, `job needs "cluster" and "job" (a print job uuid)`)
+			return nil, fail(CodeBadRequest, `job needs "cluster" and "job" (a print job uuid)`)
 		}
 		return query(func(ctx context.Context) (any, error) { return h.manager.PrintJobRaw(ctx, clusterID, req.Job) })
 	case "print_jobs":
 		limit, resp := pageLimit(req)
 		if resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		q := connect.PrintJobQuery{Page: max(req.Page, 1), Limit: limit}
 		if clusterID != "" {
@@ -234,7 +233,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 		}
 		if req.Status != "" {
 			if !slices.Contains(jobStates, req.Status) {
-				return nil, nil, fail(CodeBadRequest, fmt.Sprintf(`"status" is one of %s`, strings.Join(jobStates, ", ")))
+				return nil, fail(CodeBadRequest, fmt.Sprintf(`"status" is one of %s`, strings.Join(jobStates, ", ")))
 			}
 			q.States = []string{req.Status}
 		}
@@ -245,12 +244,12 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 	case "report":
 		limit, resp := pageLimit(req)
 		if resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		start, err1 := time.Parse(time.RFC3339, req.Start)
 		end, err2 := time.Parse(time.RFC3339, req.End)
 		if err1 != nil || err2 != nil || !start.Before(end) {
-			return nil, nil, fail(CodeBadRequest, `report needs "start" and "end": RFC 3339 times, start before end`)
+			return nil, fail(CodeBadRequest, `report needs "start" and "end": RFC 3339 times, start before end`)
 		}
 		q := connect.ReportQuery{Start: start, End: end, Page: max(req.Page, 1), Limit: limit}
 		if clusterID != "" {
@@ -270,7 +269,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 	case "share_all":
 		s, resp := sharing(req)
 		if resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		return func(ctx context.Context, answer func(*Response)) {
 			raw, err := h.manager.ShareAll(ctx, s)
@@ -280,10 +279,10 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 			}
 			h.refresh.Refresh("")
 			answer(&Response{Status: "ok", Data: map[string]any{"result": raw}})
-		}, []string{"share_all"}, nil
+		}, nil
 	case "team_count":
 		if len(req.TeamIDs) == 0 {
-			return nil, nil, fail(CodeBadRequest, `team_count needs "team_ids": a list of team ids`)
+			return nil, fail(CodeBadRequest, `team_count needs "team_ids": a list of team ids`)
 		}
 		return query(func(ctx context.Context) (any, error) {
 			counts, err := h.manager.TeamCount(ctx, req.TeamIDs)
@@ -291,7 +290,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 		})
 	case "cluster":
 		if clusterID == "" {
-			return nil, nil, fail(CodeBadRequest, `cluster needs "cluster": a cluster id`)
+			return nil, fail(CodeBadRequest, `cluster needs "cluster": a cluster id`)
 		}
 		return query(func(ctx context.Context) (any, error) { return h.manager.Cluster(ctx, clusterID) })
 	case "makerbot_printers":
@@ -301,7 +300,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 		})
 	case "user_clusters":
 		if req.User == "" {
-			return nil, nil, fail(CodeBadRequest, `user_clusters needs "user": a user id`)
+			return nil, fail(CodeBadRequest, `user_clusters needs "user": a user id`)
 		}
 		return query(func(ctx context.Context) (any, error) {
 			cs, err := h.manager.UserClusters(ctx, req.User)
@@ -329,7 +328,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 		})
 	default: // delete_team
 		if req.Team == "" || req.Confirm != req.Team {
-			return nil, nil, fail(CodeBadRequest, `delete_team needs "team" (a team id) and "confirm" repeating it`)
+			return nil, fail(CodeBadRequest, `delete_team needs "team" (a team id) and "confirm" repeating it`)
 		}
 		return query(func(ctx context.Context) (any, error) {
 			return map[string]any{"team": req.Team, "deleted": true}, h.manager.DeleteTeam(ctx, req.Team)
@@ -339,7 +338,7 @@ func (h *Handler) planRequest(req Request) (work, []string, *Response) {
 
 // planRegister adds a printer to the workspace by the PIN on its screen,
 // its connection id, or (MakerBot) its host GUID.
-func (h *Handler) planRegister(req Request) (work, []string, *Response) {
+func (h *Handler) planRegister(req Request) (work, *Response) {
 	given := 0
 	for _, s := range []string{req.PIN, req.ConnectionID, req.MakerBotPrinterID} {
 		if s != "" {
@@ -348,15 +347,15 @@ func (h *Handler) planRegister(req Request) (work, []string, *Response) {
 	}
 	switch {
 	case given != 1:
-		return nil, nil, fail(CodeBadRequest, `register needs one of "pin", "connection_id" or "makerbot_printer_id"`)
+		return nil, fail(CodeBadRequest, `register needs one of "pin", "connection_id" or "makerbot_printer_id"`)
 	case req.PIN != "" && !pinRe.MatchString(req.PIN):
-		return nil, nil, fail(CodeBadRequest, `"pin" is the 6 characters (0-9, A-Z) on the printer's screen`)
+		return nil, fail(CodeBadRequest, `"pin" is the 6 characters (0-9, A-Z) on the printer's screen`)
 	case req.PrinterBrand != "" && req.PIN == "":
-		return nil, nil, fail(CodeBadRequest, `"printer_brand" goes with "pin"`)
+		return nil, fail(CodeBadRequest, `"printer_brand" goes with "pin"`)
 	case req.ConnectionID != "" && !cloudIDRe.MatchString(req.ConnectionID):
-		return nil, nil, fail(CodeBadRequest, `"connection_id" is a 44-character id`)
+		return nil, fail(CodeBadRequest, `"connection_id" is a 44-character id`)
 	case req.MakerBotPrinterID != "" && !hostGUIDRe.MatchString(req.MakerBotPrinterID):
-		return nil, nil, fail(CodeBadRequest, `"makerbot_printer_id" is the printer's host GUID (20 to 36 hex characters)`)
+		return nil, fail(CodeBadRequest, `"makerbot_printer_id" is the printer's host GUID (20 to 36 hex characters)`)
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		var reg *connect.Registration
@@ -376,23 +375,23 @@ func (h *Handler) planRegister(req Request) (work, []string, *Response) {
 		// The new printer appears within seconds, not at the next list.
 		h.refresh.RefreshWorkspace()
 		answer(&Response{Status: "ok", Data: map[string]any{"cluster_id": reg.ClusterID, "host_name": reg.HostName}})
-	}, []string{"register"}, nil
+	}, nil
 }
 
 // planUpload sends a material profile, from the request or from
 // MATERIALS_DIR, and imports it on the printers named.
-func (h *Handler) planUpload(req Request) (work, []string, *Response) {
+func (h *Handler) planUpload(req Request) (work, *Response) {
 	if (req.Content == "") == (req.File == "") {
-		return nil, nil, fail(CodeBadRequest, `upload_material needs "content" (base64, with "name") or "file" (a file in MATERIALS_DIR)`)
+		return nil, fail(CodeBadRequest, `upload_material needs "content" (base64, with "name") or "file" (a file in MATERIALS_DIR)`)
 	}
 	var printers []state.Printer
 	for _, id := range req.Printers {
 		p, ok := h.st.Printer(id)
 		if !ok {
-			return nil, nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", id))
+			return nil, fail(CodeNotFound, fmt.Sprintf("no printer %q", id))
 		}
 		if p.UUID == "" {
-			return nil, nil, fail(CodeConflict, fmt.Sprintf("printer %s reports no GUID (MakerBot); the cloud cannot address it", id))
+			return nil, fail(CodeConflict, fmt.Sprintf("printer %s reports no GUID (MakerBot); the cloud cannot address it", id))
 		}
 		printers = append(printers, p)
 	}
@@ -400,23 +399,23 @@ func (h *Handler) planUpload(req Request) (work, []string, *Response) {
 	var content []byte
 	if req.Content != "" {
 		if name == "" {
-			return nil, nil, fail(CodeBadRequest, `upload_material with "content" needs "name": the file name with its extension`)
+			return nil, fail(CodeBadRequest, `upload_material with "content" needs "name": the file name with its extension`)
 		}
 		var err error
 		if content, err = base64.StdEncoding.DecodeString(req.Content); err != nil || len(content) == 0 {
-			return nil, nil, fail(CodeBadRequest, `"content" is not base64 (standard alphabet, padded)`)
+			return nil, fail(CodeBadRequest, `"content" is not base64 (standard alphabet, padded)`)
 		}
 	} else {
 		var resp *Response
 		if content, resp = h.readMaterial(req.File); resp != nil {
-			return nil, nil, resp
+			return nil, resp
 		}
 		if name == "" {
 			name = filepath.Base(req.File)
 		}
 	}
 	if n := len(name); n < 3 || n > 255 || !strings.Contains(name, ".") {
-		return nil, nil, fail(CodeBadRequest, `"name" is a file name with its extension, 3 to 255 characters`)
+		return nil, fail(CodeBadRequest, `"name" is a file name with its extension, 3 to 255 characters`)
 	}
 	return func(ctx context.Context, answer func(*Response)) {
 		mp, err := h.manager.UploadMaterial(ctx, name, materialType(name), content)
@@ -436,7 +435,7 @@ func (h *Handler) planUpload(req Request) (work, []string, *Response) {
 		}
 		answer(&Response{Status: "ok", Data: map[string]any{"material_profile_id": mp.MaterialProfileID, "name": name,
 			"imports": imports}})
-	}, []string{"upload:" + name}, nil
+	}, nil
 }
 
 // readMaterial reads a file below MATERIALS_DIR; os.Root refuses any

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,30 +164,35 @@ func TestAnswersNameTheAction(t *testing.T) {
 	}
 }
 
-// TestOneActionInFlightPerPrinterAndJob: 500 pauses while one is under
-// way reach the cloud once; the rest are answered conflict (issue 9.3).
-func TestOneActionInFlightPerPrinterAndJob(t *testing.T) {
+// TestSameActionJoinsTheOneUnderWay: 500 pauses while one is under way
+// reach the cloud once, and each gets one final answer, that pause's
+// (issue 9.3, issue 19.1).
+func TestSameActionJoinsTheOneUnderWay(t *testing.T) {
 	r := newRig(Config{MaxInFlight: 1000})
 	r.cloud.block = make(chan struct{})
 	ctx := context.Background()
-	for range 500 {
-		r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte("pause")})
+	for i := range 500 {
+		r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: fmt.Appendf(nil, `{"action":"pause","transaction":%d}`, i)})
 	}
 	close(r.cloud.block)
 	r.h.Wait()
 	if c := r.cloud.Calls(); len(c) != 1 {
 		t.Fatalf("%d cloud calls, want 1", len(c))
 	}
-	conflicts := 0
+	finals := map[string]int{}
 	r.out.mu.Lock()
 	for _, m := range r.out.msgs {
-		if strings.Contains(string(m.Payload), `"conflict"`) && strings.Contains(string(m.Payload), "already in progress") {
-			conflicts++
+		var resp Response
+		if json.Unmarshal(m.Payload, &resp) == nil && resp.Status != "pending" {
+			finals[string(resp.Transaction)+" "+resp.Status]++
 		}
 	}
 	r.out.mu.Unlock()
-	if conflicts != 499 {
-		t.Errorf("%d conflict answers, want 499", conflicts)
+	for i := range 500 {
+		if n := finals[fmt.Sprintf("%d ok", i)]; n != 1 {
+			t.Errorf("transaction %d: %d ok answers, want 1 (%d answers in all)", i, n, len(finals))
+			break
+		}
 	}
 }
 
@@ -295,4 +302,93 @@ func FuzzOversize(f *testing.F) {
 			t.Fatalf("answer is not JSON: %s", r.out.msgs[0].Payload)
 		}
 	})
+}
+
+// answersTo are the answers with transaction tx, in order, as
+// "status" or "status code".
+func (r *rig) answersTo(tx string) []string {
+	r.out.mu.Lock()
+	defer r.out.mu.Unlock()
+	var out []string
+	for _, m := range r.out.msgs {
+		var resp Response
+		if json.Unmarshal(m.Payload, &resp) != nil || string(resp.Transaction) != tx {
+			continue
+		}
+		s := resp.Status
+		if resp.Error != nil {
+			s += " " + resp.Error.Code
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestActionsFollowEachOther: a resume sent while a pause is under way
+// waits for it and runs once the state shows the pause; pause, resume,
+// pause are three actions in that order (issue 19.1).
+func TestActionsFollowEachOther(t *testing.T) {
+	r := newRig(Config{MaxInFlight: 100})
+	r.cloud.block = make(chan struct{})
+	ctx := context.Background()
+	for i, a := range []string{"pause", "resume", "pause", "pause"} {
+		r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: fmt.Appendf(nil, `{"action":%q,"transaction":%d}`, a, i)})
+	}
+	close(r.cloud.block)
+	r.h.Wait()
+	want := []string{"job cid job-1 pause", "job cid job-1 print", "job cid job-1 pause"}
+	if got := r.cloud.Calls(); !slices.Equal(got, want) {
+		t.Errorf("cloud calls %q, want %q", got, want)
+	}
+	for i, w := range []string{"pending,ok", "pending,ok", "pending,ok", "ok"} {
+		if got := strings.Join(r.answersTo(fmt.Sprint(i)), ","); got != w {
+			t.Errorf("command %d answered %s, want %s", i, got, w)
+		}
+	}
+}
+
+// TestWaitingIsBounded: a command waiting behind one that does not end is
+// answered timeout after COMMAND_TIMEOUT, and nothing of it is sent.
+func TestWaitingIsBounded(t *testing.T) {
+	r := newRig(Config{Timeout: 100 * time.Millisecond})
+	r.cloud.block = make(chan struct{})
+	ctx := context.Background()
+	r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"a"}`)})
+	r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"abort","transaction":"b"}`)})
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.answersTo(`"b"`)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(r.cloud.block)
+	r.h.Wait()
+	if got := r.answersTo(`"b"`); len(got) != 1 || got[0] != "error timeout" {
+		t.Errorf("the waiting abort answered %v, want one timeout", got)
+	}
+	for _, c := range r.cloud.Calls() {
+		if strings.HasSuffix(c, "abort") {
+			t.Errorf("the abort that timed out reached the cloud: %v", r.cloud.Calls())
+		}
+	}
+}
+
+// TestJoinAfterTheAnswer: the same command sent after the one under way
+// answered, while it waits for the state to show it, gets its answer at
+// once and sends nothing.
+func TestJoinAfterTheAnswer(t *testing.T) {
+	r := newRig(Config{Timeout: 300 * time.Millisecond})
+	r.cloud.moved = nil // the state never shows the pause
+	ctx := context.Background()
+	r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"a"}`)})
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(r.answersTo(`"a"`), "ok") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	r.h.Handle(ctx, bus.Inbound{Topic: "u/printers/printing/set", Payload: []byte(`{"action":"pause","transaction":"b"}`)})
+	if got := r.answersTo(`"b"`); len(got) != 1 || got[0] != "ok" {
+		t.Errorf("the joining pause answered %v, want ok at once", got)
+	}
+	r.h.Wait()
+	if n := len(r.cloud.Calls()); n != 1 {
+		t.Errorf("%d cloud calls, want 1", n)
+	}
 }

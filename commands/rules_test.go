@@ -62,7 +62,10 @@ func TestButtonsMatchTheHandler(t *testing.T) {
 		}
 		for _, st := range statuses {
 			out := &answers{note: make(chan struct{}, 1)}
-			h := New(Config{Tree: tree, PollEvery: time.Millisecond}, &fakeCloud{}, oneJob{st}, out, &refreshes{}, zerolog.Nop())
+			// The state never shows the action's effect: a short timeout
+			// ends the wait for it.
+			h := New(Config{Tree: tree, PollEvery: time.Millisecond, Timeout: 50 * time.Millisecond}, &fakeCloud{}, oneJob{st}, out,
+				&refreshes{}, zerolog.Nop())
 			h.Handle(context.Background(), bus.Inbound{Topic: tree.PrinterSet("p"), Payload: []byte(action)})
 			h.Wait()
 			accepted := !strings.Contains(string(out.msgs[0].Payload), `"conflict"`)

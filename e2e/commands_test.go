@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +19,16 @@ import (
 // the test's way.
 func fastWorld(t *testing.T, base string) *world {
 	t.Helper()
+	return fastWorldWith(t, base, simulator.Options{})
+}
+
+// fastWorldWith is fastWorld with the simulator's other options from opts
+// (OnAction, say).
+func fastWorldWith(t *testing.T, base string, opts simulator.Options) *world {
+	t.Helper()
 	w := newWorld(t, base)
-	w.sim = simulator.New(simulator.Options{Speed: 20, Seed: 11, Calm: true, Tokens: []string{testToken}})
+	opts.Speed, opts.Seed, opts.Calm, opts.Tokens = 20, 11, true, []string{testToken}
+	w.sim = simulator.New(opts)
 	srv := httptest.NewServer(w.sim)
 	t.Cleanup(srv.Close)
 	w.api = srv.URL + simulator.BasePath
@@ -258,5 +268,68 @@ func TestReadOnlyCallsNothing(t *testing.T) {
 		if strings.Contains(p, `"button"`) {
 			t.Error("read-only bridge offers buttons")
 		}
+	}
+}
+
+// TestPauseResumePairs: five pause/resume pairs, each command sent as soon
+// as the state shows the one before took effect, are all carried out in
+// order, and each is answered once (issue 19.1: a resume right after a
+// pause was refused).
+func TestPauseResumePairs(t *testing.T) {
+	var mu sync.Mutex
+	var actions []string
+	w := fastWorldWith(t, "pairs", simulator.Options{OnAction: func(path string) {
+		mu.Lock()
+		actions = append(actions, path[strings.LastIndex(path, "/")+1:])
+		mu.Unlock()
+	}})
+	watch := mqtttest.Watch(t, w.broker.URL(), "pairs/printers/#")
+	// The cloud's action status moves a step per look, once a second: the
+	// state shows a pause before its action settles, as it does in use.
+	startBridge(t, append(w.env, "COMMAND_POLL_INTERVAL=1s"))
+	lab := "pairs/printers/ultimakersystem-4b0fc38e95e3"
+	jobStatus := func(m map[string]mqtttest.Message) string {
+		var st struct{ Job *struct{ Status string } }
+		if json.Unmarshal([]byte(m[lab+"/state"].Payload), &st) != nil || st.Job == nil {
+			return ""
+		}
+		return st.Job.Status
+	}
+	var want []string
+	for i := range 5 {
+		for _, step := range []struct{ action, cloud, before string }{{"pause", "pause", "printing"}, {"resume", "print", "paused"}} {
+			watch.WaitFor(20*time.Second, lab+" "+step.before, func(m map[string]mqtttest.Message) bool {
+				return jobStatus(m) == step.before
+			})
+			watch.Publish(lab+"/set", fmt.Sprintf(`{"action":%q,"transaction":"%s-%d"}`, step.action, step.action, i), false)
+			want = append(want, step.cloud)
+		}
+	}
+	watch.WaitFor(20*time.Second, "printing again", func(m map[string]mqtttest.Message) bool { return jobStatus(m) == "printing" })
+	finals := map[string][]string{}
+	watch.WaitFor(20*time.Second, "ten final answers", func(map[string]mqtttest.Message) bool {
+		clear(finals)
+		for _, m := range watch.All() {
+			var a answer
+			if m.Topic != lab+"/response" || json.Unmarshal([]byte(m.Payload), &a) != nil || a.Status == "pending" {
+				continue
+			}
+			code := ""
+			if a.Error != nil {
+				code = " " + a.Error.Code
+			}
+			finals[string(a.Transaction)] = append(finals[string(a.Transaction)], a.Status+code)
+		}
+		return len(finals) >= 10
+	})
+	for tx, got := range finals {
+		if len(got) != 1 || got[0] != "ok" {
+			t.Errorf("%s answered %v, want one ok", tx, got)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(actions, want) {
+		t.Errorf("the cloud received %v, want %v", actions, want)
 	}
 }

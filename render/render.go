@@ -72,7 +72,14 @@ type Renderer struct {
 	printers       map[string]state.Printer
 	clusters       map[string]state.Cluster
 	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
+	watchers       []func(poller.Update)
 }
+
+// Watch registers f to be told of every update once the renderer kept its
+// states and published: the command handler waits there for an action's
+// effect. f runs on the caller of Apply and must not block. Call it
+// before the first Apply.
+func (b *Renderer) Watch(f func(poller.Update)) { b.watchers = append(b.watchers, f) }
 
 // New returns a Renderer publishing below tree through pub, with Home
 // Assistant discovery when disc is not nil.
@@ -224,6 +231,9 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		msgs = append(msgs, b.infoMessage())
 	}
 	b.publish(ctx, msgs...)
+	for _, f := range b.watchers {
+		f(u)
+	}
 	if becameReady && b.opts.OnReady != nil {
 		b.opts.OnReady(ctx)
 	}

@@ -24,6 +24,23 @@ var (
 	EndedStatuses = []string{"wait_cleanup", "finished", "aborted", "aborting", "failed", "error"}
 )
 
+// JobActionShown reports whether a printer's job j shows that a printer
+// command on job uuid took effect: paused after pause, running on after
+// resume; and after any, that the job is gone or over, when nothing more
+// can show.
+func JobActionShown(action, uuid string, j *Job) bool {
+	if j == nil || j.UUID != uuid || ended(j.Status) {
+		return true
+	}
+	switch action {
+	case "pause":
+		return j.Status == "paused"
+	case "resume":
+		return j.Status != "paused" && j.Status != "resuming"
+	}
+	return false // abort shows only as aborting or later, which is ended
+}
+
 // JobActionAllowed reports whether a printer command (pause, resume,
 // abort) may act on a job in status.
 func JobActionAllowed(action, status string) bool {
