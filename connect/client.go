@@ -69,6 +69,10 @@ type Client struct {
 
 	mu          sync.Mutex
 	pausedUntil time.Time // a 429 pauses every request of the account
+	// After a pause one request probes; the rest wait for its answer.
+	needProbe bool          // a 429 came, and no answer other than 429 since
+	probing   bool          // the probe is out
+	probeDone chan struct{} // closed when it comes back
 }
 
 // New returns a Client for opts.BaseURL.
@@ -224,8 +228,15 @@ func seg(s string) string { return url.PathEscape(s) }
 // do performs one request. out receives the envelope's data; extra, when
 // non-nil, receives the whole envelope (for meta and links).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, out, extra any) error {
-	if err := c.rateLimitGate(method, path); err != nil {
+	probe, err := c.rateLimitGate(ctx, method, path)
+	if err != nil {
 		return err
+	}
+	// answered says whether the probe met anything but a 429: then the
+	// requests waiting behind it go.
+	answered := false
+	if probe {
+		defer func() { c.endProbe(answered) }()
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -261,6 +272,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if err != nil {
 			return err
 		}
+		answered = resp.StatusCode != http.StatusTooManyRequests
 		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 			break
 		}
@@ -290,22 +302,53 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 
 // rateLimitGate refuses, without a request, anything sent while the
 // account is paused by a 429: the limit is per account, so any request in
-// the window only prolongs it.
-func (c *Client) rateLimitGate(method, path string) error {
-	c.mu.Lock()
-	until := c.pausedUntil
-	c.mu.Unlock()
-	now := c.now()
-	if !now.Before(until) {
-		return nil
+// the window only prolongs it. When the pause ends one request probes
+// (probe true: call endProbe with its outcome); the others wait for its
+// answer, then go if it met no 429 and are refused if it did, so a window
+// longer than Retry-After said costs one request, not every one due.
+func (c *Client) rateLimitGate(ctx context.Context, method, path string) (probe bool, err error) {
+	for {
+		c.mu.Lock()
+		now := c.now()
+		switch {
+		case now.Before(c.pausedUntil):
+			until := c.pausedUntil
+			c.mu.Unlock()
+			return false, &APIError{Kind: KindRateLimited, HTTPStatus: http.StatusTooManyRequests, Code: "rateLimited",
+				Title: "Rate limited by the cloud; nothing sent", RetryAfter: until.Sub(now), Method: method, Path: path}
+		case !c.needProbe:
+			c.mu.Unlock()
+			return false, nil
+		case !c.probing:
+			c.probing, c.probeDone = true, make(chan struct{})
+			c.mu.Unlock()
+			return true, nil
+		}
+		wait := c.probeDone
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return false, &APIError{Kind: KindNetwork, Method: method, Path: path, Err: ctx.Err()}
+		}
 	}
-	return &APIError{Kind: KindRateLimited, HTTPStatus: http.StatusTooManyRequests, Code: "rateLimited",
-		Title: "Rate limited by the cloud; nothing sent", RetryAfter: until.Sub(now), Method: method, Path: path}
+}
+
+// endProbe lets the requests waiting behind a probe go on: they are sent
+// when it met no 429 (answered); else the new pause refuses them, or one
+// of them probes again (the probe got no answer at all).
+func (c *Client) endProbe(answered bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probing = false
+	c.needProbe = c.needProbe && !answered
+	close(c.probeDone)
 }
 
 func (c *Client) pause(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.needProbe = true
 	if until := c.now().Add(d); until.After(c.pausedUntil) {
 		c.pausedUntil = until
 	}
