@@ -141,12 +141,13 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	// Two sources need the merger (one state per printer); one source
 	// feeds the renderer directly, at no cost per update.
 	cloudSink, lanSink := sink, sink
+	var knownAs func(string) (string, bool)
 	if cfg.UsesCloud() && cfg.UsesLAN() {
 		merger := merge.New(sink)
-		cloudSink, lanSink = merger.Cloud(), merger.Local()
+		cloudSink, lanSink, knownAs = merger.Cloud(), merger.Local(), merger.CloudKey
 	}
 	if cfg.UsesLAN() {
-		if b.lan, err = LAN(cfg, lanSink, b.log, b.metrics); err != nil {
+		if b.lan, err = LAN(cfg, lanSink, knownAs, b.log, b.metrics); err != nil {
 			return nil, err
 		}
 		if cfg.LocalDiscovery {
@@ -458,9 +459,11 @@ func Discovery(cfg *config.Config, version string) *discovery.Config {
 }
 
 // LAN is the LAN poller of cfg, with its pairings read from
-// LOCAL_AUTH_FILE; metrics (may be nil) count its requests as polls of
-// target "lan".
-func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger, metrics *monitor.Metrics) (*local.Poller, error) {
+// LOCAL_AUTH_FILE; knownAs (may be nil) gives the cloud's id of a printer
+// by its GUID; metrics (may be nil) count its requests as polls of target
+// "lan".
+func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, bool), log zerolog.Logger,
+	metrics *monitor.Metrics) (*local.Poller, error) {
 	store, err := local.OpenStore(cfg.LocalAuthPath())
 	if err != nil {
 		return nil, config.Errorf("LOCAL_AUTH_FILE: %v", err)
@@ -473,7 +476,7 @@ func LAN(cfg *config.Config, sink poller.Sink, log zerolog.Logger, metrics *moni
 		}
 		hosts = append(hosts, host)
 	}
-	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg),
+	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg), KnownAs: knownAs,
 		OnRequest: func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
 }
 

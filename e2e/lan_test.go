@@ -606,3 +606,26 @@ func TestLANPrinterAsleepAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestLANHostNameDiffersFromCloud: a printer whose LAN host name is not
+// the cloud's unique_name is matched by its GUID: one printer, one state
+// fed by both sources, nothing left under the LAN's name (issue 19.3).
+func TestLANHostNameDiffersFromCloud(t *testing.T) {
+	w := fastWorld(t, "alias")
+	_, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{Hostname: "lab-printer.local"})
+	env := append(slices.Clone(w.env), "LOCAL_PRINTERS="+addr, "LOCAL_POLL_INTERVAL=300ms",
+		"LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json"))
+	watch := mqtttest.Watch(t, w.broker.URL(), "alias/#")
+	startBridge(t, env)
+	topic := "alias/printers/" + labS5 + "/state"
+	watch.WaitFor(15*time.Second, "one merged printer", func(m map[string]mqtttest.Message) bool {
+		st, ok := stateOf(t, m, topic)
+		return ok && st.Source == "cloud+local" && m["alias/printers/lab-printer/state"].Payload == ""
+	})
+	got := mqtttest.Retained(t, w.broker.URL(), "alias/#", 300*time.Millisecond)
+	for tp := range got {
+		if strings.Contains(tp, "lab-printer") {
+			t.Errorf("%s is retained: the printer shows twice", tp)
+		}
+	}
+}

@@ -29,6 +29,10 @@ type Config struct {
 	// OnRequest, when set, is told of every request's outcome ("" or an
 	// error class), for metrics and benchmarks.
 	OnRequest func(host, class string)
+	// KnownAs, when set, gives the topic id another source (the cloud)
+	// knows a printer by, from its GUID: a printer whose LAN host name
+	// differs from the cloud's unique_name is then one printer, not two.
+	KnownAs func(guid string) (string, bool)
 }
 
 func (c *Config) defaults() {
@@ -232,7 +236,7 @@ func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 	// or at another address (mDNS after a DHCP change).
 	c, ok := p.store.Get(w.host)
 	if !ok && w.sys != nil {
-		c, ok = p.store.Get(w.keyOf())
+		c, ok = p.store.Get(p.keyOf(w))
 	}
 	if ok && !w.client.Uses(c) {
 		w.client.SetCredential(c)
@@ -359,9 +363,15 @@ func (p *Poller) setReached(w *watch, reached, gated bool) {
 	w.reached, w.gated = reached, gated
 }
 
-// keyOf is the printer's key: its host name as the cloud's unique_name
-// spells it (ultimakersystem-…), else the address it was found at.
-func (w *watch) keyOf() string {
+// keyOf is the printer's key: the cloud's for a printer with the same
+// GUID, else its host name as the cloud's unique_name spells it
+// (ultimakersystem-…), else the address it was found at.
+func (p *Poller) keyOf(w *watch) string {
+	if w.sys != nil && w.sys.GUID != "" && p.cfg.KnownAs != nil {
+		if k, ok := p.cfg.KnownAs(w.sys.GUID); ok {
+			return k
+		}
+	}
 	if w.sys != nil {
 		if k := topics.Segment(strings.TrimSuffix(w.sys.Hostname, ".local")); k != "" && !strings.Contains(w.sys.Hostname, ":") &&
 			k != "localhost" {
@@ -377,7 +387,7 @@ func (w *watch) keyOf() string {
 // observe turns one reading into the cloud's shapes, so state.Build
 // makes the same model from either source.
 func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
-	key := w.keyOf()
+	key := p.keyOf(w)
 	cp := connect.Printer{UniqueName: key, Enabled: true, IPAddress: hostOnly(w.host), Status: "unknown"}
 	if s := w.sys; s != nil {
 		cp.UUID, cp.FriendlyName, cp.MachineVariant, cp.FirmwareVersion = s.GUID, s.Name, s.Variant, s.Firmware
@@ -454,7 +464,7 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 
 // offline is the observation of a printer that stopped answering.
 func (p *Poller) offline(w *watch, now time.Time) state.Observation {
-	key := w.keyOf()
+	key := p.keyOf(w)
 	cp := connect.Printer{UniqueName: key, FriendlyName: key, IPAddress: hostOnly(w.host), Enabled: true}
 	if w.last != nil {
 		cp = *w.last

@@ -3,6 +3,7 @@ package merge
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,12 +32,13 @@ type Merger struct {
 	merged   map[string]state.Printer
 	shown    map[string]side // which side's cluster is shown, by key
 	stats    [2]*poller.Stats
+	byUUID   map[string]string // the cloud's printer ids, by printer uuid
 }
 
 // New returns a Merger that hands what changed to out. The bridge is
 // ready when both sources are.
 func New(out poller.Sink) *Merger {
-	m := &Merger{out: out, merged: map[string]state.Printer{}, shown: map[string]side{}}
+	m := &Merger{out: out, merged: map[string]state.Printer{}, shown: map[string]side{}, byUUID: map[string]string{}}
 	for i := range m.printers {
 		m.printers[i], m.clusters[i] = map[string]state.Printer{}, map[string]state.Cluster{}
 	}
@@ -62,11 +64,17 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 	out := poller.Update{Workspace: u.Workspace, Statistics: u.Statistics}
 	now := time.Now()
 	for _, p := range u.Printers {
+		if s == cloudSide && p.UUID != "" {
+			m.byUUID[strings.ToLower(p.UUID)] = p.ID
+		}
 		m.printers[s][p.ID] = p
 		m.remerge(&out, p.ID, p.UpdatedAt)
 		m.printers[s][p.ID] = p.Compact() // kept: see state.Printer.Compact
 	}
 	for _, p := range u.RemovedPrinters {
+		if s == cloudSide && m.byUUID[strings.ToLower(p.UUID)] == p.ID {
+			delete(m.byUUID, strings.ToLower(p.UUID))
+		}
 		delete(m.printers[s], p.ID)
 		m.remerge(&out, p.ID, now)
 	}
@@ -103,6 +111,16 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 	for _, c := range again {
 		m.out.Apply(ctx, poller.Update{Cluster: &c})
 	}
+}
+
+// CloudKey is the topic id the cloud knows the printer with this uuid by:
+// the LAN poller takes it for a printer whose host name differs from the
+// cloud's unique_name (local.Config.KnownAs).
+func (m *Merger) CloudKey(uuid string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.byUUID[strings.ToLower(uuid)]
+	return id, ok
 }
 
 // showCluster reports whether side s's cluster id is the one shown: the

@@ -38,6 +38,9 @@ type LocalOptions struct {
 	// GatedReads makes the printer refuse its state (/printer, /print_job,
 	// the cluster API) to anyone not paired, as firmware from 2025 does.
 	GatedReads bool
+	// Hostname is the host name /api/v1/system reports (default: the
+	// printer's unique name, as the cloud knows it).
+	Hostname string
 }
 
 // LocalPrinter is one simulated printer's LAN API (/api/v1, and
@@ -200,7 +203,11 @@ func (lp *LocalPrinter) world(w http.ResponseWriter, r *http.Request, h func(htt
 
 func (lp *LocalPrinter) system(w http.ResponseWriter, _ *http.Request, _ time.Time) {
 	s := lp.p.spec
-	writeJSON(w, http.StatusOK, map[string]any{"name": s.name, "hostname": s.uniqueName, "guid": s.uuid,
+	host := s.uniqueName
+	if lp.opts.Hostname != "" {
+		host = lp.opts.Hostname
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": s.name, "hostname": host, "guid": s.uuid,
 		"firmware": s.firmware, "variant": s.variant, "type": "3D printer", "hardware": map[string]int{"typeid": 9051}})
 }
 
