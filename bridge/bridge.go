@@ -166,7 +166,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	}
 	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
-		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud()}
+		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud(), Pictures: b.render}
 	if b.lan != nil {
 		ccfg.LAN = b.lan
 	}

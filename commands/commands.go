@@ -17,6 +17,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -29,6 +30,14 @@ type Cloud interface {
 	Print(ctx context.Context, clusterID, jobID string) (*connect.PrintRequest, error)
 	Reprint(ctx context.Context, clusterID, originalClusterID, jobUUID string) (*connect.PrintRequest, error)
 	CompleteMaintenance(ctx context.Context, clusterID string, taskCodes []string) error
+	// Picture fetches the picture a webcam snapshot action made.
+	Picture(ctx context.Context, url string) ([]byte, error)
+}
+
+// Pictures keeps a printer's latest picture and publishes it;
+// *render.Renderer is one.
+type Pictures interface {
+	Picture(ctx context.Context, p picture.Picture)
 }
 
 // State is the bridge's current view, by topic id.
@@ -37,7 +46,7 @@ type State interface {
 	Cluster(id string) (state.Cluster, bool)
 }
 
-// Publisher sends answers (and snapshot URLs).
+// Publisher sends answers.
 type Publisher interface {
 	Publish(ctx context.Context, msgs ...bus.Message) error
 }
@@ -124,6 +133,8 @@ type Config struct {
 	LAN LAN
 	// NoCloud is true without a cloud account: only LANActions run.
 	NoCloud bool
+	// Pictures takes the pictures snapshot makes; nil drops them.
+	Pictures Pictures
 }
 
 // retainedMemory bounds how many retained commands are remembered as
@@ -550,6 +561,9 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 	if !p.Online {
 		return nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
 	}
+	if req.Action == "snapshot" && h.lanCamera(p) {
+		return h.lanSnapshot(p), nil
+	}
 	if resp := capable(c, req.Action); resp != nil {
 		return nil, resp
 	}
@@ -557,20 +571,7 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 		return h.planPrinterAction(p, req)
 	}
 	if req.Action == "snapshot" {
-		if p.UUID == "" {
-			return nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
-		}
-		return func(ctx context.Context, answer func(*Response)) {
-			st, err := h.cloud.PrinterAction(ctx, p.ClusterID, p.UUID, "get_webcam_snapshot", nil)
-			h.follow(ctx, p.ClusterID, st, err, answer, nil, func(final *connect.ActionStatus) any {
-				url := final.ImageURL()
-				if url != "" {
-					b, _ := json.Marshal(map[string]any{"url": url, "taken_at": h.now().UTC().Truncate(time.Second)})
-					h.pub.Publish(ctx, bus.Message{Topic: h.cfg.Tree.PrinterSnapshot(p.ID), Payload: b, Retain: true})
-				}
-				return map[string]any{"action_id": final.ActionID, "image_url": url}
-			})
-		}, nil
+		return h.planSnapshot(p)
 	}
 	if p.Job == nil {
 		return nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
@@ -601,6 +602,72 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 			h.holdUntilShown(ctx, deadline, shown)
 		}
 	}, nil
+}
+
+// planSnapshot plans a picture with the cloud's webcam snapshot action
+// (lanSnapshot when the printer's own camera is read on the LAN): the
+// cloud makes the picture, the bridge fetches it and publishes it.
+func (h *Handler) planSnapshot(p state.Printer) (work, *Response) {
+	switch {
+	case p.ClusterID == "":
+		return nil, fail(CodeConflict, fmt.Sprintf("%s has no camera the bridge reads on the LAN, and the cloud does not know it",
+			nonEmpty(p.FriendlyName, p.ID)))
+	case p.UUID == "":
+		return nil, fail(CodeConflict, "this printer reports no GUID (MakerBot); the cloud cannot address it")
+	}
+	return func(ctx context.Context, answer func(*Response)) {
+		st, err := h.cloud.PrinterAction(ctx, p.ClusterID, p.UUID, "get_webcam_snapshot", nil)
+		h.follow(ctx, p.ClusterID, st, err, answer, nil, func(final *connect.ActionStatus) any {
+			url := final.ImageURL()
+			data := map[string]any{"action_id": final.ActionID, "image_url": url, "via": picture.ViaCloud}
+			if url == "" {
+				return data
+			}
+			pic := picture.Picture{Printer: p.ID, TakenAt: h.now(), Via: picture.ViaCloud, URL: url}
+			jpeg, err := h.cloud.Picture(ctx, url)
+			if err != nil {
+				// The cloud has it: its address is published, the bytes are not.
+				h.log.Debug().Err(err).Str("printer", p.ID).Msg("cloud picture not fetched")
+			}
+			pic.JPEG, data["size"] = jpeg, len(jpeg)
+			h.picture(ctx, pic)
+			return data
+		})
+	}, nil
+}
+
+// lanCamera reports whether a picture of p can come from its own camera,
+// read on the LAN.
+func (h *Handler) lanCamera(p state.Printer) bool {
+	if p.Camera == nil || h.cfg.LAN == nil {
+		return false
+	}
+	onLAN, _ := h.cfg.LAN.Reach(p.ID)
+	return onLAN
+}
+
+// lanSnapshot takes a picture with the printer's own camera: faster than
+// the cloud's action, and it needs no cloud.
+func (h *Handler) lanSnapshot(p state.Printer) work {
+	return func(ctx context.Context, answer func(*Response)) {
+		ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+		defer cancel()
+		jpeg, err := h.cfg.LAN.Picture(ctx, p.ID)
+		if err != nil {
+			answer(lanFailure(err, p.ID))
+			return
+		}
+		at := h.now().UTC().Truncate(time.Second)
+		h.picture(ctx, picture.Picture{Printer: p.ID, JPEG: jpeg, TakenAt: at, Via: picture.ViaLocal})
+		answer(&Response{Status: "ok", Data: map[string]any{"via": picture.ViaLocal, "taken_at": at, "size": len(jpeg)}})
+	}
+}
+
+// picture hands a picture to Pictures, when set.
+func (h *Handler) picture(ctx context.Context, p picture.Picture) {
+	if h.cfg.Pictures != nil {
+		h.cfg.Pictures.Picture(ctx, p)
+	}
 }
 
 func (h *Handler) planCluster(c state.Cluster, req Request) (work, *Response) {

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
@@ -104,6 +106,16 @@ func (f *fakeCloud) Reprint(_ context.Context, cid, orig, job string) (*connect.
 		return nil, err
 	}
 	return &connect.PrintRequest{JobInstanceUUID: "again", Status: "queued"}, nil
+}
+
+// fakeJPEG is what the fake cloud's pictures hold.
+var fakeJPEG = []byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3}
+
+func (f *fakeCloud) Picture(_ context.Context, url string) ([]byte, error) {
+	if err := f.call("picture " + url); err != nil {
+		return nil, err
+	}
+	return fakeJPEG, nil
 }
 
 func (f *fakeCloud) CompleteMaintenance(_ context.Context, cid string, codes []string) error {
@@ -201,12 +213,25 @@ func (r *refreshes) RefreshMaintenance(id string) {
 	r.mu.Unlock()
 }
 
+// pictures records the pictures the handler hands on.
+type pictures struct {
+	mu   sync.Mutex
+	pics []picture.Picture
+}
+
+func (p *pictures) Picture(_ context.Context, pic picture.Picture) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pics = append(p.pics, pic)
+}
+
 type rig struct {
-	h       *Handler
-	state   *fakeState
-	cloud   *fakeCloud
-	out     *answers
-	refresh *refreshes
+	h        *Handler
+	pictures *pictures
+	state    *fakeState
+	cloud    *fakeCloud
+	out      *answers
+	refresh  *refreshes
 }
 
 func newRig(cfg Config) *rig {
@@ -215,7 +240,8 @@ func newRig(cfg Config) *rig {
 		cfg.PollEvery = time.Millisecond
 	}
 	r := &rig{state: &fakeState{}, cloud: &fakeCloud{statuses: []string{"sent", "success"}}, out: &answers{note: make(chan struct{}, 1)},
-		refresh: &refreshes{}}
+		refresh: &refreshes{}, pictures: &pictures{}}
+	cfg.Pictures = r.pictures
 	r.h = New(cfg, r.cloud, r.state, r.out, r.refresh, zerolog.Nop())
 	r.cloud.moved = func(printer, action string) {
 		r.state.jobAction(printer, action)
@@ -346,8 +372,8 @@ func TestActions(t *testing.T) {
 			r := newRig(Config{})
 			r.cloud.image = "http://img/1.jpg"
 			rs := r.send(tt.topic, tt.payload, false)
-			if c := r.cloud.Calls(); len(c) != 1 || c[0] != tt.call {
-				t.Fatalf("cloud calls %v, want [%s]", c, tt.call)
+			if c := r.cloud.Calls(); len(c) == 0 || c[0] != tt.call {
+				t.Fatalf("cloud calls %v, want [%s …]", c, tt.call)
 			}
 			want := []string{"ok"}
 			if tt.async {
@@ -368,12 +394,15 @@ func TestActions(t *testing.T) {
 				if d["image_url"] != "http://img/1.jpg" {
 					t.Errorf("snapshot answer %+v", final(rs))
 				}
-				var snap bool
-				for _, m := range r.out.msgs {
-					snap = snap || (m.Topic == "u/printers/idle/snapshot" && m.Retain && strings.Contains(string(m.Payload), "img/1.jpg"))
+				// The cloud's picture is fetched and handed on, with its URL.
+				if c := r.cloud.Calls(); len(c) != 2 || c[1] != "picture http://img/1.jpg" {
+					t.Errorf("cloud calls %v: the picture was not fetched", c)
 				}
-				if !snap {
-					t.Errorf("snapshot URL not published for the image entity")
+				r.pictures.mu.Lock()
+				defer r.pictures.mu.Unlock()
+				if len(r.pictures.pics) != 1 || r.pictures.pics[0].URL != "http://img/1.jpg" ||
+					!bytes.Equal(r.pictures.pics[0].JPEG, fakeJPEG) || r.pictures.pics[0].Printer != "idle" {
+					t.Errorf("pictures handed on: %+v", r.pictures.pics)
 				}
 			}
 		})

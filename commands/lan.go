@@ -24,10 +24,13 @@ type LAN interface {
 	// Pair pairs with a printer (key or address); pending is called once
 	// the printer shows the request.
 	Pair(ctx context.Context, printer string, pending func()) error
+	// Picture takes a picture with a printer's own camera.
+	Picture(ctx context.Context, id string) ([]byte, error)
 }
 
-// LANActions are the commands that work without a cloud account.
-var LANActions = []string{"pause", "resume", "abort", "move_to_top", "remove", "force", "refresh", "pair"}
+// LANActions are the commands that work without a cloud account
+// (snapshot on a printer whose camera is read on the LAN).
+var LANActions = []string{"pause", "resume", "abort", "snapshot", "move_to_top", "remove", "force", "refresh", "pair"}
 
 // pairHint tells how to pair a printer, in answers and logs.
 func pairHint(id string) string {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 )
 
 // DefaultBaseURL is the production Connect API root.
@@ -588,4 +590,45 @@ func Route(path string) string {
 		parts[i] = "{id}"
 	}
 	return strings.Join(parts, "/")
+}
+
+// Picture fetches a picture the cloud made (the image_url of a webcam
+// snapshot): a JPEG of at most picture.MaxSize, without the bearer token.
+// The URL comes from an answer, so only https addresses, or the API's own
+// host, are fetched.
+func (c *Client) Picture(ctx context.Context, rawURL string) ([]byte, error) {
+	allowed := func(u *url.URL) bool {
+		return u.Host != "" && (u.Scheme == "https" || u.Scheme == c.base.Scheme && u.Host == c.base.Host)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || !allowed(u) {
+		return nil, fmt.Errorf("picture %q: want an https address", rawURL)
+	}
+	hc := *c.http
+	hc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if len(via) > 3 || !allowed(r.URL) {
+			return fmt.Errorf("picture: redirect to %s refused", r.URL.Redacted())
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, &APIError{Kind: KindNetwork, Method: http.MethodGet, Path: u.Path, Err: scrubURLError(err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("picture: HTTP %d", resp.StatusCode)
+	}
+	b, err := picture.Read(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("picture: %w", err)
+	}
+	return b, nil
 }

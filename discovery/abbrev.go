@@ -15,7 +15,7 @@ var (
 		"device_class": "dev_cla", "state_class": "stat_cla", "unit_of_measurement": "unit_of_meas",
 		"json_attributes_topic": "json_attr_t", "json_attributes_template": "json_attr_tpl", "entity_category": "ent_cat",
 		"enabled_by_default": "en", "icon": "ic", "options": "ops", "suggested_display_precision": "sug_dsp_prc",
-		"availability": "avty", "command_topic": "cmd_t", "payload_press": "pl_prs", "url_topic": "url_t",
+		"availability": "avty", "command_topic": "cmd_t", "payload_press": "pl_prs", "url_topic": "url_t", "image_topic": "img_t", "content_type": "cont_type",
 		"url_template": "url_tpl", "event_types": "evt_typ", "automation_type": "atype", "topic": "t", "subtype": "stype",
 		"payload": "pl", "command_template": "cmd_tpl", "payload_on": "pl_on", "payload_off": "pl_off",
 		"state_on": "stat_on", "state_off": "stat_off", "availability_mode": "avty_mode", "components": "cmps",

@@ -130,8 +130,8 @@ func (c Config) DeviceOf(topic string) (kind, id string, ok bool) {
 // by the renderer: 8 bytes rather than the 150 of the fields.
 func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) uint64 {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
-		p.Cluster, inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
+		p.Cluster, p.ClusterID != "", inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
 		p.BuildPlate != nil && p.BuildPlate.Target != nil)
 	for _, e := range p.Extruders {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
@@ -141,6 +141,26 @@ func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) uint64 {
 }
 
 var fingerprintSeed = maphash.MakeSeed()
+
+// canSnapshot reports whether a picture of p can be taken: with its own
+// camera on the LAN, or by the cloud (which needs its GUID).
+func canSnapshot(p state.Printer) bool {
+	return p.Camera != nil || p.UUID != "" && p.ClusterID != ""
+}
+
+// retiredPrinterComponents are components a printer's device had in an
+// earlier version, by id and platform: sent as {"p": platform}, which is
+// how HA removes one component of a device.
+var retiredPrinterComponents = map[string]string{"snapshot": "image"}
+
+// retire adds the retired components that cs does not have again.
+func retire(cs components, retired map[string]string) {
+	for id, platform := range retired {
+		if _, ok := cs[id]; !ok {
+			cs[id] = Component{"platform": platform}
+		}
+	}
+}
 
 // onLAN reports whether a printer is (also) read on the LAN.
 func onLAN(p state.Printer) bool {
@@ -238,11 +258,16 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		cs.add("build_plate_target", temperature(uid("build_plate_target"), "Build plate target", st,
 			"{{ value_json.build_plate.target if value_json.build_plate else None }}"))
 	}
-	if p.Camera != nil {
-		cam := c.Tree.PrinterCamera(p.ID)
-		cs.add("camera", Component{"platform": "image", "unique_id": uid("camera"), "name": "Camera", "url_topic": cam,
-			"url_template": "{{ value_json.url }}", "json_attributes_topic": cam,
-			"json_attributes_template": "{{ {'stream_url': value_json.stream_url} | tojson }}"})
+	snapshot := slices.Contains(c.Buttons, "snapshot") && canSnapshot(p)
+	if p.Camera != nil || snapshot {
+		// The latest picture as bytes: HA shows each new one (a URL that
+		// never changed kept HA's first image), and it is the picture
+		// taken then, not whatever the camera sees when HA asks.
+		snap := c.Tree.PrinterSnapshot(p.ID)
+		cs.add("camera", Component{"platform": "image", "unique_id": uid("camera"), "name": "Camera",
+			"image_topic": c.Tree.PrinterPicture(p.ID), "content_type": "image/jpeg", "json_attributes_topic": snap,
+			"json_attributes_template": "{{ {'taken_at': value_json.taken_at, 'event': value_json.event, " +
+				"'job': value_json.job, 'via': value_json.via} | tojson }}"})
 	}
 	if onLAN(p) {
 		// The printer refuses the bridge on the LAN: pairing needed.
@@ -267,20 +292,15 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 
 	for _, a := range c.Buttons {
 		bt, ok := buttons[a]
-		if !ok || (a == "snapshot" && p.UUID == "") {
+		if !ok || (a == "snapshot" && !snapshot) {
 			continue
 		}
 		cs.add("button_"+a, Component{"platform": "button", "unique_id": uid("button_" + a), "name": bt.name, "icon": bt.icon,
 			"command_topic": c.Tree.PrinterSet(p.ID), "payload_press": a,
 			"availability": []any{availability(c.Tree.BridgeState()), availability(c.Tree.PrinterAvailability(p.ID)),
 				map[string]any{"topic": st, "value_template": "{{ 'online' if " + bt.when + " else 'offline' }}"}}})
-		if a == "snapshot" {
-			snap := c.Tree.PrinterSnapshot(p.ID)
-			cs.add("snapshot", Component{"platform": "image", "unique_id": uid("snapshot"), "name": "Camera snapshot",
-				"url_topic": snap, "url_template": "{{ value_json.url }}",
-				"json_attributes_topic": snap, "json_attributes_template": "{{ {'taken_at': value_json.taken_at} | tojson }}"})
-		}
 	}
+	retire(cs, retiredPrinterComponents)
 
 	stats := c.Tree.PrinterStatistics(p.ID)
 	addStatistics(cs, uid, stats, false)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
 
@@ -164,9 +165,9 @@ func TestLANOnlyPrinterPairedCommands(t *testing.T) {
 				t.Errorf("%d job state requests reached the unpaired printer", n)
 			}
 			// A cloud-only command is refused without a cloud account.
-			as = command(t, watch, set, response, `{"action":"snapshot","transaction":"s1"}`, `"s1"`)
+			as = command(t, watch, set, response, `{"action":"rename","name":"Lab","transaction":"s1"}`, `"s1"`)
 			if a := as[len(as)-1]; a.Error == nil || a.Error.Code != "not_allowed" {
-				t.Errorf("snapshot without a cloud account answered %+v", a)
+				t.Errorf("rename without a cloud account answered %+v", a)
 			}
 
 			// Pair: pending ("confirm on the printer's screen"), then ok.
@@ -627,5 +628,50 @@ func TestLANHostNameDiffersFromCloud(t *testing.T) {
 		if strings.Contains(tp, "lab-printer") {
 			t.Errorf("%s is retained: the printer shows twice", tp)
 		}
+	}
+}
+
+// TestSnapshotFromTheLANCamera: snapshot on a printer whose camera is read
+// on the LAN takes the picture there, with or without a cloud account: the
+// JPEG retained on the picture topic, its description on the snapshot
+// topic, and no webcam action in the cloud (issue 19.3).
+func TestSnapshotFromTheLANCamera(t *testing.T) {
+	for _, cloud := range []bool{true, false} {
+		t.Run(map[bool]string{true: "WithCloud", false: "LANOnly"}[cloud], func(t *testing.T) {
+			w := fastWorld(t, "pic")
+			_, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{})
+			env := lanEnv(w, "pic", addr)
+			if cloud {
+				env = append(slices.Clone(w.env), "LOCAL_PRINTERS="+addr, "LOCAL_POLL_INTERVAL=500ms")
+			}
+			env = append(env, "LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json"))
+			watch := mqtttest.Watch(t, w.broker.URL(), "pic/#")
+			startBridge(t, env)
+			lab := "pic/printers/" + labS5
+			watch.WaitFor(15*time.Second, "the camera on the LAN", func(m map[string]mqtttest.Message) bool {
+				st, ok := stateOf(t, m, lab+"/state")
+				return ok && st.Camera != nil
+			})
+			as := command(t, watch, lab+"/set", lab+"/response", `{"action":"snapshot","transaction":"s1"}`, `"s1"`)
+			if statuses(as) != "ok" || as[0].Data["via"] != "local" {
+				t.Fatalf("snapshot answered %s %+v %+v", statuses(as), as[len(as)-1].Data, as[len(as)-1].Error)
+			}
+			got := mqtttest.Retained(t, w.broker.URL(), lab+"/+", 300*time.Millisecond)
+			if pic := got[lab+"/picture"]; !picture.IsJPEG([]byte(pic)) {
+				t.Errorf("picture topic holds %d bytes that are not a JPEG", len(pic))
+			}
+			var snap struct {
+				Via     string
+				Size    int
+				TakenAt time.Time `json:"taken_at"`
+			}
+			if err := json.Unmarshal([]byte(got[lab+"/snapshot"]), &snap); err != nil || snap.Via != "local" ||
+				snap.Size != len(got[lab+"/picture"]) || time.Since(snap.TakenAt) > time.Minute {
+				t.Errorf("snapshot topic: %s (%v)", got[lab+"/snapshot"], err)
+			}
+			if n := w.sim.Requests("get_webcam_snapshot"); n != 0 {
+				t.Errorf("the cloud was asked for a webcam snapshot %d times", n)
+			}
+		})
 	}
 }

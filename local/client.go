@@ -18,6 +18,7 @@ import (
 	"github.com/icholy/digest"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 )
 
 // maxBody bounds what the bridge reads of one LAN answer: a printer's
@@ -231,6 +232,39 @@ func (c *Client) HasCamera(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	return err == nil && cam.Feed != "", err
+}
+
+// Snapshot takes a picture with the printer's camera 0: GET
+// /api/v1/camera/0/snapshot, which redirects to the camera's own server
+// (port 8080). Redirects are followed only on the printer's own host, and
+// the answer must be a JPEG of at most picture.MaxSize.
+func (c *Client) Snapshot(ctx context.Context) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/camera/0/snapshot", nil)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Transport: c.transport, Timeout: c.timeout, CheckRedirect: func(r *http.Request, via []*http.Request) error {
+		if len(via) > 3 || r.URL.Hostname() != hostOnly(c.host) || r.URL.Scheme != "http" {
+			return fmt.Errorf("camera redirect to %s refused: not the printer", r.URL.Redacted())
+		}
+		return nil
+	}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("camera snapshot: %w", err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, ErrAuth
+	case resp.StatusCode != http.StatusOK:
+		return nil, &StatusError{Method: http.MethodGet, Path: "/api/v1/camera/0/snapshot", Code: resp.StatusCode}
+	}
+	b, err := picture.Read(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("camera snapshot: %w", err)
+	}
+	return b, nil
 }
 
 // ClusterPrinters reads the group's printers from /cluster-api/v1 (only a

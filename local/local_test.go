@@ -169,19 +169,25 @@ func FuzzObserve(f *testing.F) {
 }
 
 func TestKeyOf(t *testing.T) {
+	// The cloud knows one printer, by its GUID.
+	p := &Poller{cfg: Config{KnownAs: func(guid string) (string, bool) {
+		return "ultimakersystem-cloudname", guid == "guid-in-cloud"
+	}}}
 	for _, tc := range []struct {
-		host, hostname, want string
+		host, hostname, guid, want string
 	}{
-		{"192.168.1.40", "ultimakersystem-ccbdd30044ec", "ultimakersystem-ccbdd30044ec"},
-		{"192.168.1.40:8080", "localhost:8080", "192_168_1_40"}, // odd hostname (seen in a fixture)
-		{"ultimakersystem-ab.local", "", "ultimakersystem-ab"},
-		{"[fe80::1]", "", "fe80__1"},
+		{"192.168.1.40", "ultimakersystem-ccbdd30044ec", "", "ultimakersystem-ccbdd30044ec"},
+		{"192.168.1.40:8080", "localhost:8080", "", "192_168_1_40"}, // odd hostname (seen in a fixture)
+		{"ultimakersystem-ab.local", "", "", "ultimakersystem-ab"},
+		{"[fe80::1]", "", "", "fe80__1"},
+		{"192.168.1.41", "lab-printer", "guid-in-cloud", "ultimakersystem-cloudname"},
+		{"192.168.1.42", "lab-printer", "other-guid", "lab-printer"},
 	} {
 		w := &watch{host: tc.host}
-		if tc.hostname != "" {
-			w.sys = &System{Hostname: tc.hostname}
+		if tc.hostname != "" || tc.guid != "" {
+			w.sys = &System{Hostname: tc.hostname, GUID: tc.guid}
 		}
-		if got := w.keyOf(); got != tc.want {
+		if got := p.keyOf(w); got != tc.want {
 			t.Errorf("keyOf(%s, %s) = %q, want %q", tc.host, tc.hostname, got, tc.want)
 		}
 	}

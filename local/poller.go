@@ -93,6 +93,7 @@ type watch struct {
 
 	// Under Poller.mu.
 	key      string
+	camera0  string // the key of the printer whose camera the watch reads, if any
 	reached  bool // answered its latest poll
 	gated    bool // refuses reads
 	rejected bool // refused the credential (a signed request got 401/403)
@@ -493,7 +494,12 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 	}
 	w.view = &view
 	p.mu.Lock()
-	w.key = view.Cluster.ID
+	w.key, w.camera0 = view.Cluster.ID, ""
+	for _, pr := range view.Printers {
+		if pr.Camera != nil {
+			w.camera0 = pr.ID
+		}
+	}
 	p.keys[view.Cluster.ID] = w
 	p.clusters[view.Cluster.ID] = true
 	for _, pr := range view.Printers {
@@ -593,6 +599,23 @@ func (p *Poller) Reach(id string) (onLAN, paired bool) {
 	reached := w.reached
 	p.mu.Unlock()
 	return reached, w.client.Paired()
+}
+
+// Picture takes a picture with the camera of the printer with key id, when
+// the bridge reads that printer on the LAN and it has one (a group's
+// host lists its members, but its camera is its own).
+func (p *Poller) Picture(ctx context.Context, id string) ([]byte, error) {
+	w, ok := p.lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("printer %s is not on the LAN", id)
+	}
+	p.mu.Lock()
+	has := w.camera0 == id
+	p.mu.Unlock()
+	if !has {
+		return nil, fmt.Errorf("printer %s has no camera the bridge reads", id)
+	}
+	return w.client.Snapshot(ctx)
 }
 
 // JobState sends pause, print (resume) or abort to a paired printer.

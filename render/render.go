@@ -12,6 +12,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
@@ -73,7 +74,12 @@ type Renderer struct {
 	clusters       map[string]state.Cluster
 	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
 	watchers       []func(poller.Update)
+	pictures       *picture.Store
 }
+
+// PicturesMemory bounds the pictures kept (and published retained) for
+// all printers together: when full, those taken longest ago give way.
+const PicturesMemory = 16 << 20
 
 // Watch registers f to be told of every update once the renderer kept its
 // states and published: the command handler waits there for an action's
@@ -88,7 +94,8 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 		opts.BirthDelay = 5 * time.Second
 	}
 	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
-		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{}, log: log.With().Str("component", "bridge").Logger()}
+		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{},
+		pictures: picture.NewStore(PicturesMemory), log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Renderer)(nil)
@@ -141,6 +148,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	for _, p := range u.RemovedPrinters {
 		delete(b.printers, p.ID)
 		delete(b.configKeys, p.ID)
+		b.pictures.Remove(p.ID)
 		if b.disc != nil {
 			msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.PrinterObjectID(p.ID))))
 		}
@@ -281,6 +289,12 @@ func (b *Renderer) Retained(topic string) ([]byte, bool) {
 		return m.Payload, true
 	}
 	a, ok := b.tree.Parse(topic)
+	if ok && a.Kind == topics.Printer && a.Verb == topics.Picture {
+		if p, ok := b.pictures.Get(a.ID); ok {
+			return p.JPEG, true
+		}
+		return nil, false
+	}
 	if !ok || a.Verb != topics.State {
 		return nil, false
 	}
@@ -364,6 +378,39 @@ func (b *Renderer) Run(ctx context.Context) {
 		b.publish(ctx, msgs...)
 	}
 }
+
+// Snapshot is what a printer's snapshot topic says of its latest picture.
+type Snapshot struct {
+	URL     string    `json:"url"` // the cloud's; "" for a picture from the LAN
+	TakenAt time.Time `json:"taken_at"`
+	Via     string    `json:"via"`
+	Size    int       `json:"size"`  // of the JPEG on the picture topic; 0 when there is none
+	Event   string    `json:"event"` // what it was taken for, "" on request
+	Job     string    `json:"job"`   // that job's uuid
+}
+
+// Picture keeps p as its printer's latest picture and publishes it: the
+// JPEG retained on the printer's picture topic (kept by the publisher as
+// a sum, renewed from here), and what it shows on its snapshot topic. A
+// picture of a printer that is gone is dropped.
+func (b *Renderer) Picture(ctx context.Context, p picture.Picture) {
+	b.mu.Lock()
+	_, known := b.printers[p.Printer]
+	b.mu.Unlock()
+	if !known {
+		return
+	}
+	snap := Snapshot{URL: p.URL, TakenAt: p.TakenAt.UTC().Truncate(time.Second), Via: p.Via, Event: p.Event, Job: p.Job}
+	var msgs []bus.Message
+	if len(p.JPEG) > 0 && b.pictures.Put(p) {
+		snap.Size = len(p.JPEG)
+		msgs = append(msgs, bus.Message{Topic: b.tree.PrinterPicture(p.Printer), Payload: p.JPEG, Retain: true, Renewable: true})
+	}
+	b.publish(ctx, append(msgs, b.jsonMessage(b.tree.PrinterSnapshot(p.Printer), snap, true))...)
+}
+
+// LatestPicture is the latest picture kept of a printer.
+func (b *Renderer) LatestPicture(printer string) (picture.Picture, bool) { return b.pictures.Get(printer) }
 
 // Stats returns the poller's latest stats.
 func (b *Renderer) Stats() poller.Stats {

@@ -31,6 +31,7 @@ const (
 	Availability = "availability"
 	Event        = "event"
 	Snapshot     = "snapshot"
+	Picture      = "picture"
 	Preview      = "preview"
 	Camera       = "camera"
 	Statistics   = "statistics"
@@ -53,12 +54,13 @@ type Address struct {
 // the shape of the tree: which verbs each kind has, and which of those
 // are retained (removal and the stale sweep clear exactly these).
 var (
-	printerVerbs  = []string{State, Availability, Event, Snapshot, Preview, Camera, Statistics, Set, Response}
+	printerVerbs  = []string{State, Availability, Event, Snapshot, Picture, Preview, Camera, Statistics, Set, Response}
 	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
 	clusterVerbs  = []string{State, Availability, Set, Response}
 	bridgeVerbs   = []string{State, Info, Event}       // <base>/bridge/<verb>
 	bridgeIDVerb  = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
-	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Camera, Statistics}, Cluster: {State, Availability}}
+	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Picture, Camera, Statistics},
+		Cluster: {State, Availability}}
 	collections   = map[Kind]string{Printer: "printers", Cluster: "clusters"}
 )
 
@@ -176,8 +178,13 @@ func (t Tree) PrinterAvailability(printer string) string { return t.printer(prin
 // PrinterEvent is a printer's event stream.
 func (t Tree) PrinterEvent(printer string) string { return t.printer(printer, Event) }
 
-// PrinterSnapshot holds the URL of a printer's latest webcam snapshot.
+// PrinterSnapshot describes a printer's latest picture (PrinterPicture):
+// when, how and for what it was taken, and the cloud's URL of it.
 func (t Tree) PrinterSnapshot(printer string) string { return t.printer(printer, Snapshot) }
+
+// PrinterPicture holds a printer's latest picture, as JPEG bytes; its
+// snapshot topic says when, how and for what it was taken.
+func (t Tree) PrinterPicture(printer string) string { return t.printer(printer, Picture) }
 
 // PrinterPreview holds the preview image URL of the printer's current (or
 // last) job.

@@ -103,7 +103,7 @@ func TestWalkTheTree(t *testing.T) {
 			t.Errorf("filter %s outside the base", f)
 		}
 	}
-	if got := tr.Retained(Printer, "p"); strings.Join(got, " ") != "site/u/printers/p/state site/u/printers/p/availability site/u/printers/p/preview site/u/printers/p/snapshot site/u/printers/p/camera site/u/printers/p/statistics" {
+	if got := tr.Retained(Printer, "p"); strings.Join(got, " ") != "site/u/printers/p/state site/u/printers/p/availability site/u/printers/p/preview site/u/printers/p/snapshot site/u/printers/p/picture site/u/printers/p/camera site/u/printers/p/statistics" {
 		t.Errorf("printer retained topics %v", got)
 	}
 	a, _ := tr.Parse(tr.PrinterSet("p"))
