@@ -477,6 +477,7 @@ func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, boo
 		hosts = append(hosts, host)
 	}
 	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg), KnownAs: knownAs,
+		ForgetAfter: cfg.LocalForgetAfter,
 		OnRequest: func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
 }
 

@@ -74,6 +74,7 @@ type Config struct {
 	LocalPollInterval time.Duration `env:"LOCAL_POLL_INTERVAL" envDefault:"5s" help:"Status interval of each printer on the LAN (one request, two while a job runs)"`
 	LocalAuthFile     string        `env:"LOCAL_AUTH_FILE" help:"Where the LAN pairings (digest credentials) are kept, 0600; default local-auth.json beside TOKEN_FILE, else in the working directory (/data/local-auth.json in the image)"`
 	LocalPairTimeout  time.Duration `env:"LOCAL_PAIR_TIMEOUT" envDefault:"5m" help:"How long pairing waits for someone to press ALLOW on the printer's screen"`
+	LocalForgetAfter  time.Duration `env:"LOCAL_FORGET_AFTER" envDefault:"24h" help:"A printer found by mDNS that neither answers nor is announced for this long is removed (topics and device); LOCAL_PRINTERS are never removed"`
 
 	ReadOnly       bool          `env:"READ_ONLY" envDefault:"false" help:"Answer every command read_only and never send one to the cloud (true or false)"`
 	AllowedActions []string      `env:"ALLOWED_ACTIONS" help:"Comma-separated commands to accept (e.g. pause,resume,snapshot); empty accepts all but the destructive delete and delete_team, which run only when listed"`
@@ -349,6 +350,9 @@ func (c *Config) Problems() []string {
 	}
 	if c.LocalPollInterval < 100*time.Millisecond || c.LocalPollInterval > time.Hour {
 		p = append(p, "LOCAL_POLL_INTERVAL: must be between 100ms and 1h")
+	}
+	if c.LocalForgetAfter < time.Second {
+		p = append(p, "LOCAL_FORGET_AFTER: must be at least 1s")
 	}
 	if c.LocalPairTimeout < time.Second || c.LocalPairTimeout > time.Hour {
 		p = append(p, "LOCAL_PAIR_TIMEOUT: must be between 1s and 1h")

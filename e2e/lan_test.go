@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/mdns"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/local"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
@@ -673,5 +675,67 @@ func TestSnapshotFromTheLANCamera(t *testing.T) {
 				t.Errorf("the cloud was asked for a webcam snapshot %d times", n)
 			}
 		})
+	}
+}
+
+// TestMDNSPrinterForgotten: a printer found by mDNS that stops answering
+// and being announced is removed after LOCAL_FORGET_AFTER, topics and all,
+// as a printer that left the account is (issue 19.3). Real multicast; a
+// machine without it skips.
+func TestMDNSPrinterForgotten(t *testing.T) {
+	w := fastWorld(t, "forget")
+	lp, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{})
+	host, port, _ := net.SplitHostPort(addr)
+	portN, _ := strconv.Atoi(port)
+	zone, err := mdns.NewMDNSService(labS5, local.Service, "local.", labS5+".local.", portN, []net.IP{net.ParseIP(host)},
+		[]string{"type=printer", "name=Lab-S5-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announcer, err := mdns.NewServer(&mdns.Config{Zone: zone})
+	if err != nil {
+		t.Skipf("no multicast here: %v", err)
+	}
+	defer announcer.Shutdown()
+	env := append(lanEnv(w, "forget"), "LOCAL_PRINTERS=", "LOCAL_DISCOVERY=true", "LOCAL_FORGET_AFTER=2s",
+		"LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json"))
+	watch := mqtttest.Watch(t, w.broker.URL(), "forget/#")
+	_, logs := startBridge(t, env)
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+	topic := "forget/printers/" + labS5 + "/state"
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, ok := stateOf(t, watch.Snapshot(), topic); ok && st.Online {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, ok := stateOf(t, watch.Snapshot(), topic); !ok || !st.Online {
+		t.Skip("the bridge found no printer by mDNS on this machine (no multicast route)")
+	}
+	announcer.Shutdown()
+	lp.SetOffline(true)
+	// The cluster's availability is the last of the printer's topics to go.
+	last := "forget/clusters/" + labS5 + "/availability"
+	watch.WaitFor(20*time.Second, "the printer's topics cleared", func(m map[string]mqtttest.Message) bool {
+		msg, ok := m[last]
+		return ok && msg.Payload == "" && m[topic].Payload == ""
+	})
+	got := mqtttest.Retained(t, w.broker.URL(), "forget/#", 300*time.Millisecond)
+	for tp := range got {
+		if strings.Contains(tp, labS5) {
+			t.Errorf("%s is still retained after the printer was forgotten: %.100s", tp, got[tp])
+		}
+	}
+	if t.Failed() {
+		for _, m := range watch.All() {
+			if strings.Contains(m.Topic, "clusters/") || strings.Contains(m.Topic, "/camera") || strings.HasSuffix(m.Topic, "/state") {
+				t.Logf("%s %.80s", m.Topic, m.Payload)
+			}
+		}
 	}
 }

@@ -25,7 +25,11 @@ type Config struct {
 	Timeout        time.Duration // one request (3s)
 	BackoffMax     time.Duration // longest wait between tries of a silent printer (1m)
 	SystemInterval time.Duration // identity and firmware (10m)
-	Pair           PairRequest   // how the bridge introduces itself when pairing
+	// ForgetAfter removes a printer found at run time (Add: mDNS) that
+	// neither answered nor was announced for this long (24h); the
+	// configured Hosts are never removed.
+	ForgetAfter time.Duration
+	Pair        PairRequest // how the bridge introduces itself when pairing
 	// OnRequest, when set, is told of every request's outcome ("" or an
 	// error class), for metrics and benchmarks.
 	OnRequest func(host, class string)
@@ -45,6 +49,7 @@ func (c *Config) defaults() {
 	def(&c.Timeout, 3*time.Second)
 	def(&c.BackoffMax, time.Minute)
 	def(&c.SystemInterval, 10*time.Minute)
+	def(&c.ForgetAfter, 24*time.Hour)
 	def(&c.Pair.Timeout, 5*time.Minute)
 	if c.Pair.Application == "" {
 		c.Pair.Application = "ultimaker2mqtt"
@@ -85,18 +90,22 @@ type watch struct {
 	camera     bool
 	group      bool
 	view       *state.View
-	last       *connect.Printer  // for the offline state
-	ended      *connect.PrintJob // the last job seen ending
+	last       *connect.Printer         // for the offline state
+	members    []connect.Printer        // a group's printers as last read, for its offline state
+	shown      map[string]state.Printer // every printer the watch published, by key, as last published
+	ended      *connect.PrintJob        // the last job seen ending
 	misses     int
 	authLogged bool
 	downLogged bool
 
 	// Under Poller.mu.
+	found    bool      // added at run time (mDNS), so it may be forgotten
+	seen     time.Time // its latest answer or announcement
 	key      string
 	camera0  string // the key of the printer whose camera the watch reads, if any
-	reached  bool // answered its latest poll
-	gated    bool // refuses reads
-	rejected bool // refused the credential (a signed request got 401/403)
+	reached  bool   // answered its latest poll
+	gated    bool   // refuses reads
+	rejected bool   // refused the credential (a signed request got 401/403)
 }
 
 // New returns a Poller of the printers in cfg.Hosts, with the pairings in
@@ -107,18 +116,22 @@ func New(cfg Config, store *Store, sink poller.Sink, log zerolog.Logger) *Poller
 		watches: map[string]*watch{}, keys: map[string]*watch{}, adds: make(chan string, 64),
 		printers: map[string]bool{}, clusters: map[string]bool{}}
 	for _, h := range cfg.Hosts {
-		p.addWatch(h)
+		p.addWatch(h, false)
 	}
 	return p
 }
 
-func (p *Poller) addWatch(host string) (*watch, bool) {
+// addWatch watches host (found: at run time), or for a host already
+// watched notes it was seen.
+func (p *Poller) addWatch(host string, found bool) (*watch, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if w, ok := p.watches[host]; ok {
+		w.seen = time.Now()
 		return w, false
 	}
-	w := &watch{host: host, client: NewClient(host, p.cfg.Timeout, nil), wake: make(chan struct{}, 1)}
+	w := &watch{host: host, client: NewClient(host, p.cfg.Timeout, nil), wake: make(chan struct{}, 1), found: found,
+		seen: time.Now()}
 	if c, ok := p.store.Get(host); ok {
 		w.client.SetCredential(c)
 	}
@@ -154,7 +167,7 @@ func (p *Poller) Run(ctx context.Context) error {
 			}
 			return nil
 		case h := <-p.adds:
-			if w, added := p.addWatch(h); added {
+			if w, added := p.addWatch(h, true); added {
 				p.log.Info().Str("host", h).Msg("printer found on the LAN")
 				wg.Go(func() { p.watch(ctx, w) })
 			}
@@ -189,6 +202,9 @@ func (p *Poller) watch(ctx context.Context, w *watch) {
 		}
 		next := p.poll(ctx, w)
 		if ctx.Err() != nil {
+			return
+		}
+		if p.forgotten(ctx, w) {
 			return
 		}
 		if first {
@@ -246,6 +262,9 @@ func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 	if w.downLogged {
 		p.log.Info().Str("host", w.host).Msg("printer answers on the LAN again")
 	}
+	p.mu.Lock()
+	w.seen = now
+	p.mu.Unlock()
 	w.misses, w.downLogged = 0, false
 	refused := r.gated || p.isRejected(w)
 	if refused && !w.authLogged {
@@ -458,6 +477,7 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 				status.Printers[i].UniqueName = key
 			}
 		}
+		w.members = slices.Clone(status.Printers)
 	}
 	return state.Observation{Cluster: cluster, Status: status, Now: now, Source: state.SourceLocal,
 		Live: map[string]state.Live{key: live}}
@@ -474,7 +494,15 @@ func (p *Poller) offline(w *watch, now time.Time) state.Observation {
 	if w.view != nil {
 		cluster.FriendlyName = w.view.Cluster.FriendlyName
 	}
-	return state.Observation{Cluster: cluster, Now: now, Source: state.SourceLocal}
+	obs := state.Observation{Cluster: cluster, Now: now, Source: state.SourceLocal}
+	if w.group && len(w.members) > 1 {
+		// A group's host that went silent takes its members along: all
+		// offline, none frozen at its last reading.
+		cluster.PrinterCount = float64(len(w.members))
+		online := false
+		obs.Status = &connect.ClusterStatus{IsOnline: &online, Printers: w.members, PrintJobs: []connect.PrintJob{}}
+	}
+	return obs
 }
 
 func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
@@ -493,6 +521,15 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 		u.Printers = view.Printers
 	}
 	w.view = &view
+	if w.shown == nil {
+		w.shown = map[string]state.Printer{}
+	}
+	for _, pr := range view.Printers {
+		w.shown[pr.ID] = pr.Compact()
+	}
+	for _, pr := range u.RemovedPrinters {
+		delete(w.shown, pr.ID)
+	}
 	p.mu.Lock()
 	w.key, w.camera0 = view.Cluster.ID, ""
 	for _, pr := range view.Printers {
@@ -518,6 +555,44 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 		p.sink.Apply(ctx, u)
 		p.applyMu.Unlock()
 	}
+}
+
+// forgotten removes w when it was found at run time and has been silent
+// and unannounced for ForgetAfter: its printers and cluster leave, as a
+// printer that left the account does (topics and device cleared).
+func (p *Poller) forgotten(ctx context.Context, w *watch) bool {
+	p.mu.Lock()
+	if !w.found || time.Since(w.seen) < p.cfg.ForgetAfter {
+		p.mu.Unlock()
+		return false
+	}
+	delete(p.watches, w.host)
+	for k, kw := range p.keys {
+		if kw == w {
+			delete(p.keys, k)
+		}
+	}
+	var u poller.Update
+	if v := w.view; v != nil {
+		u.RemovedClusters = []state.Cluster{v.Cluster}
+		delete(p.clusters, v.Cluster.ID)
+	}
+	for id, pr := range w.shown {
+		u.RemovedPrinters = append(u.RemovedPrinters, pr)
+		delete(p.printers, id)
+	}
+	p.polled--
+	p.mu.Unlock()
+	p.log.Info().Str("host", w.host).Dur("unseen", p.cfg.ForgetAfter).Msg("printer found on the LAN neither answers nor is " +
+		"announced any more: forgotten")
+	w.client.CloseIdleConnections()
+	if len(u.RemovedPrinters) > 0 || len(u.RemovedClusters) > 0 {
+		p.applyMu.Lock()
+		p.sink.Apply(ctx, u)
+		p.applyMu.Unlock()
+	}
+	p.sendStats(ctx, true)
+	return true
 }
 
 // statsEvery is how often the LAN's stats (and so last_poll) are sent

@@ -84,3 +84,81 @@ func TestSlowPrinterDelaysNoOther(t *testing.T) {
 		t.Errorf("the silent printer is not offline: %v", got)
 	}
 }
+
+// TestFoundPrinterIsForgotten: a printer found at run time (mDNS) that
+// neither answers nor is announced for ForgetAfter leaves, as a printer
+// that left the account does; one listed in Hosts stays, offline (issue
+// 19.3).
+func TestFoundPrinterIsForgotten(t *testing.T) {
+	sim := simulator.New(simulator.Options{Seed: 1})
+	serve := func(name string) (*simulator.LocalPrinter, string) {
+		lp, err := sim.LocalPrinter(name, simulator.LocalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(lp)
+		t.Cleanup(srv.Close)
+		return lp, strings.TrimPrefix(srv.URL, "http://")
+	}
+	listed, listedAddr := serve("ultimakersystem-4b0fc38e95e3")
+	found, foundAddr := serve("ultimakersystem-ccbdd30044ec")
+	rec := &sink{}
+	store, _ := OpenStore("")
+	p := New(Config{Hosts: []string{listedAddr}, Interval: 100 * time.Millisecond, Timeout: 300 * time.Millisecond,
+		BackoffMax: 200 * time.Millisecond, ForgetAfter: time.Second}, store, rec, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	p.Add(foundAddr)
+	removed := func() map[string]bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		out := map[string]bool{}
+		for _, u := range rec.got {
+			for _, pr := range u.RemovedPrinters {
+				out[pr.ID] = true
+			}
+			for _, c := range u.RemovedClusters {
+				out["cluster "+c.ID] = true
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !rec.printers()["ultimakersystem-ccbdd3005a11/online"] && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Both go silent; announcements of the found one keep it until they
+	// stop too.
+	listed.SetOffline(true)
+	found.SetOffline(true)
+	for range 10 {
+		p.Add(foundAddr)
+		time.Sleep(150 * time.Millisecond)
+	}
+	if got := removed(); len(got) != 0 {
+		t.Fatalf("removed %v while still announced", got)
+	}
+	// Meanwhile the silent host's members show offline, not frozen.
+	if !rec.printers()["ultimakersystem-ccbdd3005a11/offline"] {
+		t.Errorf("a member of the silent group is not offline: %v", rec.printers())
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for !removed()["cluster ultimakersystem-ccbdd30044ec"] && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := removed()
+	for _, id := range []string{"cluster ultimakersystem-ccbdd30044ec", "ultimakersystem-ccbdd30044ec", "ultimakersystem-ccbdd3005a11",
+		"ultimakersystem-ccbdd3007c42"} {
+		if !got[id] {
+			t.Errorf("%s was not removed with the forgotten group: %v", id, got)
+		}
+	}
+	if got["ultimakersystem-4b0fc38e95e3"] {
+		t.Error("a printer listed in LOCAL_PRINTERS was forgotten")
+	}
+	if onLAN, _ := p.Reach("ultimakersystem-ccbdd30044ec"); onLAN {
+		t.Error("the forgotten printer is still reachable for commands")
+	}
+}
