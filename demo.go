@@ -182,34 +182,56 @@ func printChanges(stdout io.Writer) func(poller.Sink) poller.Sink {
 	}
 }
 
-// demoLANPrinters answer on the demo's LAN: a single S5 and a group host.
-var demoLANPrinters = []string{"ultimakersystem-4b0fc38e95e3", "ultimakersystem-ccbdd30044ec"}
+// demoLANPrinters answer on the demo's LAN and are read there: a single
+// S5 and a group's host. The group's other printers answer too
+// (demoLANMembers); the bridge reads their temperatures through the host.
+var (
+	demoLANPrinters = []string{"ultimakersystem-4b0fc38e95e3", "ultimakersystem-ccbdd30044ec"}
+	demoLANMembers  = map[string][]string{"ultimakersystem-ccbdd30044ec": {"ultimakersystem-ccbdd3005a11",
+		"ultimakersystem-ccbdd3007c42"}}
+)
 
-// serveLocalPrinters serves the LAN API of each named printer on a
-// loopback port of its own and returns their addresses.
+// serveLocalPrinters serves the LAN API of each named printer, and of
+// the members of the groups they host, on a loopback port of its own,
+// and returns the addresses of the named ones.
 func serveLocalPrinters(sim *simulator.Server, names []string) ([]string, func(), error) {
-	var hosts []string
 	var servers []*http.Server
 	stop := func() {
 		for _, s := range servers {
 			s.Close()
 		}
 	}
-	for _, name := range names {
-		lp, err := sim.LocalPrinter(name, simulator.LocalOptions{ApproveAfter: 5 * time.Second})
+	serve := func(name string, opts simulator.LocalOptions) (string, error) {
+		lp, err := sim.LocalPrinter(name, opts)
 		if err != nil {
-			stop()
-			return nil, nil, err
+			return "", err
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			stop()
-			return nil, nil, err
+			return "", err
 		}
 		srv := &http.Server{Handler: lp, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		servers = append(servers, srv)
-		hosts = append(hosts, ln.Addr().String())
+		return ln.Addr().String(), nil
+	}
+	var hosts []string
+	for _, name := range names {
+		opts := simulator.LocalOptions{ApproveAfter: 5 * time.Second, Members: map[string]string{}}
+		for _, m := range demoLANMembers[name] {
+			addr, err := serve(m, simulator.LocalOptions{ApproveAfter: 5 * time.Second})
+			if err != nil {
+				stop()
+				return nil, nil, err
+			}
+			opts.Members[m] = addr
+		}
+		addr, err := serve(name, opts)
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		hosts = append(hosts, addr)
 	}
 	return hosts, stop, nil
 }

@@ -739,3 +739,26 @@ func TestMDNSPrinterForgotten(t *testing.T) {
 		}
 	}
 }
+
+// TestLANGroupMembersTemperatures: reading only a group's host, the bridge
+// also reads each member's own API for its temperatures (issue 19.3).
+func TestLANGroupMembersTemperatures(t *testing.T) {
+	w := fastWorld(t, "temps")
+	member := "ultimakersystem-ccbdd3005a11"
+	_, memberAddr := serveLocal(t, w.sim, member, simulator.LocalOptions{})
+	_, hostAddr := serveLocal(t, w.sim, farmHost, simulator.LocalOptions{Members: map[string]string{member: memberAddr}})
+	env := append(lanEnv(w, "temps", hostAddr), "LOCAL_AUTH_FILE="+filepath.Join(t.TempDir(), "a.json"))
+	watch := mqtttest.Watch(t, w.broker.URL(), "temps/#")
+	startBridge(t, env)
+	watch.WaitFor(15*time.Second, "the member's temperatures", func(m map[string]mqtttest.Message) bool {
+		st, ok := stateOf(t, m, "temps/printers/"+member+"/state")
+		return ok && len(st.Extruders) > 0 && st.Extruders[0].HotendTemperature != nil && st.BuildPlate != nil &&
+			st.BuildPlate.Target != nil
+	})
+	// The member without an API of its own served has none.
+	s7 := "temps/printers/ultimakersystem-ccbdd3007c42/state"
+	watch.WaitFor(5*time.Second, "the other member", func(m map[string]mqtttest.Message) bool { return m[s7].Payload != "" })
+	if st, _ := stateOf(t, watch.Snapshot(), s7); len(st.Extruders) > 0 && st.Extruders[0].HotendTemperature != nil {
+		t.Errorf("the unreadable member has temperatures: %+v", st.Extruders)
+	}
+}

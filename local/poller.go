@@ -99,13 +99,14 @@ type watch struct {
 	downLogged bool
 
 	// Under Poller.mu.
-	found    bool      // added at run time (mDNS), so it may be forgotten
-	seen     time.Time // its latest answer or announcement
-	key      string
-	camera0  string // the key of the printer whose camera the watch reads, if any
-	reached  bool   // answered its latest poll
-	gated    bool   // refuses reads
-	rejected bool   // refused the credential (a signed request got 401/403)
+	memberClients map[string]*Client // a group's other printers, by address
+	found         bool               // added at run time (mDNS), so it may be forgotten
+	seen          time.Time          // its latest answer or announcement
+	key           string
+	camera0       string // the key of the printer whose camera the watch reads, if any
+	reached       bool   // answered its latest poll
+	gated         bool   // refuses reads
+	rejected      bool   // refused the credential (a signed request got 401/403)
 }
 
 // New returns a Poller of the printers in cfg.Hosts, with the pairings in
@@ -131,7 +132,7 @@ func (p *Poller) addWatch(host string, found bool) (*watch, bool) {
 		return w, false
 	}
 	w := &watch{host: host, client: NewClient(host, p.cfg.Timeout, nil), wake: make(chan struct{}, 1), found: found,
-		seen: time.Now()}
+		seen: time.Now(), memberClients: map[string]*Client{}}
 	if c, ok := p.store.Get(host); ok {
 		w.client.SetCredential(c)
 	}
@@ -226,7 +227,10 @@ type reading struct {
 	job     *PrintJob
 	members []connect.Printer  // a group's printers (host only)
 	jobs    []connect.PrintJob // a group's jobs (host only)
-	gated   bool
+	// memberLive are the temperatures of a group's other printers, read
+	// from each one's own /api/v1/printer, by unique name.
+	memberLive map[string]state.Live
+	gated      bool
 }
 
 // poll reads the printer once, publishes what changed, and returns the
@@ -329,6 +333,9 @@ func (p *Poller) read(ctx context.Context, w *watch, now time.Time) (reading, er
 			r.gated = true
 			return r, nil
 		}
+		if err == nil {
+			r.memberLive = p.readMembers(ctx, w, r.members)
+		}
 		return r, err
 	}
 	hadJob := w.view != nil && len(w.view.Printers) > 0 && w.view.Printers[0].Job != nil
@@ -346,6 +353,65 @@ func (p *Poller) read(ctx context.Context, w *watch, now time.Time) (reading, er
 		}
 	}
 	return r, nil
+}
+
+// readMembers reads the temperatures of a group's other printers, each
+// from its own /api/v1/printer at the ip_address the group's host lists,
+// all at once (a silent member delays the poll by one timeout at most).
+// A member the bridge also watches on its own is left to that watch; one
+// that does not answer, or refuses, has no temperatures this time.
+func (p *Poller) readMembers(ctx context.Context, w *watch, members []connect.Printer) map[string]state.Live {
+	host := p.keyOf(w)
+	var mu sync.Mutex
+	out := map[string]state.Live{}
+	var wg sync.WaitGroup
+	for _, m := range members {
+		addr, ok := memberAddress(m.IPAddress)
+		if !ok || m.UniqueName == "" || m.UniqueName == host || m.UUID != "" && w.sys != nil && m.UUID == w.sys.GUID {
+			continue
+		}
+		p.mu.Lock()
+		_, own := p.watches[addr]
+		c := w.memberClients[addr]
+		if c == nil && !own {
+			c = NewClient(addr, p.cfg.Timeout, w.client.transport)
+			if cred, ok := p.store.Get(addr); ok {
+				c.SetCredential(cred)
+			}
+			w.memberClients[addr] = c
+		}
+		p.mu.Unlock()
+		if own {
+			continue
+		}
+		wg.Go(func() {
+			lp, err := c.Printer(ctx)
+			p.observeRequest(w, err)
+			if err != nil {
+				return
+			}
+			live := liveOf(lp)
+			mu.Lock()
+			out[m.UniqueName] = live
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// memberAddress is where a group member's own API is read: its
+// ip_address as the group's host lists it, an IP literal (with a port
+// only in the simulator); anything else is not read.
+func memberAddress(ip string) (string, bool) {
+	addr, err := ParseHost(ip)
+	if err != nil {
+		return "", false
+	}
+	if net.ParseIP(hostOnly(addr)) == nil {
+		return "", false
+	}
+	return addr, true
 }
 
 func (p *Poller) observeRequest(w *watch, err error) {
@@ -427,19 +493,14 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 		cp.Status = printerStatus(lp.Status)
 		if lp.Bed != nil {
 			cp.BuildPlate = &connect.BuildPlate{Type: lp.Bed.Type}
-			if t := lp.Bed.Temperature; t != nil {
-				live.BuildPlate = &state.Temperature{Current: t.Current, Target: t.Target}
-			}
 		}
+		temps := liveOf(lp)
+		live.Hotends, live.BuildPlate = temps.Hotends, temps.BuildPlate
 		if len(lp.Heads) > 0 {
 			for i, e := range lp.Heads[0].Extruders {
 				cfg := connect.PrintCoreConfiguration{ExtruderIndex: float64(i)}
-				var t state.Temperature
 				if h := e.Hotend; h != nil {
 					cfg.PrintCoreID = h.ID
-					if h.Temperature != nil {
-						t = state.Temperature{Current: h.Temperature.Current, Target: h.Temperature.Target}
-					}
 				}
 				if m := e.ActiveMaterial; m != nil {
 					if guid := cmpOr(m.GUID, m.GUIDLegacy); guid != "" {
@@ -447,7 +508,6 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 					}
 				}
 				cp.Configuration = append(cp.Configuration, cfg)
-				live.Hotends = append(live.Hotends, t)
 			}
 		}
 		w.last = &cp
@@ -479,8 +539,30 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 		}
 		w.members = slices.Clone(status.Printers)
 	}
-	return state.Observation{Cluster: cluster, Status: status, Now: now, Source: state.SourceLocal,
-		Live: map[string]state.Live{key: live}}
+	lives := map[string]state.Live{key: live}
+	for name, l := range r.memberLive {
+		lives[name] = l
+	}
+	return state.Observation{Cluster: cluster, Status: status, Now: now, Source: state.SourceLocal, Live: lives}
+}
+
+// liveOf is the temperatures a printer's /api/v1/printer reports: each
+// hotend's and the bed's.
+func liveOf(lp *Printer) state.Live {
+	var l state.Live
+	if lp.Bed != nil && lp.Bed.Temperature != nil {
+		l.BuildPlate = &state.Temperature{Current: lp.Bed.Temperature.Current, Target: lp.Bed.Temperature.Target}
+	}
+	if len(lp.Heads) > 0 {
+		for _, e := range lp.Heads[0].Extruders {
+			var t state.Temperature
+			if h := e.Hotend; h != nil && h.Temperature != nil {
+				t = state.Temperature{Current: h.Temperature.Current, Target: h.Temperature.Target}
+			}
+			l.Hotends = append(l.Hotends, t)
+		}
+	}
+	return l
 }
 
 // offline is the observation of a printer that stopped answering.

@@ -41,6 +41,11 @@ type LocalOptions struct {
 	// Hostname is the host name /api/v1/system reports (default: the
 	// printer's unique name, as the cloud knows it).
 	Hostname string
+	// Members are, on a group's host, the addresses (host:port) where the
+	// LAN API of other printers of the group is served: the cluster API
+	// reports them as their ip_address, as a real group reports its
+	// members' IPs.
+	Members map[string]string
 }
 
 // LocalPrinter is one simulated printer's LAN API (/api/v1, and
@@ -322,6 +327,9 @@ func (lp *LocalPrinter) clusterPrinters(w http.ResponseWriter, _ *http.Request, 
 	if lp.host() {
 		for _, p := range lp.p.cluster.printers {
 			cp := lp.s.world.printerJSON(p, now)
+			if addr, ok := lp.opts.Members[p.spec.uniqueName]; ok {
+				cp.IPAddress = addr
+			}
 			cp.Status = p.status()
 			if cp.Status == "unreachable" {
 				cp.Status = "idle" // the group answers on the LAN whatever the cloud says
