@@ -478,7 +478,7 @@ func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, boo
 	}
 	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg), KnownAs: knownAs,
 		ForgetAfter: cfg.LocalForgetAfter,
-		OnRequest: func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
+		OnRequest:   func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
 }
 
 // PairRequest is how the bridge introduces itself to a printer when

@@ -174,8 +174,8 @@ type Handler struct {
 	seenTx   map[string]time.Time
 	retained map[[32]byte]bool // retained commands answered, by hash
 	retOrder [][32]byte        // their order, to forget the oldest
-	lanes    map[string]*lane // by laneOf
-	changed  chan struct{}    // closed at the next StateChanged
+	lanes    map[string]*lane  // by laneOf
+	changed  chan struct{}     // closed at the next StateChanged
 	clearing map[string]bool   // topics we cleared: their empty message is ours
 	running  int
 	wg       sync.WaitGroup

@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func jpeg(n int) []byte { return append([]byte{0xff, 0xd8, 0xff, 0xe0}, bytes.Repeat([]byte{1}, n-4)...) }
+func jpeg(n int) []byte {
+	return append([]byte{0xff, 0xd8, 0xff, 0xe0}, bytes.Repeat([]byte{1}, n-4)...)
+}
 
 func TestRead(t *testing.T) {
 	tests := []struct {

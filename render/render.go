@@ -410,7 +410,9 @@ func (b *Renderer) Picture(ctx context.Context, p picture.Picture) {
 }
 
 // LatestPicture is the latest picture kept of a printer.
-func (b *Renderer) LatestPicture(printer string) (picture.Picture, bool) { return b.pictures.Get(printer) }
+func (b *Renderer) LatestPicture(printer string) (picture.Picture, bool) {
+	return b.pictures.Get(printer)
+}
 
 // Stats returns the poller's latest stats.
 func (b *Renderer) Stats() poller.Stats {

@@ -61,7 +61,7 @@ var (
 	bridgeIDVerb  = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
 	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Picture, Camera, Statistics},
 		Cluster: {State, Availability}}
-	collections   = map[Kind]string{Printer: "printers", Cluster: "clusters"}
+	collections = map[Kind]string{Printer: "printers", Cluster: "clusters"}
 )
 
 // Tree builds and parses topics below one base topic.
