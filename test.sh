@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: installs mosquitto and docker-compose when they are
-# missing (the tests start their own brokers on free loopback ports), then
-# checks formatting, vets and runs every test with the race detector.
+# The whole test suite: installs mosquitto, docker-compose, Node.js and
+# Node-RED when they are missing (the tests start their own brokers on free
+# loopback ports, and run the example flow in a real Node-RED), then checks
+# formatting, vets and runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 
-# What the tests need from Debian: a real broker (with mosquitto_passwd)
-# and docker-compose, which validates the compose file without an engine.
+# What the tests need from Debian: a real broker (with mosquitto_passwd),
+# docker-compose, which validates the compose file without an engine, and
+# Node.js for Node-RED.
 missing=""
 command -v mosquitto >/dev/null 2>&1 || missing="$missing mosquitto"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
 	echo "test.sh: installing$missing (Debian packages)"
 	sudo=""
@@ -18,6 +22,15 @@ if [ -n "$missing" ]; then
 	$sudo apt-get update -qq
 	# shellcheck disable=SC2086
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+# What the tests need from npm: Node-RED, to run the example flow as its
+# users do (e2e/nodered_test.go finds it here).
+NODE_RED_DIR="${NODE_RED_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ultimaker2mqtt/node-red}"
+export NODE_RED_DIR
+if [ ! -f "$NODE_RED_DIR/node_modules/node-red/red.js" ]; then
+	echo "test.sh: installing Node-RED 4.1.8 (npm) into $NODE_RED_DIR"
+	npm install --prefix "$NODE_RED_DIR" --no-audit --no-fund --loglevel=error node-red@4.1.8 >/dev/null
 fi
 
 unformatted=$(gofmt -l .)
