@@ -441,7 +441,8 @@ func API(cfg *config.Config, ts oauth2.TokenSource, log zerolog.Logger, version 
 // Discovery is the Home Assistant discovery of cfg, offering only the
 // buttons that can work: none when read-only.
 func Discovery(cfg *config.Config, version string) *discovery.Config {
-	d := &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: topics.Tree{Base: cfg.MQTTBaseTopic}, Version: version}
+	d := &discovery.Config{Prefix: cfg.HADiscoveryPrefix, Tree: topics.Tree{Base: cfg.MQTTBaseTopic}, Version: version,
+		DeviceTriggers: cfg.HADeviceTriggers}
 	allowed := func(a string) bool {
 		return !cfg.ReadOnly && (len(cfg.AllowedActions) == 0 || slices.Contains(cfg.AllowedActions, a))
 	}

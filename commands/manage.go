@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 )
 
@@ -82,6 +83,13 @@ func (h *Handler) planManage(c state.Cluster, req Request) (work, *Response) {
 			return nil, fail(CodeBadRequest, fmt.Sprintf("note is %d characters; at most %d", n, maxClusterNote))
 		}
 		note := *req.Note
+		if shown := []rune(c.Note); len(shown) > discovery.NoteShown && note == string(shown[:discovery.NoteShown]) {
+			// What Home Assistant showed of a longer note, saved back: the
+			// note is kept whole, nothing is sent.
+			return func(ctx context.Context, answer func(*Response)) {
+				answer(&Response{Status: "ok", Data: map[string]any{"note": c.Note, "unchanged": true}})
+			}, nil
+		}
 		return h.thenRefresh(c.ClusterID, func(ctx context.Context) (any, error) {
 			cl, err := h.manager.SetClusterNote(ctx, c.ClusterID, note)
 			if err != nil {

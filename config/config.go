@@ -86,6 +86,7 @@ type Config struct {
 	HADiscoveryPrefix string        `env:"HA_DISCOVERY_PREFIX" envDefault:"homeassistant" help:"Home Assistant discovery prefix"`
 	HAStatusTopic     string        `env:"HA_STATUS_TOPIC" envDefault:"homeassistant/status" help:"Home Assistant birth topic; on 'online' configs and states are republished"`
 	HABirthDelay      time.Duration `env:"HA_BIRTH_DELAY" envDefault:"5s" help:"Wait after Home Assistant's birth message before republishing (HA drops what arrives too early)"`
+	HADeviceTriggers  bool          `env:"HA_DEVICE_TRIGGERS" envDefault:"true" help:"Offer a Home Assistant device trigger per print event (true or false); the event entity is there either way"`
 
 	HTTPListen string `env:"HTTP_LISTEN" help:"Address for /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
 

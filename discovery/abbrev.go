@@ -63,7 +63,9 @@ func Expand(payload []byte) (map[string]any, error) {
 			if av, ok := comp["availability"].([]any); ok {
 				comp["availability"] = expandAll(av, long)
 			}
-			if _, own := comp["state_topic"]; !own && out["state_topic"] != nil && comp["platform"] != "device_automation" {
+			// A component of its platform alone is a removal: it takes nothing.
+			if _, own := comp["state_topic"]; !own && out["state_topic"] != nil && comp["platform"] != "device_automation" &&
+				len(comp) > 1 {
 				comp["state_topic"] = out["state_topic"]
 			}
 			cs[id] = comp

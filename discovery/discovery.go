@@ -28,6 +28,8 @@ type Config struct {
 	// Controls are the other commands offered as entities: "settings"
 	// (the workspace switches) and "note" (a cluster's note as text).
 	Controls []string
+	// DeviceTriggers offers a device trigger per print event.
+	DeviceTriggers bool
 }
 
 // buttons describes each printer button: its label, icon, and the
@@ -130,8 +132,8 @@ func (c Config) DeviceOf(topic string) (kind, id string, ok bool) {
 // by the renderer: 8 bytes rather than the 150 of the fields.
 func (c Config) PrinterFingerprint(p state.Printer, inGroup bool) uint64 {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
-		p.Cluster, p.ClusterID != "", inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|%s|%v|%v|%v|%v|%v|%v|%v|%v|", p.ID, p.UUID, p.FriendlyName, p.MachineVariant, p.Firmware.Version,
+		p.Cluster, p.LocalURL, p.ClusterID != "", inGroup, p.Chamber != nil, c.Buttons, c.Controls, p.Camera != nil, onLAN(p),
 		p.BuildPlate != nil && p.BuildPlate.Target != nil)
 	for _, e := range p.Extruders {
 		b.WriteByte(map[bool]byte{true: 'r', false: '-'}[e.MaterialRemaining != nil])
@@ -151,7 +153,13 @@ func canSnapshot(p state.Printer) bool {
 // retiredPrinterComponents are components a printer's device had in an
 // earlier version, by id and platform: sent as {"p": platform}, which is
 // how HA removes one component of a device.
-var retiredPrinterComponents = map[string]string{"snapshot": "image"}
+var retiredPrinterComponents = map[string]string{"snapshot": "image", "job_status": "sensor", "ip_address": "sensor",
+	"unique_name": "sensor", "firmware_update_status": "sensor", "maintenance_tasks": "sensor", "jobs_finished": "sensor",
+	"print_time": "sensor"}
+
+// retiredBridgeComponents are the bridge device's: its version is the
+// device's sw_version.
+var retiredBridgeComponents = map[string]string{"version": "sensor"}
 
 // retire adds the retired components that cs does not have again.
 func retire(cs components, retired map[string]string) {
@@ -169,44 +177,50 @@ func onLAN(p state.Printer) bool {
 
 // Printer returns the device config of printer p. A printer of a cluster
 // with several printers (inGroup) hangs under the cluster's device; any
-// other under the bridge's.
+// other under the bridge's. The entity set is the one a Home Assistant
+// user would choose (the README's table says why each is there): values
+// that only clutter the device stay in the JSON state instead.
 func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	obj := c.PrinterObjectID(p.ID)
 	st := c.Tree.PrinterState(p.ID)
 	cs := components{}
 	uid := func(key string) string { return obj + "_" + key }
+	bridgeOnly := []any{availability(c.Tree.BridgeState())}
 
 	job := func(field string) string {
 		return fmt.Sprintf("{{ value_json.job.%s if value_json.job else None }}", field)
 	}
-	cs.add("status", sensor(uid("status"), "Status", st, enumTemplate("value_json.status", PrinterStatuses), "enum").
-		with("options", PrinterStatuses).with("icon", "mdi:printer-3d"))
+	// The device's main entity: it shows as the printer's name.
+	cs.add("status", sensor(uid("status"), "", st, enumTemplate("value_json.status", PrinterStatuses), "enum").
+		with("name", nil).with("options", PrinterStatuses).with("icon", "mdi:printer-3d"))
 	cs.add("online", binarySensor(uid("online"), "Online", st, "{{ 'ON' if value_json.online else 'OFF' }}", "connectivity").
+		with("entity_category", "diagnostic").
 		// Reachability must stay visible while the printer is offline, so
 		// it follows the bridge only.
-		with("availability", []any{availability(c.Tree.BridgeState())}))
+		with("availability", bridgeOnly))
 	cs.add("printing", binarySensor(uid("printing"), "Printing", st, "{{ 'ON' if value_json.printing else 'OFF' }}", "running"))
-	cs.add("problem", binarySensor(uid("problem"), "Problem", st,
+	cs.add("problem", binarySensor(uid("problem"), "", st,
 		"{{ 'ON' if value_json.status in ['error', 'wait_user_action'] or value_json.errors | length > 0 else 'OFF' }}", "problem").
 		with("json_attributes_topic", st).with("json_attributes_template", `{{ {'errors': value_json.errors} | tojson }}`))
 	cs.add("maintenance_required", binarySensor(uid("maintenance_required"), "Maintenance required", st,
-		"{{ 'ON' if value_json.maintenance.required else 'OFF' }}", "problem").with("icon", "mdi:wrench-clock"))
-	cs.add("maintenance_tasks", sensor(uid("maintenance_tasks"), "Pending maintenance tasks", st,
-		"{{ value_json.maintenance.tasks_due | length }}", "").with("state_class", "measurement").with("icon", "mdi:wrench").
-		with("json_attributes_topic", st).with("json_attributes_template", `{{ {'tasks': value_json.maintenance.tasks_due} | tojson }}`))
+		"{{ 'ON' if value_json.maintenance.required else 'OFF' }}", "problem").with("icon", "mdi:wrench-clock").
+		with("json_attributes_topic", st).with("json_attributes_template",
+		`{{ {'tasks': value_json.maintenance.tasks_due, 'count': value_json.maintenance.tasks_due | length} | tojson }}`))
 	cs.add("accepting_jobs", binarySensor(uid("accepting_jobs"), "Accepting jobs", st, "{{ 'ON' if value_json.enabled else 'OFF' }}", "").
 		with("entity_category", "diagnostic").with("icon", "mdi:tray-arrow-down"))
 
 	cs.add("job_name", sensor(uid("job_name"), "Job", st, job("name"), "").with("icon", "mdi:file-cad"))
-	cs.add("job_status", sensor(uid("job_status"), "Job status", st,
-		"{% set s = value_json.job.status if value_json.job else 'none' %}"+enumPick("s", JobStatuses), "enum").with("options", JobStatuses))
 	cs.add("progress", sensor(uid("progress"), "Progress", st, "{{ value_json.job.progress if value_json.job else None }}", "").
 		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:progress-clock").
-		with("suggested_display_precision", 1))
-	for _, d := range []struct{ key, name, field string }{
-		{"time_elapsed", "Time elapsed", "time_elapsed"}, {"time_total", "Time total", "time_total"}, {"time_remaining", "Time remaining", "time_remaining"},
-	} {
-		cs.add(d.key, sensor(uid(d.key), d.name, st, job(d.field), "duration").with("unit_of_measurement", "s").with("state_class", "measurement"))
+		with("suggested_display_precision", 0))
+	// The running times tick; print start and estimated finish say the
+	// same once. A countdown has no long-term statistics worth keeping.
+	for _, d := range []struct {
+		key, name string
+		enabled   bool
+	}{{"time_elapsed", "Time elapsed", false}, {"time_total", "Time total", false}, {"time_remaining", "Time remaining", true}} {
+		cs.add(d.key, sensor(uid(d.key), d.name, st, job(d.key), "duration").with("unit_of_measurement", "s").
+			withIf(!d.enabled, "enabled_by_default", false))
 	}
 	cs.add("print_start", sensor(uid("print_start"), "Print start", st,
 		"{{ value_json.job.started_at if value_json.job and value_json.job.started_at else None }}", "timestamp"))
@@ -228,26 +242,24 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		n := i + 1
 		path := fmt.Sprintf("value_json.extruders[%d]", i)
 		guard := fmt.Sprintf("value_json.extruders | length > %d", i)
-		cs.add(fmt.Sprintf("extruder_%d_print_core", n), sensor(uid(fmt.Sprintf("extruder_%d_print_core", n)), fmt.Sprintf("Print core %d", n), st,
-			fmt.Sprintf("{{ %s.print_core if %s else None }}", path, guard), "").with("icon", "mdi:printer-3d-nozzle"))
-		cs.add(fmt.Sprintf("extruder_%d_material", n), sensor(uid(fmt.Sprintf("extruder_%d_material", n)), fmt.Sprintf("Material %d", n), st,
+		key := func(k string) string { return fmt.Sprintf("extruder_%d_%s", n, k) }
+		cs.add(key("print_core"), sensor(uid(key("print_core")), fmt.Sprintf("Print core %d", n), st,
+			fmt.Sprintf("{{ %s.print_core if %s else None }}", path, guard), "").with("icon", "mdi:printer-3d-nozzle").
+			with("entity_category", "diagnostic"))
+		cs.add(key("material"), sensor(uid(key("material")), fmt.Sprintf("Material %d", n), st,
 			fmt.Sprintf("{{ %s.material if %s else None }}", path, guard), "").with("icon", "mdi:printer-3d-nozzle-outline").
 			with("json_attributes_topic", st).
 			with("json_attributes_template", fmt.Sprintf("{{ ({'brand': %[1]s.brand, 'color': %[1]s.color, 'guid': %[1]s.material_guid} if %[2]s else {}) | tojson }}", path, guard)))
 		if e.MaterialRemaining != nil {
-			cs.add(fmt.Sprintf("extruder_%d_material_remaining", n), sensor(uid(fmt.Sprintf("extruder_%d_material_remaining", n)),
-				fmt.Sprintf("Material %d remaining", n), st,
+			cs.add(key("material_remaining"), sensor(uid(key("material_remaining")), fmt.Sprintf("Material %d remaining", n), st,
 				fmt.Sprintf("{{ %s.material_remaining if %s else None }}", path, guard), "").
 				with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:spool"))
 		}
 		if e.HotendTemperature != nil || e.HotendTarget != nil {
-			for _, f := range []struct{ key, name, field string }{
-				{"temperature", "temperature", "hotend_temperature"}, {"target", "target", "hotend_target"},
-			} {
-				key := fmt.Sprintf("extruder_%d_hotend_%s", n, f.key)
-				cs.add(key, temperature(uid(key), fmt.Sprintf("Hotend %d %s", n, f.name), st,
-					fmt.Sprintf("{{ %s.%s if %s else None }}", path, f.field, guard)))
-			}
+			cs.add(key("hotend_temperature"), temperature(uid(key("hotend_temperature")), fmt.Sprintf("Hotend %d temperature", n), st,
+				fmt.Sprintf("{{ %s.hotend_temperature if %s else None }}", path, guard)))
+			cs.add(key("hotend_target"), temperature(uid(key("hotend_target")), fmt.Sprintf("Hotend %d target", n), st,
+				fmt.Sprintf("{{ %s.hotend_target if %s else None }}", path, guard)).with("enabled_by_default", false))
 		}
 	}
 	cs.add("build_plate", sensor(uid("build_plate"), "Build plate", st,
@@ -256,7 +268,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		"{{ value_json.build_plate.temperature if value_json.build_plate else None }}"))
 	if p.BuildPlate != nil && p.BuildPlate.Target != nil {
 		cs.add("build_plate_target", temperature(uid("build_plate_target"), "Build plate target", st,
-			"{{ value_json.build_plate.target if value_json.build_plate else None }}"))
+			"{{ value_json.build_plate.target if value_json.build_plate else None }}").with("enabled_by_default", false))
 	}
 	snapshot := slices.Contains(c.Buttons, "snapshot") && canSnapshot(p)
 	if p.Camera != nil || snapshot {
@@ -279,16 +291,14 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		cs.add("chamber_temperature", temperature(uid("chamber_temperature"), "Chamber temperature", st,
 			"{{ value_json.chamber.temperature if value_json.chamber else None }}"))
 	}
-	cs.add("firmware", Component{"platform": "update", "unique_id": uid("firmware"), "name": "Firmware", "state_topic": st,
+	// The update entity says it all: installed and latest, an update
+	// under way, and the cloud's word for it as an attribute.
+	cs.add("firmware", Component{"platform": "update", "unique_id": uid("firmware"), "state_topic": st,
 		"device_class": "firmware", "entity_category": "diagnostic",
-		"value_template": "{{ {'installed_version': value_json.firmware.version, 'latest_version': value_json.firmware.latest or value_json.firmware.version} | tojson }}"})
-	cs.add("firmware_update_status", sensor(uid("firmware_update_status"), "Firmware update status", st,
-		enumTemplate("value_json.firmware.update_status", FirmwareUpdateStatuses), "enum").
-		with("options", FirmwareUpdateStatuses).with("entity_category", "diagnostic"))
-	cs.add("ip_address", sensor(uid("ip_address"), "IP address", st, "{{ value_json.ip_address if value_json.ip_address else None }}", "").
-		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:ip-network"))
-	cs.add("unique_name", sensor(uid("unique_name"), "Unique name", st, "{{ value_json.unique_name if value_json.unique_name else None }}", "").
-		with("entity_category", "diagnostic").with("enabled_by_default", false).with("icon", "mdi:identifier"))
+		"value_template": "{{ {'installed_version': value_json.firmware.version, " +
+			"'latest_version': value_json.firmware.latest or value_json.firmware.version, " +
+			"'in_progress': value_json.firmware.update_status == 'update_in_progress'} | tojson }}",
+		"json_attributes_topic": st, "json_attributes_template": "{{ {'update_status': value_json.firmware.update_status} | tojson }}"})
 
 	for _, a := range c.Buttons {
 		bt, ok := buttons[a]
@@ -300,10 +310,14 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 			"availability": []any{availability(c.Tree.BridgeState()), availability(c.Tree.PrinterAvailability(p.ID)),
 				map[string]any{"topic": st, "value_template": "{{ 'online' if " + bt.when + " else 'offline' }}"}}})
 	}
-	retire(cs, retiredPrinterComponents)
 
 	stats := c.Tree.PrinterStatistics(p.ID)
-	addStatistics(cs, uid, stats, false)
+	cs.add("success_rate", sensor(uid("success_rate"), "Success rate (30 days)", stats,
+		"{{ value_json.success_rate if value_json else None }}", "").
+		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:check-circle-outline").
+		with("json_attributes_topic", stats).with("json_attributes_template",
+		"{{ {'prints_finished': value_json.jobs_finished, 'print_hours': (value_json.print_seconds / 3600) | round(1) "+
+			"if value_json.print_seconds is not none else None} | tojson }}"))
 	if !inGroup {
 		// A cluster of one printer has no device of its own: its note and
 		// maintenance log show on the printer.
@@ -313,11 +327,19 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	ev := c.Tree.PrinterEvent(p.ID)
 	cs.add("events", Component{"platform": "event", "unique_id": uid("events"), "name": "Print events", "state_topic": ev,
 		"event_types": state.EventTypes, "icon": "mdi:printer-3d",
+		// HA drops an event while its entity is unavailable, and the
+		// printer is unavailable exactly when printer_offline happens.
+		"availability": bridgeOnly,
 		"value_template": "{{ {'event_type': value_json.event, 'job': value_json.job.name if value_json.job else None, 'detail': value_json.detail} | tojson }}"})
 	for _, t := range state.EventTypes {
-		cs.add("trigger_"+t, Component{"platform": "device_automation", "automation_type": "trigger", "topic": ev,
-			"type": t, "subtype": "printer", "value_template": "{{ value_json.event }}", "payload": t})
+		if c.DeviceTriggers {
+			cs.add("trigger_"+t, Component{"platform": "device_automation", "automation_type": "trigger", "topic": ev,
+				"type": t, "subtype": "printer", "value_template": "{{ value_json.event }}", "payload": t})
+		} else {
+			cs.add("trigger_"+t, Component{"platform": "device_automation"})
+		}
 	}
+	retire(cs, retiredPrinterComponents)
 
 	via := c.BridgeObjectID()
 	if inGroup {
@@ -335,6 +357,9 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	}
 	if p.UUID != "" {
 		dev["serial_number"] = p.UUID
+	}
+	if p.LocalURL != "" {
+		dev["configuration_url"] = p.LocalURL // the printer's own page
 	}
 	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState()), availability(c.Tree.PrinterAvailability(p.ID))})
 }
@@ -393,7 +418,7 @@ func (c Config) Bridge() bus.Message {
 		with("state_class", "total_increasing").with("icon", "mdi:alert-circle-outline"))
 	cs.add("printers", diag(sensor(uid("printers"), "Printers discovered", info, "{{ value_json.printers }}", "")).
 		with("state_class", "measurement").with("icon", "mdi:printer-3d"))
-	cs.add("version", diag(sensor(uid("version"), "Version", info, "{{ value_json.version }}", "")).with("icon", "mdi:tag"))
+	retire(cs, retiredBridgeComponents)
 	dev := map[string]any{
 		"identifiers":  []string{obj},
 		"name":         "ultimaker2mqtt",
@@ -423,7 +448,7 @@ func (c Config) Workspace() bus.Message {
 				"payload_off":    `{"action":"settings","` + s.key + `":false}`, "state_on": "ON", "state_off": "OFF"})
 		}
 	}
-	addStatistics(cs, uid, st, true)
+	addStatistics(cs, uid, st)
 	cs.add("jobs_aborted", sensor(uid("jobs_aborted"), "Prints aborted (30 days)", st,
 		"{{ value_json.statistics.jobs_aborted if value_json.statistics else None }}", "").
 		with("state_class", "measurement").with("icon", "mdi:printer-3d-off"))
@@ -435,14 +460,9 @@ func (c Config) Workspace() bus.Message {
 	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState())})
 }
 
-// addStatistics adds the 30-day statistics read from topic: the
-// workspace's state (nested under "statistics") or a printer's
-// statistics topic.
-func addStatistics(cs components, uid func(string) string, topic string, nested bool) {
-	guard, path := "value_json", "value_json."
-	if nested {
-		guard, path = "value_json.statistics", "value_json.statistics."
-	}
+// addStatistics adds the workspace's 30-day totals, read from its state.
+func addStatistics(cs components, uid func(string) string, topic string) {
+	guard, path := "value_json.statistics", "value_json.statistics."
 	// A null value renders as None by itself; only arithmetic needs the
 	// check.
 	field := func(f string) string { return "{{ " + path + f + " if " + guard + " else None }}" }
@@ -456,6 +476,12 @@ func addStatistics(cs components, uid func(string) string, topic string, nested 
 		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:check-circle-outline"))
 }
 
+// NoteShown is how much of a cluster's note its Note text entity shows:
+// HA's text entities hold at most 255 characters. A note of exactly what
+// was shown of a longer one is HA saving it unchanged (commands keep the
+// note whole then).
+const NoteShown = 255
+
 // addClusterExtras adds a cluster's note (text, when notes are a
 // control) and its last maintenance, read from the cluster's state.
 func (c Config) addClusterExtras(cs components, uid func(string) string, cluster string) {
@@ -463,12 +489,12 @@ func (c Config) addClusterExtras(cs components, uid func(string) string, cluster
 	if slices.Contains(c.Controls, "note") {
 		cs.add("note", Component{"platform": "text", "unique_id": uid("note"), "name": "Note", "icon": "mdi:note-text",
 			"entity_category": "config", "state_topic": st, "command_topic": c.Tree.ClusterSet(cluster),
-			"value_template":   "{{ value_json.note[:255] if value_json.note else '' }}",
-			"command_template": "{{ {'action': 'note', 'note': value} | tojson }}", "max": 255, "mode": "text"})
+			"value_template":   fmt.Sprintf("{{ value_json.note[:%d] if value_json.note else '' }}", NoteShown),
+			"command_template": "{{ {'action': 'note', 'note': value} | tojson }}", "max": NoteShown, "mode": "text"})
 	}
 	cs.add("last_maintenance", sensor(uid("last_maintenance"), "Last maintenance", st,
 		"{{ value_json.maintenance_history[0].completed_at if value_json.maintenance_history else None }}", "timestamp").
-		with("json_attributes_topic", st).
+		with("entity_category", "diagnostic").with("json_attributes_topic", st).
 		with("json_attributes_template", "{{ {'tasks': value_json.maintenance_history[0].task_codes if value_json.maintenance_history else []} | tojson }}"))
 }
 
@@ -543,22 +569,39 @@ func abbreviateAll(entries []any) []any {
 type Component map[string]any
 
 func (c Component) with(k string, v any) Component { c[k] = v; return c }
+
+// withIf is with when cond holds.
+func (c Component) withIf(cond bool, k string, v any) Component {
+	if cond {
+		c[k] = v
+	}
+	return c
+}
 func (c Component) without(k string) Component     { delete(c, k); return c }
 
 type components map[string]Component
 
 func (cs components) add(id string, c Component) { cs[id] = c }
 
+// sensor is a sensor component; an empty name leaves it out, so HA names
+// the entity after its device class.
 func sensor(uid, name, stateTopic, tpl, deviceClass string) Component {
-	c := Component{"platform": "sensor", "unique_id": uid, "name": name, "state_topic": stateTopic, "value_template": tpl}
+	c := Component{"platform": "sensor", "unique_id": uid, "state_topic": stateTopic, "value_template": tpl}
+	if name != "" {
+		c["name"] = name
+	}
 	if deviceClass != "" {
 		c["device_class"] = deviceClass
 	}
 	return c
 }
 
+// binarySensor is a binary sensor component; an empty name as sensor's.
 func binarySensor(uid, name, stateTopic, tpl, deviceClass string) Component {
-	c := Component{"platform": "binary_sensor", "unique_id": uid, "name": name, "state_topic": stateTopic, "value_template": tpl}
+	c := Component{"platform": "binary_sensor", "unique_id": uid, "state_topic": stateTopic, "value_template": tpl}
+	if name != "" {
+		c["name"] = name
+	}
 	if deviceClass != "" {
 		c["device_class"] = deviceClass
 	}
@@ -572,14 +615,14 @@ func temperature(uid, name, stateTopic, tpl string) Component {
 
 func availability(topic string) map[string]any { return map[string]any{"topic": topic} }
 
-// enumTemplate renders the value at path, or "unknown" when the cloud sends
-// a value the entity does not list (HA would reject it otherwise).
+// enumTemplate renders the value at path, or None (HA's unknown) when the
+// cloud sends a value the entity does not list (HA would reject it).
 func enumTemplate(path string, options []string) string {
 	return "{% set s = " + path + " %}" + enumPick("s", options)
 }
 
 func enumPick(v string, options []string) string {
-	return "{{ " + v + " if " + v + " in " + jinjaList(options) + " else 'unknown' }}"
+	return "{{ " + v + " if " + v + " in " + jinjaList(options) + " else None }}"
 }
 
 func manufacturer(variant string) string {
@@ -596,19 +639,19 @@ func nonEmpty(s, fallback string) string {
 	return s
 }
 
-// PrinterStatuses are the values of the printer status entity.
+// PrinterStatuses are the values of the printer status entity: not
+// "offline" (the entity is unavailable then) nor "unknown", which is HA's
+// own state for a value the entity does not list.
 var PrinterStatuses = []string{"idle", "sent_to_printer", "pre_print", "printing", "pausing", "paused", "resuming", "post_print",
 	"wait_cleanup", "wait_user_action", "aborting", "aborted", "finished", "failed", "error", "maintenance", "booting",
-	"disabled", "offline", "unknown"}
+	"disabled"}
 
-// JobStatuses are the values of the job status entity; "none" when no job.
-var JobStatuses = []string{"none", "queued", "sent_to_printer", "wait_for_configuration", "pre_print", "printing", "pausing",
+// JobStatuses are the statuses a job on a printer can have (the printer
+// status entity shows them while a job is on it).
+var JobStatuses = []string{"queued", "sent_to_printer", "wait_for_configuration", "pre_print", "printing", "pausing",
 	"paused", "resuming", "post_print", "wait_cleanup", "wait_user_action", "aborting", "aborted", "finished", "failed",
-	"error", "unknown"}
+	"error"}
 
-// JobResults are the values of the last job result entity.
-var JobResults = []string{"none", "finished", "aborted", "failed", "unknown"}
-
-// FirmwareUpdateStatuses are the six documented values plus unknown.
-var FirmwareUpdateStatuses = []string{"up_to_date", "pending_update", "update_available", "update_in_progress",
-	"update_failed", "update_impossible", "unknown"}
+// JobResults are the values of the last job result entity; "none" when
+// the printer has not ended a job yet.
+var JobResults = []string{"none", "finished", "aborted", "failed"}

@@ -107,7 +107,7 @@ func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 }
 func (r *recorder) Republish(context.Context, ...string) error { return nil }
 
-var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test",
+var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test", DeviceTriggers: true,
 	Buttons: []string{"pause", "resume", "abort", "snapshot"}, Controls: []string{"settings", "note"}}
 
 // lanPrinter is the printer buildWorld also reads on the LAN.
@@ -155,6 +155,7 @@ func buildWorld(t testing.TB) *world {
 					BuildPlate: &state.Temperature{Current: &b, Target: &bt},
 					Camera:     &state.Camera{SnapshotURL: "http://192.168.1.40/api/v1/camera/0/snapshot", StreamURL: "http://192.168.1.40/api/v1/camera/0/stream"},
 					LocalAuth:  state.LocalAuthRequired,
+					URL:        "http://192.168.1.40/",
 				}}
 			}
 			v := state.Build(obs, prev)
@@ -254,7 +255,7 @@ var (
 	discoveryTopic = regexp.MustCompile(`^homeassistant/device/([a-zA-Z0-9_-]+)/config$`)
 	componentID    = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 	jsonPath       = regexp.MustCompile(`value_json((?:\.[a-zA-Z_][a-zA-Z0-9_]*|\[\d+\])+)`)
-	enumList       = regexp.MustCompile(`in \[([^\]]*)\] else 'unknown'`)
+	enumList       = regexp.MustCompile(`in \[([^\]]*)\] else None`)
 	iconRe         = regexp.MustCompile(`^[a-z]+:[a-z0-9-]+$`)
 )
 
@@ -554,7 +555,7 @@ func validateSensor(c *contract, w *world, where string, cm map[string]any, p *p
 		p.check("enum-options", dc == "enum" && len(opts) > 0 && !hasSC && !hasUnit, "%s: options need device_class enum, no state_class, no unit", where)
 		tpl, _ := cm["value_template"].(string)
 		m := enumList.FindStringSubmatch(tpl)
-		p.check("enum-options", m != nil, "%s: enum template does not map unknown values to 'unknown'", where)
+		p.check("enum-options", m != nil, "%s: enum template does not map values it does not list to None", where)
 		if m != nil {
 			var listed []string
 			for _, q := range strings.Split(m[1], ",") {
@@ -564,8 +565,10 @@ func validateSensor(c *contract, w *world, where string, cm map[string]any, p *p
 			for _, o := range opts {
 				want = append(want, fmt.Sprint(o))
 			}
-			p.check("enum-options", slices.Contains(want, "unknown") && slices.Equal(listed, want),
-				"%s: template list %v differs from options %v", where, listed, want)
+			// "unknown" is HA's own state for a value not listed: an option
+			// of that name would make the two look alike.
+			p.check("enum-options", !slices.Contains(want, "unknown") && slices.Equal(listed, want),
+				"%s: template list %v differs from options %v, or lists unknown", where, listed, want)
 		}
 	} else {
 		p.check("enum-options", dc != "enum", "%s: enum sensor without options", where)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
@@ -214,5 +215,44 @@ func TestDeleteNeedsExplicitPermission(t *testing.T) {
 	}
 	if n := w.sim.Requests("DELETE"); n != 0 {
 		t.Errorf("%d delete requests", n)
+	}
+}
+
+// TestNoteShownTruncatedIsNotWrittenBack: Home Assistant's Note entity
+// shows 255 characters of a longer note; saving that back (unchanged, as
+// HA sends it) keeps the whole note and sends nothing (issue 20).
+func TestNoteShownTruncatedIsNotWrittenBack(t *testing.T) {
+	w := fastWorld(t, "note")
+	watch := mqtttest.Watch(t, w.broker.URL(), "note/#")
+	startBridge(t, w.env)
+	waitForPrinters(t, w, "note")
+	farm := "note/clusters/ultimakersystem-ccbdd30044ec"
+	long := strings.Repeat("nozzle swapped on B, ", 15) // 315 characters
+	if as := command(t, watch, farm+"/set", farm+"/response", `{"action":"note","note":"`+long+`","transaction":"n1"}`, `"n1"`); statuses(as) != "ok" {
+		t.Fatalf("setting a long note answered %s", statuses(as))
+	}
+	noteOf := func(m map[string]mqtttest.Message) string {
+		var c struct{ Note string }
+		json.Unmarshal([]byte(m[farm+"/state"].Payload), &c)
+		return c.Note
+	}
+	watch.WaitFor(10*time.Second, "the long note in the state", func(m map[string]mqtttest.Message) bool { return noteOf(m) == long })
+	puts := w.sim.Requests("/note")
+	shown := long[:discovery.NoteShown]
+	as := command(t, watch, farm+"/set", farm+"/response", `{"action":"note","note":"`+shown+`","transaction":"n2"}`, `"n2"`)
+	if statuses(as) != "ok" || as[0].Data["unchanged"] != true {
+		t.Errorf("saving the shown part answered %s %v", statuses(as), as[0].Data)
+	}
+	if n := w.sim.Requests("/note") - puts; n != 0 {
+		t.Errorf("%d note requests reached the cloud; the truncated note would overwrite the whole one", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // a poll
+	if got := noteOf(watch.Snapshot()); got != long {
+		t.Errorf("the note is now %d characters, want the whole %d", len(got), len(long))
+	}
+	// A real edit of the shown text is written.
+	if as := command(t, watch, farm+"/set", farm+"/response", `{"action":"note","note":"`+shown+` (edited)","transaction":"n3"}`,
+		`"n3"`); statuses(as) != "ok" || w.sim.Requests("/note") == puts {
+		t.Errorf("an edit answered %s and was not sent", statuses(as))
 	}
 }

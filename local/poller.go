@@ -481,7 +481,7 @@ func (p *Poller) observe(w *watch, r reading, now time.Time) state.Observation {
 	if cp.FriendlyName == "" {
 		cp.FriendlyName = key
 	}
-	live := state.Live{}
+	live := state.Live{URL: w.client.URL("/")}
 	if r.gated || p.isRejected(w) {
 		live.LocalAuth = state.LocalAuthRequired
 	}

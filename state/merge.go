@@ -23,6 +23,9 @@ func applyLive(p *Printer, l Live) {
 		p.BuildPlate.Temperature, p.BuildPlate.Target = round1(t.Current), round1(t.Target)
 	}
 	p.Camera, p.LocalAuth = l.Camera, l.LocalAuth
+	if l.URL != "" {
+		p.LocalURL = l.URL
+	}
 }
 
 // feeds reports whether a LAN reading can feed live fields: the printer
@@ -67,7 +70,7 @@ func mergeLive(cloud, local Printer) Printer {
 	p := cloud
 	p.Source = SourceBoth
 	p.Status, p.PrinterStatus, p.Online, p.Printing = local.Status, local.PrinterStatus, true, local.Printing
-	p.Camera, p.LocalAuth = local.Camera, local.LocalAuth
+	p.Camera, p.LocalAuth, p.LocalURL = local.Camera, local.LocalAuth, local.LocalURL
 	p.IPAddress = nonEmpty(cloud.IPAddress, local.IPAddress)
 	if p.Firmware.Version == "" {
 		p.Firmware = local.Firmware

@@ -42,6 +42,8 @@ type Printer struct {
 	Errors         []string    `json:"errors"`
 	IPAddress      string      `json:"ip_address"`
 	Camera         *Camera     `json:"camera,omitempty"` // only from the LAN
+	// LocalURL is the printer's own web page, when it is read on the LAN.
+	LocalURL string `json:"local_url,omitempty"`
 	// Source says who feeds this state now: cloud, local or cloud+local.
 	Source string `json:"source"`
 	// LocalAuth is "required" when the printer on the LAN refuses the
@@ -223,6 +225,7 @@ type Live struct {
 	BuildPlate *Temperature
 	Camera     *Camera
 	LocalAuth  string
+	URL        string // the printer's own web page
 }
 
 // Temperature is a reading and its target (°C); nil when not reported.
