@@ -114,7 +114,7 @@ func printerEvents(a, b Printer) []Event {
 			if was == "aborting" || was == "aborted" || was == "wait_cleanup" {
 				break
 			}
-			if b.Job.TimeTotal > 0 && b.Job.TimeElapsed < b.Job.TimeTotal-1 {
+			if b.Job.endedShort() {
 				emit(PrintAborted, b.Job, "")
 			} else {
 				emit(PrintFinished, b.Job, "")

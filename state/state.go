@@ -72,7 +72,15 @@ type Job struct {
 	StartedAt     *time.Time `json:"started_at"`
 	ETA           *time.Time `json:"eta"`
 	PreviewURL    string     `json:"preview_url"`
+
+	// elapsed is the exact time elapsed (TimeElapsed is to the minute):
+	// whether a job ended short of its time is told from it.
+	elapsed int64
 }
+
+// endedShort reports whether a job that ended did so short of its time:
+// it was aborted (Cura's reading of a job in wait_cleanup).
+func (j *Job) endedShort() bool { return j.TimeTotal > 0 && j.elapsed < j.TimeTotal-1 }
 
 // LastJob is the most recent job that ended on a printer; it stays after
 // the job leaves the cloud's history.
@@ -379,6 +387,9 @@ func Build(obs Observation, prev *View) View {
 		}
 		v.Cluster.Printers = append(v.Cluster.Printers, p.ID)
 
+		if pp != nil {
+			holdWithin(&p, pp)
+		}
 		p.encoded, p.sum = encodeContent(p)
 		p.UpdatedAt = now
 		changed := pp == nil || pp.contentSum() != p.sum
@@ -443,8 +454,10 @@ func buildJob(j connect.PrintJob, now time.Time, prev *Printer) *Job {
 		remaining = max(total-elapsed, 0)
 	}
 	remaining = max(remaining, 0)
-	out := &Job{UUID: j.UUID, Name: j.Name, Status: j.Status, Owner: j.Owner, TimeElapsed: elapsed, TimeTotal: total,
-		TimeRemaining: remaining, PreviewURL: j.PreviewURL}
+	// The running times are kept to the minute: they tick, and each tick
+	// would be a state message (start and ETA give the exact figures).
+	out := &Job{UUID: j.UUID, Name: j.Name, Status: j.Status, Owner: j.Owner, TimeElapsed: elapsed / 60 * 60,
+		TimeTotal: total, TimeRemaining: (remaining + 59) / 60 * 60, PreviewURL: j.PreviewURL, elapsed: elapsed}
 	if total > 0 {
 		out.Progress = math.Round(min(float64(elapsed)/float64(total), 1)*1000) / 10
 	}
