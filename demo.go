@@ -160,7 +160,8 @@ func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanH
 	} else {
 		fmt.Fprintf(stdout, "embedded MQTT broker on %s\n", cfg.MQTTURL)
 	}
-	fmt.Fprintf(stdout, "watch it:  mosquitto_sub -h %s -p %s -t '%s/#' -v\n", host, port, cfg.MQTTBaseTopic)
+	// The pictures are JPEG bytes: left out of a terminal.
+	fmt.Fprintf(stdout, "watch it:  mosquitto_sub -h %s -p %s -t '%s/#' -T '%[3]s/printers/+/picture' -v\n", host, port, cfg.MQTTBaseTopic)
 	if len(lanHosts) > 0 {
 		fmt.Fprintf(stdout, "LAN printers at %s; pair the Lab S5 (approved on its screen in 5 s):\n", strings.Join(lanHosts, ", "))
 		fmt.Fprintf(stdout, "  mosquitto_pub -h %s -p %s -t '%s/bridge/request/pair' -m '{\"printer\": \"%s\"}'\n",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/camera"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
@@ -63,6 +64,7 @@ type Bridge struct {
 	lan      *local.Poller  // nil without LAN printers
 	mdns     *local.Discovery
 	cmd      *commands.Handler
+	camera   *camera.Watcher
 	disc     *discovery.Config // nil: Home Assistant discovery off
 	metrics  *monitor.Metrics  // nil without HTTP_LISTEN
 	mon      *monitor.Server
@@ -172,6 +174,8 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	}
 	b.cmd = commands.New(ccfg, b.api, b.render, b.mq, refresher{b.poll, b.lan}, b.log)
 	b.render.Watch(func(poller.Update) { b.cmd.StateChanged() })
+	b.camera = camera.New(b.cmd, cfg.CameraInterval, b.log)
+	b.render.Watch(b.camera.Observe)
 	for _, f := range b.cmd.Filters() {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: b.cmd.MaxPayloadFor})
 	}
@@ -189,7 +193,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 }
 
 // Run runs the bridge until ctx ends, then stops it in this order: the
-// poller (no new state), the helpers (HTTP endpoint, sign-in), the stale
+// poller (no new state), the helpers (HTTP endpoint, sign-in, pictures), the stale
 // sweep, the commands under way, and last the broker connection, so
 // "offline" is the last thing published. It returns nil after a clean stop.
 func (b *Bridge) Run(ctx context.Context) error {
@@ -209,6 +213,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.render.Start(ctx)
 	var helpers sync.WaitGroup
 	helpers.Go(func() { b.render.Run(ctx) })
+	helpers.Go(func() { b.camera.Run(ctx) })
 	if b.mon != nil {
 		helpers.Go(func() {
 			if err := b.mon.Serve(ctx, b.monLn); err != nil {

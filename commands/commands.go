@@ -562,7 +562,7 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 		return nil, fail(CodeConflict, fmt.Sprintf("printer %s is offline", p.FriendlyName))
 	}
 	if req.Action == "snapshot" && h.lanCamera(p) {
-		return h.lanSnapshot(p), nil
+		return h.lanSnapshot(p, picture.Picture{}), nil
 	}
 	if resp := capable(c, req.Action); resp != nil {
 		return nil, resp
@@ -571,7 +571,7 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 		return h.planPrinterAction(p, req)
 	}
 	if req.Action == "snapshot" {
-		return h.planSnapshot(p)
+		return h.planSnapshot(p, picture.Picture{})
 	}
 	if p.Job == nil {
 		return nil, fail(CodeConflict, fmt.Sprintf("printer %s has no job to %s", p.FriendlyName, req.Action))
@@ -606,8 +606,9 @@ func (h *Handler) planPrinter(p state.Printer, c state.Cluster, req Request) (wo
 
 // planSnapshot plans a picture with the cloud's webcam snapshot action
 // (lanSnapshot when the printer's own camera is read on the LAN): the
-// cloud makes the picture, the bridge fetches it and publishes it.
-func (h *Handler) planSnapshot(p state.Printer) (work, *Response) {
+// cloud makes the picture, the bridge fetches it and publishes it, with
+// the Event and Job of about.
+func (h *Handler) planSnapshot(p state.Printer, about picture.Picture) (work, *Response) {
 	switch {
 	case p.ClusterID == "":
 		return nil, fail(CodeConflict, fmt.Sprintf("%s has no camera the bridge reads on the LAN, and the cloud does not know it",
@@ -623,7 +624,7 @@ func (h *Handler) planSnapshot(p state.Printer) (work, *Response) {
 			if url == "" {
 				return data
 			}
-			pic := picture.Picture{Printer: p.ID, TakenAt: h.now(), Via: picture.ViaCloud, URL: url}
+			pic := picture.Picture{Printer: p.ID, TakenAt: h.now(), Via: picture.ViaCloud, URL: url, Event: about.Event, Job: about.Job}
 			jpeg, err := h.cloud.Picture(ctx, url)
 			if err != nil {
 				// The cloud has it: its address is published, the bytes are not.
@@ -647,8 +648,9 @@ func (h *Handler) lanCamera(p state.Printer) bool {
 }
 
 // lanSnapshot takes a picture with the printer's own camera: faster than
-// the cloud's action, and it needs no cloud.
-func (h *Handler) lanSnapshot(p state.Printer) work {
+// the cloud's action, and it needs no cloud. The picture says about's
+// Event and Job.
+func (h *Handler) lanSnapshot(p state.Printer, about picture.Picture) work {
 	return func(ctx context.Context, answer func(*Response)) {
 		ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 		defer cancel()
@@ -658,9 +660,48 @@ func (h *Handler) lanSnapshot(p state.Printer) work {
 			return
 		}
 		at := h.now().UTC().Truncate(time.Second)
-		h.picture(ctx, picture.Picture{Printer: p.ID, JPEG: jpeg, TakenAt: at, Via: picture.ViaLocal})
+		h.picture(ctx, picture.Picture{Printer: p.ID, JPEG: jpeg, TakenAt: at, Via: picture.ViaLocal, Event: about.Event, Job: about.Job})
 		answer(&Response{Status: "ok", Data: map[string]any{"via": picture.ViaLocal, "taken_at": at, "size": len(jpeg)}})
 	}
+}
+
+// TakePicture takes a picture of a printer for the bridge itself (when a
+// print ends, or to keep its camera's picture fresh): with its own camera
+// on the LAN, else, unless lanOnly, with the cloud's webcam action. It is
+// no command: it waits for no other command and answers nobody; the
+// picture says event and job. It returns once the picture is published.
+func (h *Handler) TakePicture(ctx context.Context, printer, event, job string, lanOnly bool) error {
+	p, ok := h.st.Printer(printer)
+	if !ok || !p.Online {
+		return fmt.Errorf("printer %s is gone or offline", printer)
+	}
+	about := picture.Picture{Event: event, Job: job}
+	var w work
+	switch {
+	case h.lanCamera(p):
+		w = h.lanSnapshot(p, about)
+	case lanOnly || h.cfg.NoCloud:
+		return picture.ErrNoCamera
+	default:
+		c, _ := h.st.Cluster(p.Cluster)
+		if resp := capable(c, "snapshot"); resp != nil {
+			return picture.ErrNoCamera
+		}
+		var resp *Response
+		if w, resp = h.planSnapshot(p, about); resp != nil {
+			return picture.ErrNoCamera
+		}
+	}
+	var final *Response
+	w(ctx, func(r *Response) {
+		if r.Status != "pending" {
+			final = r
+		}
+	})
+	if final != nil && final.Error != nil {
+		return fmt.Errorf("%s: %s", final.Error.Code, final.Error.Message)
+	}
+	return nil
 }
 
 // picture hands a picture to Pictures, when set.

@@ -88,6 +88,8 @@ type Config struct {
 	HABirthDelay      time.Duration `env:"HA_BIRTH_DELAY" envDefault:"5s" help:"Wait after Home Assistant's birth message before republishing (HA drops what arrives too early)"`
 	HADeviceTriggers  bool          `env:"HA_DEVICE_TRIGGERS" envDefault:"true" help:"Offer a Home Assistant device trigger per print event (true or false); the event entity is there either way"`
 
+	CameraInterval time.Duration `env:"CAMERA_INTERVAL" envDefault:"30s" help:"While a printer whose own camera is read on the LAN prints, a picture is taken this often (0: never; never while idle); one is taken whenever a print ends either way"`
+
 	HTTPListen string `env:"HTTP_LISTEN" help:"Address for /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
@@ -338,6 +340,9 @@ func (c *Config) Problems() []string {
 		if fi, err := os.Stat(c.MaterialsDir); err != nil || !fi.IsDir() {
 			p = append(p, "MATERIALS_DIR: "+c.MaterialsDir+" is not a readable folder")
 		}
+	}
+	if c.CameraInterval != 0 && c.CameraInterval < time.Second {
+		p = append(p, "CAMERA_INTERVAL: 0 (off) or at least 1s")
 	}
 	if c.HTTPListen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTPListen); err != nil || port == "" {

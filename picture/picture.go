@@ -33,6 +33,10 @@ type Picture struct {
 	Event, Job string
 }
 
+// ErrNoCamera is the answer for a printer of which no picture can be
+// taken (as asked): it has no camera the bridge reaches.
+var ErrNoCamera = errors.New("no camera to take a picture with")
+
 // ErrNotJPEG is the answer for a body that is not a JPEG picture.
 var ErrNotJPEG = errors.New("not a JPEG picture")
 

@@ -260,6 +260,29 @@ func (s *Server) SetClusterOnline(id string, online bool) bool {
 	return false
 }
 
+// FinishJob brings the job on the printer with this unique name to its
+// full time now, as if it had printed to the end: it goes on to
+// post_print and wait_cleanup as any print does.
+func (s *Server) FinishJob(uniqueName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.SimNow()
+	for _, c := range s.world.clusters {
+		s.world.advanceCluster(c, now)
+		for _, p := range c.printers {
+			if p.spec.uniqueName != uniqueName {
+				continue
+			}
+			if p.job == nil || p.job.status != "printing" {
+				return fmt.Errorf("%s is not printing", uniqueName)
+			}
+			p.job.elapsed, p.job.phaseStart = p.job.total, now
+			return nil
+		}
+	}
+	return fmt.Errorf("no printer %q", uniqueName)
+}
+
 // api wraps a handler with accounting, faults, latency, the bearer check
 // and advancing the world to the current simulated time.
 func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Time)) http.Handler {
