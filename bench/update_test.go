@@ -109,7 +109,10 @@ func TestMain(m *testing.M) {
 }
 
 // record polls every cluster of a simulated farm of n printers three
-// times, a poll interval apart, and keeps the raw answers.
+// times, 90 s apart, and keeps the raw answers: a printing printer's
+// running time passes a minute between any two, so its state changes at
+// every poll of the replay (within one minute it changes only once a
+// percent).
 func record(b *testing.B, n int) (*replay, []connect.Cluster) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	sim := simulator.New(simulator.Options{ExtraPrinters: n, OnlyExtra: true, Calm: true, Now: func() time.Time { return now }})
@@ -138,7 +141,7 @@ func record(b *testing.B, n int) (*replay, []connect.Cluster) {
 				rp.hits[path] = &atomic.Uint64{}
 			}
 		}
-		now = now.Add(10 * time.Second)
+		now = now.Add(90 * time.Second)
 	}
 	return rp, clusters
 }
@@ -224,10 +227,23 @@ func printerUpdate(b *testing.B, n int, via string, api *connect.Client, cluster
 		}
 		b.ReportMetric(float64(cpu()-start)/float64(b.N*n)/1000, "cpu-µs/printer")
 	})
-	b.Run(fmt.Sprintf("bridge/%s/printers=%d", via, n), func(b *testing.B) {
+	for _, output := range []string{config.OutputJSON, config.OutputAttributes} {
+		bridgeUpdate(b, n, via, output, fetchAll)
+	}
+}
+
+// bridgeUpdate measures the bridge's update, with MQTT_OUTPUT output.
+func bridgeUpdate(b *testing.B, n int, via, output string, fetchAll func(func(connect.Cluster, *connect.ClusterStatus))) {
+	ctx := context.Background()
+	name := "bridge"
+	if output == config.OutputAttributes {
+		name = "bridge-attributes"
+	}
+	b.Run(fmt.Sprintf("%s/%s/printers=%d", name, via, n), func(b *testing.B) {
 		cfg, _ := config.Load(map[string]string{}, false)
 		out := &counter{last: map[string][]byte{}}
-		br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"), render.Options{}, zerolog.Nop())
+		br := render.New(topics.Tree{Base: "ultimaker"}, out, render.Info{}, bridge.Discovery(cfg, "bench"),
+			render.Options{Leaves: output == config.OutputAttributes}, zerolog.Nop())
 		views := map[string]*state.View{}
 		cycle := func() {
 			fetchAll(func(cl connect.Cluster, st *connect.ClusterStatus) {

@@ -132,7 +132,8 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
 			"maintenance": cfg.PollMaintenanceInterval.String(), "reports": cfg.PollReportsInterval.String(),
 		},
-	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond}, b.log)
+	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond,
+		Leaves: cfg.MQTTOutput == config.OutputAttributes}, b.log)
 	// The renderer renews states and device configs on a reconnect: the
 	// client keeps their sums, not the payloads.
 	b.mq.SetSource(b.render.Retained)
@@ -315,6 +316,10 @@ func (b *Bridge) sweepStale(ctx context.Context) {
 		// The retained topics of printers and clusters that are gone; a
 		// live printer keeps its snapshot and preview.
 		a, ok := b.tree.Parse(t)
+		if ok && a.Leaf != "" {
+			stale = append(stale, t) // cleared unless published this run
+			continue
+		}
 		if !ok || !topics.IsRetained(a) {
 			continue
 		}

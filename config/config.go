@@ -41,6 +41,7 @@ type Config struct {
 	MQTTUsername  string `env:"MQTT_USERNAME" help:"Broker user name"`
 	MQTTPassword  Secret `env:"MQTT_PASSWORD" help:"Broker password (or MQTT_PASSWORD_FILE)"`
 	MQTTClientID  string `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance"`
+	MQTTOutput    string `env:"MQTT_OUTPUT" envDefault:"json" help:"json (each state as one JSON document), or attribute_and_json: also each value of the printer, cluster and workspace states retained on a topic of its own below the state topic (…/state/job/progress)"`
 	MQTTBaseTopic string `env:"MQTT_BASE_TOPIC" envDefault:"ultimaker" help:"Topic prefix of everything the bridge publishes"`
 	MQTTCAFile    string `env:"MQTT_CA_FILE" help:"PEM CA bundle to trust for ssl:// and wss:// (default: system roots)"`
 	MQTTCertFile  string `env:"MQTT_CERT_FILE" help:"PEM client certificate for TLS client authentication"`
@@ -234,6 +235,12 @@ func (c *Config) normalize() {
 	c.AllowedActions, c.ClusterIDs, c.LocalPrinters = trim(c.AllowedActions), trim(c.ClusterIDs), trim(c.LocalPrinters)
 }
 
+// MQTT_OUTPUT's values.
+const (
+	OutputJSON       = "json"
+	OutputAttributes = "attribute_and_json"
+)
+
 // UsesLAN reports whether printers are read on the LAN.
 func (c *Config) UsesLAN() bool { return len(c.LocalPrinters) > 0 || c.LocalDiscovery }
 
@@ -258,6 +265,9 @@ func (c *Config) Problems() []string {
 	var p []string
 	if err := checkBrokerURL(c.MQTTURL); err != "" {
 		p = append(p, "MQTT_URL: "+err)
+	}
+	if c.MQTTOutput != OutputJSON && c.MQTTOutput != OutputAttributes {
+		p = append(p, "MQTT_OUTPUT: json or attribute_and_json")
 	}
 	if !topics.ValidBase(c.MQTTBaseTopic) {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")

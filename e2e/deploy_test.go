@@ -22,13 +22,22 @@ func matchesTree(topic string) bool {
 }
 
 func TestNodeRedFlowUsesOurTopics(t *testing.T) {
-	b, err := os.ReadFile("../examples/node-red/flow.json")
+	for _, f := range []string{"flow.json", "values-flow.json"} {
+		t.Run(f, func(t *testing.T) { checkFlow(t, "../examples/node-red/"+f, f == "flow.json") })
+	}
+}
+
+// checkFlow checks a Node-RED flow's wiring and topics; main says it is
+// the main example, which must use the state, event, set and response
+// topics.
+func checkFlow(t *testing.T, path string, main bool) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var nodes []map[string]any
 	if err := json.Unmarshal(b, &nodes); err != nil {
-		t.Fatalf("flow.json is not a Node-RED flow: %v", err)
+		t.Fatalf("%s is not a Node-RED flow: %v", path, err)
 	}
 	ids := map[string]bool{}
 	for _, n := range nodes {
@@ -57,6 +66,9 @@ func TestNodeRedFlowUsesOurTopics(t *testing.T) {
 		if typ == "mqtt out" && n["retain"] != "false" {
 			t.Errorf("command node %q must not retain (retained commands are refused)", n["name"])
 		}
+	}
+	if !main {
+		return
 	}
 	topicsUsed := map[string]bool{}
 	for _, n := range nodes {

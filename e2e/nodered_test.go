@@ -15,10 +15,22 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/mqtttest"
 )
 
-// flowNodes reads the example Node-RED flow, by node id.
+// flowNodes reads the example Node-RED flows (flow.json, values-flow.json),
+// by node id.
 func flowNodes(t *testing.T) map[string]map[string]any {
 	t.Helper()
-	b, err := os.ReadFile("../examples/node-red/flow.json")
+	byID := map[string]map[string]any{}
+	for _, f := range []string{"flow.json", "values-flow.json"} {
+		for id, n := range readFlow(t, "../examples/node-red/"+f) {
+			byID[id] = n
+		}
+	}
+	return byID
+}
+
+func readFlow(t *testing.T, path string) map[string]map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +79,7 @@ func TestNodeRedFlowFunctions(t *testing.T) {
 const ctx = {}; const flow = {get: k => ctx[k], set: (k, v) => { ctx[k] = v; }};
 const warned = []; const node = {warn: m => warned.push(m)};
 const track = ` + fn("u2m_track") + `, objects = ` + fn("u2m_event_objects") + `;
-const pause = ` + fn("u2m_pause_cmd") + `, match = ` + fn("u2m_match_tx") + `;
+const pause = ` + fn("u2m_pause_cmd") + `, match = ` + fn("u2m_match_tx") + `, value = ` + fn("u2m_attr_line") + `;
 const t = 'ultimaker/printers/p1/state';
 const show = r => r === null ? '-' : r.map(m => m ? m.payload : '.').join('|');
 const out = [];
@@ -81,6 +93,11 @@ const tx = sent.payload.transaction;
 for (const a of ['', {transaction: 'other', status: 'ok'}, {transaction: tx, status: 'pending'},
                  {transaction: tx, status: 'ok'}, {transaction: tx, status: 'ok'}, {status: 'error'}]) {
   out.push(match({payload: a}, flow, node) ? a.status : '-');
+}
+for (const [topic, p] of [['ultimaker/printers/p1/state/job/progress', 42.7], ['ultimaker/printers/p1/state/job/progress', ''],
+                         ['ultimaker/printers/p1/state/status', 'printing'], ['ultimaker/printers/p1/state/status', null]]) {
+  const r = value({topic: topic, payload: p}, flow, node);
+  out.push(r ? r.payload : '-');
 }
 console.log(sent.payload.action + ' ' + tx.startsWith('nr-') + '\n' + out.join('\n') + '\nwarned ' + warned.length);`
 	got, err := exec.Command(node, "-e", script).CombinedOutput()
@@ -100,6 +117,10 @@ dropped
 pending
 ok
 -
+-
+p1: 42%
+p1: no job/progress any more
+p1: status printing
 -
 warned 1`
 	if strings.TrimSpace(string(got)) != want {
@@ -123,15 +144,16 @@ func nodeRED(t *testing.T) string {
 	return red
 }
 
-// TestNodeRedFlowInNodeRed runs the example flow in a real Node-RED
-// against the bridge, the simulator and mosquitto, as a user imports it:
-// printers' status lines arrive with their names, the pause command's
+// TestNodeRedFlowInNodeRed runs the example flows in a real Node-RED
+// against the bridge (with per-attribute topics), the simulator and
+// mosquitto, as a user imports them: printers' status lines arrive with
+// their names, single values on their own topics, the pause command's
 // answer is picked out, and a printer that leaves the account is said to
-// have left, once, with nothing logged as an error (issue 23).
+// have left, once, with nothing logged as an error (issues 20, 23).
 func TestNodeRedFlowInNodeRed(t *testing.T) {
 	red := nodeRED(t)
 	w := fastWorld(t, "ultimaker")
-	startBridge(t, w.env)
+	startBridge(t, append(w.env, "MQTT_OUTPUT=attribute_and_json"))
 	watch := mqtttest.Watch(t, w.broker.URL(), "ultimaker/printers/+/state")
 	watch.WaitFor(15*time.Second, "the MakerBot", func(m map[string]mqtttest.Message) bool {
 		return m["ultimaker/printers/makerbot-method-x-23a9/state"].Payload != ""
@@ -186,8 +208,8 @@ func TestNodeRedFlowInNodeRed(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	waitLog("the status of the MakerBot", 30*time.Second, func(l string) bool {
-		return strings.Contains(l, "Method-X-1 (makerbot-method-x-23a9):")
+	waitLog("the status of the MakerBot, as a state and as a value", 30*time.Second, func(l string) bool {
+		return strings.Contains(l, "Method-X-1 (makerbot-method-x-23a9):") && strings.Contains(l, "makerbot-method-x-23a9: status ")
 	})
 
 	// The flow's pause button, pressed through Node-RED's own API: its
@@ -206,7 +228,8 @@ func TestNodeRedFlowInNodeRed(t *testing.T) {
 	// printer's topics, and the flow says so once.
 	w.sim.RemoveCluster(w.sim.ClusterIDs()[2])
 	waitLog("that the MakerBot left", 20*time.Second, func(l string) bool {
-		return strings.Contains(l, "Method-X-1 (makerbot-method-x-23a9) left")
+		return strings.Contains(l, "Method-X-1 (makerbot-method-x-23a9) left") &&
+			strings.Contains(l, "makerbot-method-x-23a9: no status any more")
 	})
 	time.Sleep(time.Second)
 	l := log.String()

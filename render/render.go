@@ -43,6 +43,10 @@ type Options struct {
 	BirthDelay time.Duration
 	// OnReady runs once, when every cluster has been polled since start.
 	OnReady func(ctx context.Context)
+	// Leaves also publishes each value of the printer, cluster and
+	// workspace states on a retained topic of its own below the state
+	// topic (MQTT_OUTPUT=attribute_and_json).
+	Leaves bool
 	// ConfigsPerSecond, when positive, paces the Home Assistant device
 	// configs (10–20 KB each) that Run publishes, so the first poll of a
 	// farm does not hand broker and HA thousands at once; states, which
@@ -75,6 +79,10 @@ type Renderer struct {
 	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
 	watchers       []func(poller.Update)
 	pictures       *picture.Store
+	// With Leaves: each state as last published, by topic, to tell which
+	// values changed, and the splitter's buffers.
+	published map[string][]byte
+	split     splitter
 }
 
 // PicturesMemory bounds the pictures kept (and published retained) for
@@ -95,7 +103,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 	}
 	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{},
-		pictures: picture.NewStore(PicturesMemory), log: log.With().Str("component", "bridge").Logger()}
+		pictures: picture.NewStore(PicturesMemory), published: map[string][]byte{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
 var _ poller.Sink = (*Renderer)(nil)
@@ -146,6 +154,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	// Empty retained payloads delete the topics from the broker, and the
 	// device from Home Assistant.
 	for _, p := range u.RemovedPrinters {
+		msgs = append(msgs, b.leaves(b.tree.PrinterState(p.ID), nil)...)
 		delete(b.printers, p.ID)
 		delete(b.configKeys, p.ID)
 		b.pictures.Remove(p.ID)
@@ -155,6 +164,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		msgs = append(msgs, clears(b.tree.Retained(topics.Printer, p.ID))...)
 	}
 	for _, c := range u.RemovedClusters {
+		msgs = append(msgs, b.leaves(b.tree.ClusterState(c.ID), nil)...)
 		delete(b.clusters, c.ID)
 		if b.disc != nil && b.clusterDevices[c.ID] {
 			msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.ClusterObjectID(c.ID))))
@@ -164,7 +174,11 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 	// Configs go before states, so Home Assistant has the entity when its
 	// first value arrives, and a group's device before its printers'.
+	var clusterPayload []byte
+	var clusterLeaves []bus.Message
 	if c := u.Cluster; c != nil {
+		clusterPayload = c.JSON()
+		clusterLeaves = b.leaves(b.tree.ClusterState(c.ID), clusterPayload)
 		b.clusters[c.ID] = c.Compact()
 		if b.disc != nil {
 			wasGroup := b.clusterDevices[c.ID]
@@ -188,6 +202,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		}
 	}
 	for _, p := range u.Printers {
+		payload := p.JSON()
 		b.printers[p.ID] = p.Compact()
 		// The config is 15–20 KB; render it only when what it shows changed
 		// (a printing printer changes state every poll).
@@ -199,8 +214,9 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 			}
 		}
 		msgs = append(msgs,
-			bus.Message{Topic: b.tree.PrinterState(p.ID), Payload: p.JSON(), Retain: true, Renewable: true},
+			bus.Message{Topic: b.tree.PrinterState(p.ID), Payload: payload, Retain: true, Renewable: true},
 			bus.Message{Topic: b.tree.PrinterAvailability(p.ID), Payload: topics.AvailabilityPayload(p.Online), Retain: true})
+		msgs = append(msgs, b.leaves(b.tree.PrinterState(p.ID), payload)...)
 		// The preview gets a topic of its own, kept after the job ends: an
 		// image entity logs an error for every message without a URL.
 		if p.Job != nil && p.Job.PreviewURL != "" {
@@ -216,13 +232,16 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	}
 	if c := u.Cluster; c != nil {
 		msgs = append(msgs,
-			bus.Message{Topic: b.tree.ClusterState(c.ID), Payload: c.JSON(), Retain: true, Renewable: true},
+			bus.Message{Topic: b.tree.ClusterState(c.ID), Payload: clusterPayload, Retain: true, Renewable: true},
 			bus.Message{Topic: b.tree.ClusterAvailability(c.ID), Payload: topics.AvailabilityPayload(c.Online), Retain: true})
+		msgs = append(msgs, clusterLeaves...)
+	}
+	if u.Workspace != nil {
+		m := b.jsonMessage(b.tree.WorkspaceState(), u.Workspace, true)
+		msgs = append(msgs, m)
+		msgs = append(msgs, b.leaves(m.Topic, m.Payload)...)
 	}
 	b.mu.Unlock()
-	if u.Workspace != nil {
-		msgs = append(msgs, b.jsonMessage(b.tree.WorkspaceState(), u.Workspace, true))
-	}
 	for id, s := range u.Statistics {
 		msgs = append(msgs, b.jsonMessage(b.tree.PrinterStatistics(id), s, true))
 	}
@@ -245,6 +264,22 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	if becameReady && b.opts.OnReady != nil {
 		b.opts.OnReady(ctx)
 	}
+}
+
+// leaves are the messages of the values below a state topic, from the
+// state last published there to payload (nil: the state is gone), when
+// Leaves is on. Called with b.mu held.
+func (b *Renderer) leaves(stateTopic string, payload []byte) []bus.Message {
+	if !b.opts.Leaves {
+		return nil
+	}
+	msgs := b.split.messages(stateTopic, b.published[stateTopic], payload)
+	if payload == nil {
+		delete(b.published, stateTopic)
+	} else {
+		b.published[stateTopic] = payload
+	}
+	return msgs
 }
 
 // config adds the device config on topic, rendered from the state kept

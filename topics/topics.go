@@ -44,11 +44,14 @@ const (
 
 // Address is a topic taken apart: what it addresses (Kind and ID: the
 // printer or cluster id, or for bridge requests, responses and probes the
-// action or instance) and the verb.
+// action or instance) and the verb. Leaf is, for a topic below a state
+// topic (MQTT_OUTPUT=attribute_and_json), the path of one value in the
+// state's JSON: "job/progress".
 type Address struct {
 	Kind Kind
 	ID   string
 	Verb string
+	Leaf string
 }
 
 // the shape of the tree: which verbs each kind has, and which of those
@@ -69,6 +72,11 @@ type Tree struct{ Base string }
 
 // Topic builds the topic of a.
 func (t Tree) Topic(a Address) string {
+	if a.Leaf != "" {
+		l := a
+		l.Leaf = ""
+		return t.Topic(l) + "/" + a.Leaf
+	}
 	if a.Kind == Workspace {
 		return t.Base + "/workspace/" + a.Verb
 	}
@@ -92,6 +100,14 @@ func (t Tree) Parse(topic string) (Address, bool) {
 		if p == "" {
 			return Address{}, false
 		}
+	}
+	// A value below a state topic: the state's address and the path.
+	switch {
+	case len(parts) > 2 && parts[0] == "workspace" && parts[1] == State:
+		return Address{Kind: Workspace, Verb: State, Leaf: strings.Join(parts[2:], "/")}, true
+	case len(parts) > 3 && (parts[0] == "printers" || parts[0] == "clusters") && parts[2] == State:
+		return Address{Kind: map[string]Kind{"printers": Printer, "clusters": Cluster}[parts[0]], ID: parts[1], Verb: State,
+			Leaf: strings.Join(parts[3:], "/")}, true
 	}
 	switch {
 	case len(parts) == 2 && parts[0] == "workspace" && contains(workspaceVerb, parts[1]):
@@ -119,8 +135,13 @@ func (t Tree) Retained(kind Kind, id string) []string {
 }
 
 // IsRetained reports whether a is one of the retained topics of a
-// printer or cluster (state, availability, preview, snapshot).
+// printer or cluster (state and the values below it, availability,
+// preview, snapshot, …).
 func IsRetained(a Address) bool { return contains(retained[a.Kind], a.Verb) }
+
+// Leaf is the topic of one value of a state's JSON below its state topic:
+// path is the keys and array indexes that lead to it, joined by '/'.
+func Leaf(stateTopic, path string) string { return stateTopic + "/" + path }
 
 // CommandFilters are the subscriptions of every command topic: printer
 // and cluster set topics and bridge requests.
@@ -129,10 +150,11 @@ func (t Tree) CommandFilters() []string {
 		t.Topic(Address{Kind: Workspace, Verb: Set})}
 }
 
-// DeviceFilters match every printer and cluster topic, for the sweep of
-// what an earlier run left.
+// DeviceFilters match every printer and cluster topic, and every value
+// below a state topic, for the sweep of what an earlier run left.
 func (t Tree) DeviceFilters() []string {
-	return []string{t.Base + "/printers/+/+", t.Base + "/clusters/+/+"}
+	return []string{t.Base + "/printers/+/+", t.Base + "/clusters/+/+", t.Base + "/printers/+/" + State + "/#",
+		t.Base + "/clusters/+/" + State + "/#", t.Base + "/workspace/" + State + "/#"}
 }
 
 // All matches everything below the base.

@@ -93,7 +93,7 @@ func TestWalkTheTree(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"other/printers/p/state", "site/u/printers/p", "site/u/printers//state", "site/u/printers/p/nope",
-		"site/u/bridge/request", "site/u/clusters/c/event", "site/u/bridge/x", "site/u/printers/p/state/x"} {
+		"site/u/bridge/request", "site/u/clusters/c/event", "site/u/bridge/x", "site/u/printers/p/event/x"} {
 		if a, ok := tr.Parse(bad); ok {
 			t.Errorf("Parse(%q) = %+v, want no", bad, a)
 		}
@@ -109,5 +109,37 @@ func TestWalkTheTree(t *testing.T) {
 	a, _ := tr.Parse(tr.PrinterSet("p"))
 	if tr.ResponseTo(a) != tr.PrinterResponse("p") || !IsRetained(Address{Kind: Cluster, Verb: State}) || IsRetained(a) {
 		t.Errorf("ResponseTo or IsRetained wrong")
+	}
+}
+
+// TestStateLeaves: a value below a state topic parses to the state's
+// address and its path, and is built back the same.
+func TestStateLeaves(t *testing.T) {
+	tr := Tree{Base: "site/u"}
+	tests := []struct {
+		topic string
+		want  Address
+	}{
+		{"site/u/printers/p/state/job/progress", Address{Kind: Printer, ID: "p", Verb: State, Leaf: "job/progress"}},
+		{"site/u/printers/p/state/extruders/0/material/brand", Address{Kind: Printer, ID: "p", Verb: State, Leaf: "extruders/0/material/brand"}},
+		{"site/u/clusters/c/state/queue/1/name", Address{Kind: Cluster, ID: "c", Verb: State, Leaf: "queue/1/name"}},
+		{"site/u/workspace/state/settings/enable_print_prep", Address{Kind: Workspace, Verb: State, Leaf: "settings/enable_print_prep"}},
+	}
+	for _, tt := range tests {
+		got, ok := tr.Parse(tt.topic)
+		if !ok || got != tt.want {
+			t.Errorf("Parse(%s) = %+v, %v; want %+v", tt.topic, got, ok, tt.want)
+		}
+		if back := tr.Topic(got); back != tt.topic {
+			t.Errorf("Topic(%+v) = %s", got, back)
+		}
+		if got.Kind != Workspace && !IsRetained(got) {
+			t.Errorf("%s is not retained", tt.topic)
+		}
+	}
+	for _, bad := range []string{"site/u/printers/p/set/x", "site/u/printers/p/state//x", "site/u/bridge/state/x"} {
+		if a, ok := tr.Parse(bad); ok {
+			t.Errorf("Parse(%s) = %+v, want no match", bad, a)
+		}
 	}
 }

@@ -142,9 +142,10 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 		"ULTIMAKER_API_URL=http://" + ln.Addr().String() + simulator.BasePath, "ULTIMAKER_API_TOKEN=farm-token",
 		"POLL_INTERVAL=" + interval.String(), "POLL_IDLE_INTERVAL=" + interval.String(), "POLL_CLUSTERS_INTERVAL=5m",
 		"HA_DISCOVERY=" + strconv.FormatBool(ha), "LOG_LEVEL=warn", "LOG_FORMAT=json"}
-	// BRIDGE_GOGC, BRIDGE_GOMEMLIMIT and BRIDGE_GOMAXPROCS reach the bridge
-	// without the prefix: the runtime's trades can be measured.
-	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS"} {
+	// BRIDGE_GOGC, BRIDGE_GOMEMLIMIT, BRIDGE_GOMAXPROCS and
+	// BRIDGE_MQTT_OUTPUT reach the bridge without the prefix: the runtime's
+	// trades and the per-attribute topics can be measured.
+	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "MQTT_OUTPUT"} {
 		if v := os.Getenv("BRIDGE_" + k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
