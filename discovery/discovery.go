@@ -329,7 +329,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		"event_types": state.EventTypes, "icon": "mdi:printer-3d",
 		// HA drops an event while its entity is unavailable, and the
 		// printer is unavailable exactly when printer_offline happens.
-		"availability": bridgeOnly,
+		"availability":   bridgeOnly,
 		"value_template": "{{ {'event_type': value_json.event, 'job': value_json.job.name if value_json.job else None, 'detail': value_json.detail} | tojson }}"})
 	for _, t := range state.EventTypes {
 		if c.DeviceTriggers {
@@ -577,7 +577,7 @@ func (c Component) withIf(cond bool, k string, v any) Component {
 	}
 	return c
 }
-func (c Component) without(k string) Component     { delete(c, k); return c }
+func (c Component) without(k string) Component { delete(c, k); return c }
 
 type components map[string]Component
 
