@@ -179,7 +179,14 @@ func (lp *LocalPrinter) routes() {
 			http.Redirect(w, r, "/_sim/camera.jpg", http.StatusFound)
 		})
 	}
-	lp.mux.HandleFunc("GET /_sim/camera.jpg", lp.s.snapshot)
+	lp.mux.HandleFunc("GET /_sim/camera.jpg", func(w http.ResponseWriter, r *http.Request) {
+		lp.s.mu.Lock()
+		now := lp.s.SimNow()
+		lp.s.world.advanceCluster(lp.p.cluster, now)
+		b := lp.s.cameraPicture(lp.p, now)
+		lp.s.mu.Unlock()
+		servePicture(w, b)
+	})
 	gated("GET /api/v1/printer", lp.printer)
 	gated("GET /api/v1/print_job", lp.printJob)
 	signed("PUT /api/v1/print_job/state", lp.putJobState)
