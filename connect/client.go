@@ -593,16 +593,26 @@ func Route(path string) string {
 }
 
 // Picture fetches a picture the cloud made (the image_url of a webcam
-// snapshot): a JPEG of at most picture.MaxSize, without the bearer token.
-// The URL comes from an answer, so only https addresses, or the API's own
-// host, are fetched.
+// snapshot): a JPEG of at most picture.MaxSize (see Image).
 func (c *Client) Picture(ctx context.Context, rawURL string) ([]byte, error) {
+	b, typ, err := c.Image(ctx, rawURL)
+	if err == nil && typ != "image/jpeg" {
+		err = fmt.Errorf("picture: %w", picture.ErrNotJPEG)
+	}
+	return b, err
+}
+
+// Image fetches an image the cloud keeps (a webcam snapshot, a job's
+// preview): a JPEG or PNG of at most picture.MaxSize, with its media
+// type, without the bearer token. The URL comes from an answer, so only
+// https addresses, or the API's own host, are fetched.
+func (c *Client) Image(ctx context.Context, rawURL string) ([]byte, string, error) {
 	allowed := func(u *url.URL) bool {
 		return u.Host != "" && (u.Scheme == "https" || u.Scheme == c.base.Scheme && u.Host == c.base.Host)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || !allowed(u) {
-		return nil, fmt.Errorf("picture %q: want an https address", rawURL)
+		return nil, "", fmt.Errorf("picture %q: want an https address", rawURL)
 	}
 	hc := *c.http
 	hc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
@@ -615,20 +625,20 @@ func (c *Client) Picture(ctx context.Context, rawURL string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, &APIError{Kind: KindNetwork, Method: http.MethodGet, Path: u.Path, Err: scrubURLError(err)}
+		return nil, "", &APIError{Kind: KindNetwork, Method: http.MethodGet, Path: u.Path, Err: scrubURLError(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("picture: HTTP %d", resp.StatusCode)
+		return nil, "", fmt.Errorf("picture: HTTP %d", resp.StatusCode)
 	}
-	b, err := picture.Read(resp.Body)
+	b, typ, err := picture.ReadImage(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("picture: %w", err)
+		return nil, "", fmt.Errorf("picture: %w", err)
 	}
-	return b, nil
+	return b, typ, nil
 }

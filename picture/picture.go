@@ -57,6 +57,27 @@ func Read(r io.Reader) ([]byte, error) {
 // IsJPEG reports whether b starts as a JPEG does (SOI and a marker).
 func IsJPEG(b []byte) bool { return len(b) > 3 && bytes.HasPrefix(b, []byte{0xff, 0xd8, 0xff}) }
 
+// ErrNotImage is the answer for a body that is neither a JPEG nor a PNG.
+var ErrNotImage = errors.New("not a JPEG or PNG picture")
+
+// ReadImage reads a JPEG or a PNG (a job's preview, which Cura makes as
+// PNG) of at most MaxSize bytes from r, and returns it with its media
+// type.
+func ReadImage(r io.Reader) ([]byte, string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	switch {
+	case err != nil:
+		return nil, "", err
+	case len(b) > MaxSize:
+		return nil, "", fmt.Errorf("picture over %d bytes", MaxSize)
+	case IsJPEG(b):
+		return b, "image/jpeg", nil
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return b, "image/png", nil
+	}
+	return nil, "", ErrNotImage
+}
+
 // Store keeps the latest picture of each printer, at most a number of
 // bytes in all: when full, the pictures put longest ago give way. It is
 // safe for concurrent use.

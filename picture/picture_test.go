@@ -77,3 +77,15 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestReadImage(t *testing.T) {
+	for _, tc := range []struct {
+		body []byte
+		typ  string
+	}{{jpeg(10), "image/jpeg"}, {[]byte("\x89PNG\r\n\x1a\nrest"), "image/png"}, {[]byte("<svg/>"), ""}} {
+		_, typ, err := ReadImage(bytes.NewReader(tc.body))
+		if typ != tc.typ || (err == nil) != (tc.typ != "") {
+			t.Errorf("%q: %q, %v", tc.body[:4], typ, err)
+		}
+	}
+}
