@@ -135,6 +135,10 @@ type Config struct {
 	NoCloud bool
 	// Pictures takes the pictures snapshot makes; nil drops them.
 	Pictures Pictures
+	// OnAnswered, when set, is told of every answer (pending ones too) and
+	// the command topic it answers, for the page's activity feed. It must
+	// not block.
+	OnAnswered func(topic string, r Response)
 }
 
 // retainedMemory bounds how many retained commands are remembered as
@@ -213,6 +217,9 @@ type target struct {
 	action   string // bridge requests carry it in the topic
 	topic    string
 	response string
+	// reply, when set, takes the answers instead of the response topic
+	// (a command through the page's API).
+	reply func(Response)
 }
 
 func (h *Handler) parseTopic(topic string) (target, bool) {
@@ -268,6 +275,29 @@ func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
 		h.clear(ctx, in.Topic)
 		return
 	}
+	h.command(ctx, t, in, empty)
+}
+
+// Submit carries out a command that did not come over MQTT (the page's
+// API): topic is the command topic it stands for, and reply gets each of
+// its answers instead of the response topic. Every rule of Handle holds
+// (parsing, the allowlist, read-only, lanes, transactions), but the one
+// about retained messages, which are MQTT's.
+func (h *Handler) Submit(ctx context.Context, topic string, payload []byte, reply func(Response)) {
+	t, ok := h.parseTopic(topic)
+	if !ok {
+		reply(*fail(CodeNotFound, "no such command topic"))
+		return
+	}
+	t.reply = reply
+	// Its transactions are its own: they never match an MQTT command's.
+	t.response = "api:" + t.response
+	h.command(ctx, t, bus.Inbound{Topic: topic, Payload: payload, Size: len(payload)}, len(bytes.TrimSpace(payload)) == 0)
+}
+
+// command takes a command that is not retained: checked, then carried out
+// in its lane, or at once.
+func (h *Handler) command(ctx context.Context, t target, in bus.Inbound, empty bool) {
 	if in.Truncated || len(in.Payload) > h.MaxPayloadFor(in.Topic) {
 		h.answer(ctx, t, Request{Action: prefixField(in.Payload, "action"), Transaction: json.RawMessage(prefixField(in.Payload, "transaction"))},
 			fail(CodeBadRequest, fmt.Sprintf("payload is %d bytes; at most %d", max(in.Size, len(in.Payload)), h.MaxPayloadFor(in.Topic))))
@@ -389,7 +419,7 @@ func (h *Handler) clear(ctx context.Context, topic string) {
 // cannot say); nil when the command may be carried out. A different
 // retained payload on the topic is a stale command: cleared.
 func (h *Handler) notRetained(ctx context.Context, t target, in bus.Inbound) *Response {
-	if h.cfg.Prober == nil {
+	if h.cfg.Prober == nil || t.reply != nil {
 		return nil
 	}
 	held, err := h.cfg.Prober.RetainedCopy(ctx, in.Topic)
@@ -975,6 +1005,13 @@ func (h *Handler) answer(ctx context.Context, t target, req Request, r *Response
 		ev = ev.Str("code", r.Error.Code)
 	}
 	ev.Str("topic", t.response).Str("action", r.Action).Str("status", r.Status).Msg("command answered")
+	if h.cfg.OnAnswered != nil {
+		h.cfg.OnAnswered(t.topic, *r)
+	}
+	if t.reply != nil {
+		t.reply(*r)
+		return
+	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := h.pub.Publish(pctx, bus.Message{Topic: t.response, Payload: b}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -607,4 +608,63 @@ func FuzzBareWord(f *testing.F) {
 			t.Fatalf("bareWord(%q) = %v, the pattern says %v", w, got, want)
 		}
 	})
+}
+
+// TestSubmitAnswersTheCaller checks a command from the page's API: the
+// same rules as MQTT's, its answers go to the caller (and OnAnswered), not
+// to a response topic.
+func TestSubmitAnswersTheCaller(t *testing.T) {
+	tests := []struct {
+		name, topic, payload string
+		cfg                  Config
+		status, code, call   string
+	}{
+		{"pause", "u/printers/printing/set", `{"action":"pause"}`, Config{}, "ok", "", "job cid job-1 pause"},
+		{"conflict", "u/printers/idle/set", `{"action":"pause"}`, Config{}, "error", CodeConflict, ""},
+		{"bad JSON", "u/printers/printing/set", `{"action":`, Config{}, "error", CodeBadRequest, ""},
+		{"read-only", "u/printers/printing/set", `{"action":"pause"}`, Config{ReadOnly: true}, "error", CodeReadOnly, ""},
+		{"not a command topic", "u/printers/printing/state", `{"action":"pause"}`, Config{}, "error", CodeNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var noted, replied []Response
+			cfg := tt.cfg
+			cfg.OnAnswered = func(topic string, r Response) {
+				mu.Lock()
+				defer mu.Unlock()
+				if topic != tt.topic {
+					t.Errorf("OnAnswered for %s, want %s", topic, tt.topic)
+				}
+				noted = append(noted, r)
+			}
+			r := newRig(cfg)
+			r.h.Submit(context.Background(), tt.topic, []byte(tt.payload), func(a Response) {
+				mu.Lock()
+				defer mu.Unlock()
+				replied = append(replied, a)
+			})
+			r.h.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			last := final(replied)
+			if last.Status != tt.status || (tt.code != "") != (last.Error != nil) ||
+				last.Error != nil && last.Error.Code != tt.code {
+				t.Fatalf("answers %+v, want a final %s %s", replied, tt.status, tt.code)
+			}
+			if tt.code != CodeNotFound && len(noted) != len(replied) {
+				t.Errorf("OnAnswered told of %d answers, the caller got %d", len(noted), len(replied))
+			}
+			if calls := r.cloud.Calls(); tt.call != "" && !slices.Contains(calls, tt.call) || tt.call == "" && len(calls) > 0 {
+				t.Errorf("cloud calls %v, want %q", calls, tt.call)
+			}
+			r.out.mu.Lock()
+			defer r.out.mu.Unlock()
+			for _, m := range r.out.msgs {
+				if strings.Contains(m.Topic, "response") {
+					t.Errorf("an answer was published on %s", m.Topic)
+				}
+			}
+		})
+	}
 }

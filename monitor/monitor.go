@@ -38,7 +38,12 @@ type Server struct {
 	expo   Exposition
 	health func() Health
 	log    zerolog.Logger
+	page   http.Handler // every other path (the farm's page and its API); nil: none
 }
+
+// Page has h serve every path but /healthz and /metrics: the farm's page
+// and its API. Call it before Serve.
+func (s *Server) Page(h http.Handler) { s.page = h }
 
 // New returns a Server for listen (host:port).
 func New(listen string, expo Exposition, health func() Health, log zerolog.Logger) *Server {
@@ -61,6 +66,9 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		s.expo.WritePrometheus(w)
 	})
+	if s.page != nil {
+		mux.Handle("/", s.page)
+	}
 	return mux
 }
 
@@ -69,10 +77,13 @@ func (s *Server) Listen() (net.Listener, error) { return net.Listen("tcp", s.lis
 
 // Serve serves ln until ctx ends, then shuts down within a second.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Requests live in ctx: the page's live streams end when it does, so
+	// the shutdown below does not wait for them.
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info().Str("listen", ln.Addr().String()).Msg("serving /healthz and /metrics")
+	s.log.Info().Str("listen", ln.Addr().String()).Bool("page", s.page != nil).Msg("serving /healthz and /metrics")
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,7 @@ type Renderer struct {
 	clusters       map[string]state.Cluster
 	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
 	watchers       []func(poller.Update)
+	pictured       []func(printer string, at time.Time)
 	pictures       *picture.Store
 	// With Leaves: each state as last published, by topic, to tell which
 	// values changed, and the splitter's buffers.
@@ -88,6 +90,11 @@ type Renderer struct {
 // PicturesMemory bounds the pictures kept (and published retained) for
 // all printers together: when full, those taken longest ago give way.
 const PicturesMemory = 16 << 20
+
+// WatchPictures registers f to be told of every picture kept and
+// published: the printer and when it was taken. Call it before the first
+// picture.
+func (b *Renderer) WatchPictures(f func(printer string, at time.Time)) { b.pictured = append(b.pictured, f) }
 
 // Watch registers f to be told of every update once the renderer kept its
 // states and published: the command handler waits there for an action's
@@ -442,6 +449,11 @@ func (b *Renderer) Picture(ctx context.Context, p picture.Picture) {
 		msgs = append(msgs, bus.Message{Topic: b.tree.PrinterPicture(p.Printer), Payload: p.JPEG, Retain: true, Renewable: true})
 	}
 	b.publish(ctx, append(msgs, b.jsonMessage(b.tree.PrinterSnapshot(p.Printer), snap, true))...)
+	if snap.Size > 0 {
+		for _, f := range b.pictured {
+			f(p.Printer, snap.TakenAt)
+		}
+	}
 }
 
 // LatestPicture is the latest picture kept of a printer.
@@ -463,6 +475,33 @@ func (b *Renderer) Printer(id string) (state.Printer, bool) {
 	p, ok := b.printers[id]
 	return p, ok
 }
+
+// Printers returns the latest state of every printer, by topic id.
+func (b *Renderer) Printers() []state.Printer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]state.Printer, 0, len(b.printers))
+	for _, p := range b.printers {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, c state.Printer) int { return strings.Compare(a.ID, c.ID) })
+	return out
+}
+
+// Clusters returns the latest state of every cluster, by topic id.
+func (b *Renderer) Clusters() []state.Cluster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]state.Cluster, 0, len(b.clusters))
+	for _, c := range b.clusters {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, c state.Cluster) int { return strings.Compare(a.ID, c.ID) })
+	return out
+}
+
+// Info is the payload of <base>/bridge/info as it stands.
+func (b *Renderer) Info() []byte { return b.infoMessage().Payload }
 
 // Cluster returns the latest state of a cluster by its topic id or its
 // cloud id.
