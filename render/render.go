@@ -94,7 +94,9 @@ const PicturesMemory = 16 << 20
 // WatchPictures registers f to be told of every picture kept and
 // published: the printer and when it was taken. Call it before the first
 // picture.
-func (b *Renderer) WatchPictures(f func(printer string, at time.Time)) { b.pictured = append(b.pictured, f) }
+func (b *Renderer) WatchPictures(f func(printer string, at time.Time)) {
+	b.pictured = append(b.pictured, f)
+}
 
 // Watch registers f to be told of every update once the renderer kept its
 // states and published: the command handler waits there for an action's
