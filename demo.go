@@ -90,7 +90,26 @@ func demoConfig(vars map[string]string) (cfg *config.Config, ownBroker bool, err
 		}
 	}
 	cfg, err = config.Load(merged, false)
-	return cfg, ownBroker, err
+	if err != nil {
+		return nil, false, err
+	}
+	if _, set := vars["HTTP_LISTEN"]; !set {
+		cfg.HTTPListen = demoPageAddress()
+	}
+	return cfg, ownBroker, nil
+}
+
+// demoPageAddress is where the demo serves the farm's page: port 8080 on
+// this machine, or a free port when that one is taken.
+func demoPageAddress() string {
+	for _, addr := range []string{"127.0.0.1:8080", "127.0.0.1:0"} {
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			a := ln.Addr().String()
+			ln.Close()
+			return a
+		}
+	}
+	return "127.0.0.1:8080"
 }
 
 // startDemoBroker starts the embedded broker on DEMO_MQTT_LISTEN, or on a
@@ -151,8 +170,12 @@ func startDemoLAN(sim *simulator.Server, cfg *config.Config, vars map[string]str
 	return hosts, func() { stopLAN(); os.RemoveAll(dir) }, nil
 }
 
-// printDemoWelcome says where everything is and how to watch it.
+// printDemoWelcome says where everything is and how to watch it, the
+// farm's page first.
 func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanHosts []string) {
+	if cfg.HTTPListen != "" && cfg.WebUI {
+		fmt.Fprintf(stdout, "farm page:  http://%s/  (wall mode: http://%[1]s/?view=wall)\n", pageHost(cfg.HTTPListen))
+	}
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(cfg.MQTTURL, "tcp://"), "mqtt://"))
 	fmt.Fprintf(stdout, "ultimaker2mqtt demo: simulated Digital Factory at %s (%gx speed)\n", cfg.APIURL, cfg.DemoSpeed)
 	if ownBroker {
@@ -168,6 +191,15 @@ func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanH
 			host, port, cfg.MQTTBaseTopic, demoLANPrinters[0])
 	}
 	fmt.Fprintln(stdout, "Ctrl-C stops. Printer status changes:")
+}
+
+// pageHost is the address a browser on this machine reaches listen at.
+func pageHost(listen string) string {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // printChanges wraps the bridge's sink so each printer status change is

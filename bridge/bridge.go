@@ -29,6 +29,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/web"
 )
 
 // configsPerSecond paces Home Assistant device configs: a farm's first
@@ -65,6 +66,7 @@ type Bridge struct {
 	mdns     *local.Discovery
 	cmd      *commands.Handler
 	camera   *camera.Watcher
+	web      *web.Server       // nil: no page (WEB_UI=false, or no HTTP_LISTEN)
 	disc     *discovery.Config // nil: Home Assistant discovery off
 	metrics  *monitor.Metrics  // nil without HTTP_LISTEN
 	mon      *monitor.Server
@@ -169,7 +171,12 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	}
 	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
-		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud(), Pictures: b.render}
+		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud(), Pictures: b.render,
+		OnAnswered: func(topic string, r commands.Response) {
+			if b.web != nil {
+				b.web.Answered(topic, r)
+			}
+		}}
 	if b.lan != nil {
 		ccfg.LAN = b.lan
 	}
@@ -184,8 +191,21 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: cfg.HAStatusTopic, QoS: 1,
 			Handle: func(ctx context.Context, m bus.Inbound) { b.render.HAStatus(ctx, m.Payload) }})
 	}
+	if cfg.HTTPListen != "" && cfg.WebUI {
+		var images web.Images
+		if cfg.UsesCloud() {
+			images = b.api
+		}
+		b.web = web.New(web.Config{Tree: b.tree, Token: cfg.WebToken.Reveal(), CommandTimeout: cfg.CommandTimeout,
+			Health: func() any { return b.health() }}, b.render, b.cmd, images, b.log)
+		b.render.Watch(b.web.Observe)
+		b.render.WatchPictures(b.web.Pictured)
+	}
 	if cfg.HTTPListen != "" {
 		b.mon = monitor.New(cfg.HTTPListen, b.metrics, b.health, b.log)
+		if b.web != nil {
+			b.mon.Page(b.web.Handler())
+		}
 		if b.monLn, err = b.mon.Listen(); err != nil {
 			return nil, config.Errorf("HTTP_LISTEN %s: %v", cfg.HTTPListen, err)
 		}

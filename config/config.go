@@ -91,7 +91,9 @@ type Config struct {
 
 	CameraInterval time.Duration `env:"CAMERA_INTERVAL" envDefault:"30s" help:"While a printer whose own camera is read on the LAN prints, a picture is taken this often (0: never; never while idle); one is taken whenever a print ends either way"`
 
-	HTTPListen string `env:"HTTP_LISTEN" help:"Address for /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
+	HTTPListen string `env:"HTTP_LISTEN" help:"Address for the farm's page, its API, /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
+	WebUI      bool   `env:"WEB_UI" envDefault:"true" help:"Serve the farm's page and its API on HTTP_LISTEN (true or false); /healthz and /metrics stay either way"`
+	WebToken   Secret `env:"WEB_TOKEN" help:"Token that unlocks the page's controls and the API's actions (Authorization: Bearer …; or WEB_TOKEN_FILE); without it the page is read-only"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" help:"auto (console on a terminal, else JSON), json or console"`
@@ -101,7 +103,7 @@ type Config struct {
 }
 
 // secretVars may also be given as <NAME>_FILE, a path to read.
-var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN", "ULTIMAKER_CLIENT_SECRET"}
+var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN", "ULTIMAKER_CLIENT_SECRET", "WEB_TOKEN"}
 
 // Error is a bad setting, or bad usage; the process exits 2.
 type Error struct{ Msg string }

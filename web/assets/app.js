@@ -1,0 +1,566 @@
+// ultimaker2mqtt's farm page: every printer at a glance, live over
+// Server-Sent Events (/api/stream), read-only until the bridge's token is
+// given. No framework, no build step: the DOM, built with textContent
+// (names come from the cloud and are never parsed as HTML).
+'use strict';
+(() => {
+  const params = new URLSearchParams(location.search);
+  const wall = params.get('view') === 'wall';
+  const filters = ['all', 'online', 'offline', 'printing', 'paused', 'idle', 'attention'];
+  let filter = filters.includes(params.get('filter')) ? params.get('filter') : 'all';
+  const S = {printers: new Map(), clusters: new Map(), info: {}, health: null, feed: [], statistics: {},
+    pictures: {}, controls: false, since: new Map()};
+  let token = sessionStorage.getItem('u2m-token') || '';
+  let txn = 0;
+  // What the page applied, for tests and the benchmark: [printer, updated_at, time shown].
+  const hooks = window.__u2m = {ready: false, applied: [], errors: 0};
+
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  };
+  const words = {idle: 'Idle', printing: 'Printing', pre_print: 'Preparing', sent_to_printer: 'Sending', post_print: 'Finishing',
+    pausing: 'Pausing', paused: 'Paused', resuming: 'Resuming', wait_cleanup: 'Done, clear the plate', finished: 'Finished',
+    wait_user_action: 'Needs a person', aborting: 'Aborting', aborted: 'Aborted', failed: 'Failed', error: 'Error',
+    maintenance: 'Maintenance', booting: 'Booting', disabled: 'Disabled', offline: 'Offline', unknown: 'Unknown'};
+  const word = (s) => words[s] || String(s || 'unknown').replace(/_/g, ' ');
+
+  // The kind of a status: its colour class and icon (never colour alone).
+  function kindOf(p) {
+    if (!p.online) return ['s-offline', '⊘'];
+    if (attention(p).some((a) => a.bad)) return ['s-attention', '⚠'];
+    switch (p.status) {
+      case 'paused': case 'pausing': return ['s-paused', '‖'];
+      case 'wait_cleanup': case 'finished': return ['s-done', '✓'];
+      case 'idle': return ['s-idle', '○'];
+    }
+    return p.printing ? ['s-printing', '▶'] : ['s-idle', '○'];
+  }
+
+  // What needs a person, as badges: bad ones make the tile red.
+  function attention(p) {
+    const out = [];
+    if (['error', 'wait_user_action'].includes(p.status) || (p.errors && p.errors.length)) {
+      out.push({text: p.errors && p.errors.length ? 'Problem: ' + p.errors.join(', ') : 'Problem', bad: true});
+    }
+    if (p.status === 'wait_cleanup') out.push({text: 'Clear the build plate'});
+    if (p.maintenance && p.maintenance.required) out.push({text: 'Maintenance due'});
+    if (p.local_auth === 'required') out.push({text: 'LAN sign-in needed', bad: true});
+    if (p.firmware && p.firmware.update_available) out.push({text: 'Firmware ' + (p.firmware.latest || 'update')});
+    return out;
+  }
+  const needsAttention = (p) => attention(p).length > 0;
+
+  function matches(p, f) {
+    switch (f) {
+      case 'online': return p.online;
+      case 'offline': return !p.online;
+      case 'printing': return p.online && p.printing && !['paused', 'pausing'].includes(p.status);
+      case 'paused': return p.online && ['paused', 'pausing'].includes(p.status);
+      case 'idle': return p.online && !p.job && !needsAttention(p);
+      case 'attention': return needsAttention(p);
+    }
+    return true;
+  }
+  const rank = (p) => needsAttention(p) ? 0 : !p.online ? 3 : p.job ? 1 : 2;
+
+  // Times in the viewer's own zone.
+  const clock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit'});
+  const dayClock = new Intl.DateTimeFormat(undefined, {weekday: 'short', hour: '2-digit', minute: '2-digit'});
+  const fullClock = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', second: '2-digit'});
+  function duration(sec) {
+    sec = Math.max(0, Math.round(sec));
+    const h = Math.floor(sec / 3600), m = Math.floor(sec % 3600 / 60);
+    if (h > 0) return h + ' h ' + m + ' min';
+    if (m > 0) return m + ' min';
+    return '< 1 min';
+  }
+  function at(iso) {
+    if (!iso) return '';
+    const d = new Date(iso);
+    return (d.toDateString() === new Date().toDateString() ? clock : dayClock).format(d);
+  }
+  const colours = {white: '#f5f5f5', black: '#1c1c1c', blue: '#1f5fbf', red: '#c62828', green: '#2e7d32', yellow: '#f9d71c',
+    orange: '#ef7d00', silver: '#b8bcc2', grey: '#8a8f96', gray: '#8a8f96', natural: '#e9e0c9', transparent: '#dfe6ea',
+    pink: '#e91e8c', purple: '#7b1fa2', brown: '#6d4c41', gold: '#c9a227', magenta: '#c2185b', cyan: '#00acc1'};
+  function colourOf(name) {
+    const n = String(name || '').toLowerCase();
+    for (const [k, v] of Object.entries(colours)) if (n.includes(k)) return v;
+    return '';
+  }
+
+  // How long a printer has had its status: from its job's start while
+  // it prints, else since this page saw the status change.
+  function sinceOf(p) {
+    if (p.job && p.job.started_at && ['printing', 'pre_print'].includes(p.status)) return Date.parse(p.job.started_at);
+    const s = S.since.get(p.id);
+    return s ? s.at : Date.parse(p.updated_at);
+  }
+
+  // The picture a tile shows: a camera picture taken during this job,
+  // else the job's preview, else the latest picture.
+  function imageOf(p) {
+    const pic = S.pictures[p.id];
+    const started = p.job && p.job.started_at ? Date.parse(p.job.started_at) : 0;
+    if (pic && (!p.job || Date.parse(pic) >= started)) return '/api/printers/' + p.id + '/picture?t=' + Date.parse(pic);
+    if (p.job && p.job.preview_url) return '/api/printers/' + p.id + '/preview?job=' + encodeURIComponent(p.job.uuid);
+    if (pic) return '/api/printers/' + p.id + '/picture?t=' + Date.parse(pic);
+    return '';
+  }
+
+  const tiles = new Map(); // printer id -> tile element
+
+  function tile(p) {
+    let t = tiles.get(p.id);
+    if (!t) {
+      t = el(wall ? 'div' : 'button', 'tile');
+      if (!wall) {
+        t.type = 'button';
+        t.addEventListener('click', () => openDetail(t.dataset.id));
+      }
+      t.dataset.id = p.id;
+      tiles.set(p.id, t);
+    }
+    const [cls, icon] = kindOf(p);
+    t.className = 'tile ' + cls;
+    const head = el('div', 'head');
+    head.append(el('span', 'name', p.friendly_name || p.id),
+      el('span', 'model', [p.machine_variant, {cloud: 'cloud', local: 'LAN', 'cloud+local': 'LAN + cloud'}[p.source]]
+        .filter(Boolean).join(' · ')));
+    const status = el('div', 'status');
+    const ic = el('span', '', icon + ' ');
+    ic.setAttribute('aria-hidden', 'true');
+    status.append(ic, word(p.status), el('span', 'since', ' · ' + duration((Date.now() - sinceOf(p)) / 1000)));
+    const parts = [head, status];
+    const j = p.job;
+    if (j) {
+      parts.push(el('div', 'job', j.name));
+      const bar = el('progress');
+      bar.max = 100;
+      bar.value = j.progress || 0;
+      bar.setAttribute('aria-label', 'Progress ' + Math.floor(j.progress || 0) + '%');
+      parts.push(bar);
+      const times = [Math.floor(j.progress || 0) + '%'];
+      if (j.time_remaining) times.push(duration(j.time_remaining) + ' left');
+      if (j.eta) times.push('done ' + at(j.eta));
+      parts.push(el('div', 'times', times.join(' · ')));
+    } else {
+      parts.push(el('div', 'job', p.last_job ? 'Last: ' + p.last_job.name + ' (' + p.last_job.result + ')' : 'No job'));
+    }
+    const temps = [];
+    (p.extruders || []).forEach((e, i) => {
+      if (e.hotend_temperature != null) {
+        temps.push('Hotend ' + (i + 1) + ' ' + Math.round(e.hotend_temperature) + ' °C' +
+          (e.hotend_target ? ' / ' + Math.round(e.hotend_target) : ''));
+      }
+    });
+    if (p.build_plate && p.build_plate.temperature != null) {
+      temps.push('Bed ' + Math.round(p.build_plate.temperature) + ' °C' + (p.build_plate.target ? ' / ' + Math.round(p.build_plate.target) : ''));
+    }
+    if (p.chamber && p.chamber.temperature != null) temps.push('Chamber ' + Math.round(p.chamber.temperature) + ' °C');
+    if (temps.length) parts.push(el('div', 'temps', temps.join(' · ')));
+    const mats = el('div', 'materials');
+    (p.extruders || []).forEach((e) => {
+      if (!e.material) return;
+      const sw = el('span', 'swatch');
+      const c = colourOf(e.color);
+      if (c) sw.style.backgroundColor = c;
+      sw.setAttribute('aria-hidden', 'true');
+      mats.append(sw, [e.material, e.color].filter(Boolean).join(' ') + '  ');
+    });
+    if (mats.childNodes.length) parts.push(mats);
+    const src = imageOf(p);
+    if (src) {
+      let img = t.querySelector('img');
+      if (!img || img.dataset.src !== src) {
+        img = el('img');
+        img.loading = 'lazy';
+        img.decoding = 'async';
+        img.alt = (p.friendly_name || p.id) + (src.includes('/preview') ? ': job preview' : ': camera');
+        img.dataset.src = src;
+        img.src = src;
+        img.addEventListener('error', () => img.replaceWith(el('div', 'img-none')));
+      }
+      parts.push(img);
+    } else {
+      parts.push(el('div', 'img-none'));
+    }
+    const badges = el('div', 'badges');
+    attention(p).forEach((a) => badges.append(el('span', 'badge ' + (a.bad ? 'bad' : 'attention'), a.text)));
+    if (badges.childNodes.length) parts.push(badges);
+    t.replaceChildren(...parts);
+    t.setAttribute('aria-label', (p.friendly_name || p.id) + ': ' + word(p.status) + (j ? ', ' + j.name + ' ' +
+      Math.floor(j.progress || 0) + '%' : ''));
+    return t;
+  }
+
+  // Layout: the farm grouped by cluster, what needs a person first.
+  let wallPage = 0;
+  function layout() {
+    const farm = $('farm');
+    const shown = [...S.printers.values()].filter((p) => matches(p, filter));
+    shown.sort((a, b) => rank(a) - rank(b) || (a.friendly_name || a.id).localeCompare(b.friendly_name || b.id));
+    if (wall) return layoutWall(farm, shown);
+    // A group of printers has its own section; the printers that stand
+    // alone (the cloud makes each one a cluster of one) share one.
+    const groups = new Map();
+    for (const p of shown) {
+      const c = S.clusters.get(p.cluster);
+      const key = c && c.printers.length > 1 ? p.cluster : '';
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(p);
+    }
+    const order = [...groups.entries()].sort(([a, pa], [b, pb]) => rank(pa[0]) - rank(pb[0]) ||
+      clusterName(a).localeCompare(clusterName(b)));
+    const sections = [];
+    for (const [cid, ps] of order) {
+      const c = S.clusters.get(cid);
+      const sec = el('section', 'cluster');
+      const h = el('h2', '', cid ? clusterName(cid) : groups.size > 1 ? 'Other printers' : 'Printers');
+      if (c) {
+        h.append(el('small', '', c.printers_online + ' of ' + c.printers.length + ' online · ' +
+          c.queue.length + ' queued'));
+      }
+      sec.append(h);
+      const grid = el('div', 'tiles');
+      grid.append(...ps.map((p) => tiles.get(p.id) || tile(p)));
+      sec.append(grid);
+      sections.push(sec);
+    }
+    if (!sections.length) sections.push(el('p', 'empty', S.printers.size ? 'No printer matches this filter.' : 'No printers yet.'));
+    farm.replaceChildren(...sections);
+  }
+  const clusterName = (cid) => (S.clusters.get(cid) || {}).friendly_name || cid || '';
+
+  // Wall mode: as many tiles as fit (up to 24), the rest on pages shown in turn.
+  const perPage = 24;
+  function layoutWall(farm, shown) {
+    const pages = Math.max(1, Math.ceil(shown.length / perPage));
+    wallPage %= pages;
+    const slice = shown.slice(wallPage * perPage, wallPage * perPage + perPage);
+    const n = Math.max(1, slice.length);
+    const aspect = window.innerWidth / Math.max(1, window.innerHeight - 90);
+    let cols = Math.max(1, Math.round(Math.sqrt(n * aspect * 0.75)));
+    cols = Math.min(cols, n);
+    const rows = Math.ceil(n / cols);
+    const grid = el('div', 'wall-grid');
+    grid.style.setProperty('--cols', cols);
+    grid.style.setProperty('--rows', rows);
+    grid.append(...slice.map((p) => tiles.get(p.id) || tile(p)));
+    farm.replaceChildren(grid);
+    hooks.wallPages = pages;
+  }
+  if (wall) {
+    document.body.classList.add('wall');
+    setInterval(() => { wallPage++; layout(); }, 15000);
+    window.addEventListener('resize', () => layout());
+  }
+
+  function counters() {
+    const all = [...S.printers.values()];
+    const labels = {all: 'Printers', online: 'Online', offline: 'Offline', printing: 'Printing', paused: 'Paused',
+      idle: 'Idle', attention: 'Need attention'};
+    const nav = $('counters');
+    nav.replaceChildren(...filters.map((f) => {
+      const b = el('button', 'counter');
+      b.type = 'button';
+      b.dataset.filter = f;
+      b.setAttribute('aria-pressed', String(f === filter));
+      b.append(el('b', '', String(all.filter((p) => matches(p, f)).length)), el('span', '', labels[f]));
+      b.addEventListener('click', () => setFilter(f === filter ? 'all' : f));
+      return b;
+    }));
+  }
+  function setFilter(f) {
+    filter = f;
+    const q = new URLSearchParams(location.search);
+    if (f === 'all') q.delete('filter'); else q.set('filter', f);
+    history.replaceState(null, '', '?' + q.toString());
+    wallPage = 0;
+    counters();
+    layout();
+  }
+
+  function health() {
+    const i = S.info || {}, h = S.health;
+    const items = [];
+    const check = (ok, text) => items.push(el('span', ok ? 'ok' : 'bad', text));
+    if (h && h.checks) {
+      for (const c of h.checks) check(c.ok, {broker: 'Broker', poll: 'Polling', sign_in: 'Sign-in'}[c.name] || c.name);
+    }
+    if (i.auth !== 'lan_only') check(i.cloud_reachable, 'Cloud');
+    if (i.rate_limited_until) items.push(el('span', 'bad', 'Rate limited until ' + at(i.rate_limited_until)));
+    if (i.last_poll) items.push(el('span', '', 'Last poll ' + fullClock.format(new Date(i.last_poll))));
+    items.push(el('span', i.poll_errors ? '' : '', (i.poll_errors || 0) + ' poll errors'));
+    if (i.version) items.push(el('span', '', 'ultimaker2mqtt ' + i.version));
+    $('health').replaceChildren(...items);
+  }
+
+  // The activity feed: events of the farm and answers to commands.
+  const eventWords = {print_started: 'print started', print_paused: 'print paused', print_resumed: 'print resumed',
+    print_finished: 'print finished', print_aborted: 'print aborted', print_failed: 'print failed',
+    user_action_required: 'needs a person', printer_error: 'error', printer_online: 'back online',
+    printer_offline: 'went offline', maintenance_due: 'maintenance due', firmware_update_available: 'firmware available'};
+  function feedText(it) {
+    const who = it.name || (S.printers.get(it.printer) || {}).friendly_name || it.printer || clusterName(it.cluster) || 'bridge';
+    if (it.kind === 'answer') {
+      return who + ': ' + it.action + ' → ' + it.status + (it.code ? ' (' + it.code + ': ' + it.message + ')' : '');
+    }
+    return who + ': ' + (eventWords[it.event] || it.event) + (it.job ? ' — ' + it.job : '') + (it.detail ? ' (' + it.detail + ')' : '');
+  }
+  function feedItem(it) {
+    const li = el('li', it.code ? 'error' : '');
+    const t = el('time', '', fullClock.format(new Date(it.time)));
+    t.dateTime = it.time;
+    li.append(t, feedText(it));
+    return li;
+  }
+  function renderFeed() {
+    $('feed').replaceChildren(...S.feed.slice(-100).reverse().map(feedItem));
+  }
+
+  // Updates from the stream are applied as they come; the layout (order,
+  // counters) at most once a second.
+  let layoutDue = false;
+  function later() {
+    if (layoutDue) return;
+    layoutDue = true;
+    setTimeout(() => { layoutDue = false; counters(); layout(); health(); }, wall ? 1000 : 300);
+  }
+  function putPrinter(p) {
+    const old = S.printers.get(p.id);
+    if (!old || old.status !== p.status) S.since.set(p.id, {status: p.status, at: old ? Date.now() : Date.parse(p.updated_at)});
+    S.printers.set(p.id, p);
+    const t = tile(p);
+    if (detailID === p.id) renderDetail();
+    hooks.applied.push([p.id, p.updated_at, performance.timeOrigin + performance.now(), p.friendly_name]);
+    if (hooks.applied.length > 20000) hooks.applied.splice(0, 10000);
+    return t;
+  }
+
+  function connect() {
+    const es = new EventSource('/api/stream');
+    const live = $('live');
+    es.addEventListener('snapshot', (e) => {
+      const d = JSON.parse(e.data);
+      S.printers.clear();
+      S.clusters.clear();
+      for (const c of d.clusters) S.clusters.set(c.id, c);
+      const seen = new Set();
+      for (const p of d.printers) { putPrinter(p); seen.add(p.id); }
+      for (const id of tiles.keys()) if (!seen.has(id)) tiles.delete(id);
+      S.info = d.info; S.health = d.health; S.feed = d.feed || []; S.statistics = d.statistics || {};
+      S.pictures = d.pictures || {}; S.controls = d.controls;
+      for (const id of Object.keys(S.pictures)) { const p = S.printers.get(id); if (p) tile(p); }
+      counters(); layout(); health(); renderFeed(); controlsShown();
+      live.textContent = 'live';
+      live.classList.remove('down');
+      hooks.ready = true;
+    });
+    es.addEventListener('printers', (e) => { for (const p of JSON.parse(e.data)) putPrinter(p); later(); });
+    es.addEventListener('clusters', (e) => {
+      for (const c of JSON.parse(e.data)) S.clusters.set(c.id, c);
+      if (detailID) renderDetail();
+      later();
+    });
+    es.addEventListener('removed', (e) => {
+      const d = JSON.parse(e.data);
+      for (const id of d.printers) { S.printers.delete(id); tiles.delete(id); }
+      for (const id of d.clusters) S.clusters.delete(id);
+      later();
+    });
+    es.addEventListener('bridge', (e) => { const d = JSON.parse(e.data); S.info = d.info; S.health = d.health; later(); });
+    es.addEventListener('feed', (e) => {
+      S.feed.push(...JSON.parse(e.data));
+      if (S.feed.length > 200) S.feed.splice(0, S.feed.length - 200);
+      renderFeed();
+      if (detailID) renderDetail();
+    });
+    es.addEventListener('statistics', (e) => { S.statistics = JSON.parse(e.data); if (detailID) renderDetail(); });
+    es.addEventListener('pictures', (e) => {
+      const d = JSON.parse(e.data);
+      Object.assign(S.pictures, d);
+      for (const id of Object.keys(d)) { const p = S.printers.get(id); if (p) tile(p); }
+      if (detailID && d[detailID]) renderDetail();
+    });
+    es.onopen = () => { live.textContent = 'live'; live.classList.remove('down'); };
+    es.onerror = () => { live.textContent = 'reconnecting…'; live.classList.add('down'); };
+  }
+
+  // Controls: shown once the person gave the bridge's token.
+  function controlsShown() {
+    $('unlock').hidden = wall || !S.controls || !!token;
+    if (detailID) renderDetail();
+  }
+  async function checkToken(t) {
+    const r = await fetch('/api/auth', {headers: {Authorization: 'Bearer ' + t}});
+    return r.status === 204;
+  }
+  function lock() {
+    token = '';
+    sessionStorage.removeItem('u2m-token');
+    controlsShown();
+  }
+  $('unlock').addEventListener('click', () => {
+    $('token-error').textContent = '';
+    $('token-input').value = '';
+    $('token-dialog').showModal();
+  });
+  $('token-cancel').addEventListener('click', () => $('token-dialog').close());
+  $('token-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const t = $('token-input').value.trim();
+    if (await checkToken(t)) {
+      token = t;
+      sessionStorage.setItem('u2m-token', t);
+      $('token-dialog').close();
+      controlsShown();
+    } else {
+      $('token-error').textContent = 'The bridge did not accept that token.';
+    }
+  });
+  if (token) checkToken(token).then((ok) => { if (!ok) lock(); });
+
+  async function act(kind, id, body, out) {
+    out.className = 'answer';
+    out.textContent = body.action + '…';
+    body.transaction = 'web-' + (++txn);
+    try {
+      const r = await fetch('/api/' + kind + '/' + id + '/actions', {method: 'POST',
+        headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + token}, body: JSON.stringify(body)});
+      const a = await r.json();
+      if (r.status === 401) { lock(); }
+      if (a.status === 'ok') {
+        out.textContent = body.action + ': ok';
+      } else {
+        out.className = 'answer error';
+        out.textContent = body.action + ': ' + (a.error ? a.error.code + ' — ' + a.error.message : a.error || r.status);
+      }
+    } catch (err) {
+      out.className = 'answer error';
+      out.textContent = body.action + ': ' + err;
+    }
+  }
+
+  // A printer's detail: the whole state, queue, recent jobs, maintenance,
+  // statistics and its events.
+  let detailID = '';
+  function openDetail(id) {
+    detailID = id;
+    renderDetail();
+    $('detail').showModal();
+  }
+  $('detail').addEventListener('close', () => { detailID = ''; });
+  function table(head, rows) {
+    const t = el('table');
+    const tr = el('tr');
+    head.forEach((h) => tr.append(el('th', '', h)));
+    t.append(tr);
+    rows.forEach((r) => {
+      const row = el('tr');
+      r.forEach((c) => row.append(c instanceof Node ? wrap(c) : el('td', '', c)));
+      t.append(row);
+    });
+    return t;
+  }
+  const wrap = (n) => { const td = el('td'); td.append(n); return td; };
+  let lastAnswer = null;
+  function renderDetail() {
+    const p = S.printers.get(detailID);
+    const body = $('detail-body');
+    if (!p) { body.replaceChildren(el('p', '', 'This printer is gone.')); return; }
+    const c = S.clusters.get(p.cluster) || {};
+    const parts = [el('h2', '', p.friendly_name || p.id)];
+    parts[0].id = 'detail-title';
+    const [, icon] = kindOf(p);
+    parts.push(el('p', '', icon + ' ' + word(p.status) + ' · ' + [p.machine_variant, p.source, p.id].filter(Boolean).join(' · ')));
+    const out = lastAnswer && lastAnswer.id === p.id ? lastAnswer.el : el('p', 'answer');
+    out.setAttribute('role', 'status');
+    lastAnswer = {id: p.id, el: out};
+    if (token && !wall) {
+      const ctl = el('div', 'controls');
+      const button = (label, action, ok, confirmText, cls) => {
+        const b = el('button', cls || '', label);
+        b.type = 'button';
+        b.disabled = !ok;
+        b.addEventListener('click', () => {
+          if (confirmText && !confirm(confirmText)) return;
+          act('printers', p.id, {action}, out);
+        });
+        ctl.append(b);
+      };
+      const js = p.job ? p.job.status : '';
+      button('Pause', 'pause', js === 'printing');
+      button('Resume', 'resume', js === 'paused');
+      button('Abort', 'abort', ['pre_print', 'printing', 'pausing', 'paused', 'resuming'].includes(js),
+        'Abort ' + (p.job ? p.job.name : 'the print') + ' on ' + (p.friendly_name || p.id) + '?', 'danger');
+      button('Take snapshot', 'snapshot', p.online);
+      parts.push(ctl);
+    }
+    parts.push(out);
+    const src = imageOf(p);
+    if (src) {
+      const img = el('img');
+      img.src = src;
+      img.alt = (p.friendly_name || p.id) + ' picture';
+      img.style.maxWidth = '100%';
+      parts.push(img);
+    }
+    if (p.job) {
+      const j = p.job;
+      parts.push(el('h3', '', 'Job'), table(['', ''], [['Name', j.name], ['Status', word(j.status)],
+        ['Progress', Math.floor(j.progress) + '%'], ['Owner', j.owner || ''], ['Started', at(j.started_at)],
+        ['Finish', at(j.eta)], ['Left', j.time_remaining ? duration(j.time_remaining) : '']]));
+    }
+    const rows = (p.extruders || []).map((e, i) => ['Extruder ' + (i + 1), [e.print_core, e.material, e.brand, e.color]
+      .filter(Boolean).join(' · '), e.hotend_temperature != null ? Math.round(e.hotend_temperature) + ' °C' : '',
+      e.material_remaining != null ? e.material_remaining + '%' : '']);
+    if (p.build_plate) {
+      rows.push(['Build plate', p.build_plate.type || '', p.build_plate.temperature != null ?
+        Math.round(p.build_plate.temperature) + ' °C' : '', '']);
+    }
+    parts.push(el('h3', '', 'Hardware'), table(['', 'What', 'Temperature', 'Remaining'], rows));
+    if (c.queue && c.queue.length) {
+      parts.push(el('h3', '', 'Queue of ' + (c.friendly_name || c.id)), table(['#', 'Job', 'Owner', ''],
+        c.queue.map((q, i) => {
+          let move = '';
+          if (token && !wall && i > 0) {
+            move = el('button', '', 'Move to top');
+            move.type = 'button';
+            move.addEventListener('click', () => act('clusters', c.id, {action: 'move_to_top', job: q.uuid}, out));
+          }
+          return [String(i + 1), q.name, q.owner || '', move];
+        })));
+    }
+    const recent = (c.recently_completed || []).filter((r) => !r.printer || r.printer === p.friendly_name);
+    if (recent.length) parts.push(el('h3', '', 'Recent jobs'), table(['Job', 'Result'], recent.map((r) => [r.name, r.result])));
+    if (c.maintenance && c.maintenance.length) {
+      parts.push(el('h3', '', 'Maintenance'), table(['Task', 'Due'],
+        c.maintenance.map((m) => [m.code.replace(/_/g, ' '), m.due ? 'now' : at(m.due_date)])));
+    }
+    const st = S.statistics[p.id];
+    if (st) {
+      parts.push(el('h3', '', 'Last 30 days'), table(['', ''], [['Success rate', st.success_rate == null ? '–' : st.success_rate + '%'],
+        ['Finished', String(st.jobs_finished)], ['Aborted', String(st.jobs_aborted)], ['Failed', String(st.jobs_failed)],
+        ['Print time', duration(st.print_seconds)]]));
+    }
+    const events = S.feed.filter((it) => it.printer === p.id).slice(-20).reverse();
+    if (events.length) {
+      const ol = el('ol');
+      events.forEach((it) => ol.append(feedItem(it)));
+      parts.push(el('h3', '', 'Events'), ol);
+    }
+    const raw = el('details');
+    raw.append(el('summary', '', 'The whole state'), el('pre', '', JSON.stringify(p, null, 2)));
+    parts.push(raw);
+    body.replaceChildren(...parts);
+  }
+
+  // The "for how long" of every tile, once a minute.
+  setInterval(() => { for (const p of S.printers.values()) tile(p); }, 60000);
+  window.addEventListener('error', () => { hooks.errors++; });
+  connect();
+})();

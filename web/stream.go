@@ -1,0 +1,412 @@
+package web
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+)
+
+const (
+	// flushEvery coalesces a page's updates: a printer that changed
+	// several times within it is sent once, as it is then.
+	flushEvery = 250 * time.Millisecond
+	// heartbeat keeps an idle stream open through proxies.
+	heartbeat = 15 * time.Second
+	// feedLength is how many activity items are kept and sent.
+	feedLength = 200
+	// maxPages bounds the open streams: each holds a connection and a
+	// goroutine, and a wall of screens is a few dozen.
+	maxPages = 256
+)
+
+// Item is one line of the activity feed: an event of the farm, or the
+// answer to a command.
+type Item struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"` // "event" or "answer"
+	Printer string    `json:"printer,omitempty"`
+	Cluster string    `json:"cluster,omitempty"`
+	Name    string    `json:"name,omitempty"` // the printer's friendly name
+	Event   string    `json:"event,omitempty"`
+	Job     string    `json:"job,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	Action  string    `json:"action,omitempty"`
+	Status  string    `json:"status,omitempty"` // the answer's: ok, error, pending
+	Code    string    `json:"code,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// hub keeps what the page needs besides the renderer's states (the
+// activity feed, statistics, the workspace) and tells each open page
+// what changed.
+type hub struct {
+	tree topics.Tree
+
+	mu         sync.Mutex
+	pages      map[*page]bool
+	feed       []Item // oldest first
+	statistics map[string]json.RawMessage
+	workspace  json.RawMessage
+}
+
+// page is one open stream and what it has not been sent yet.
+type page struct {
+	wake       chan struct{}
+	printers   map[string]bool
+	clusters   map[string]bool
+	gone       map[string]bool // printers that left
+	goneC      map[string]bool // clusters that left
+	info       bool
+	statistics bool
+	workspace  bool
+	feed       []Item
+	pictures   map[string]time.Time // printers with a new picture, and when it was taken
+}
+
+func newHub(tree topics.Tree) *hub {
+	return &hub{tree: tree, pages: map[*page]bool{}, statistics: map[string]json.RawMessage{}}
+}
+
+// Observe takes note of an update (the renderer's, render.Watch): what
+// changed is marked for every open page. It never blocks.
+func (s *Server) Observe(u poller.Update) { s.hub.observe(u) }
+
+func (h *hub) observe(u poller.Update) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var items []Item
+	for _, e := range u.Events {
+		items = append(items, eventItem(e))
+	}
+	h.add(items)
+	for id, st := range u.Statistics {
+		b, _ := json.Marshal(st)
+		h.statistics[id] = b
+	}
+	for _, p := range u.RemovedPrinters {
+		delete(h.statistics, p.ID)
+	}
+	if u.Workspace != nil {
+		h.workspace, _ = json.Marshal(u.Workspace)
+	}
+	for pg := range h.pages {
+		for _, p := range u.Printers {
+			pg.printers[p.ID] = true
+			delete(pg.gone, p.ID)
+		}
+		for _, p := range u.RemovedPrinters {
+			pg.gone[p.ID] = true
+			delete(pg.printers, p.ID)
+		}
+		if u.Cluster != nil {
+			pg.clusters[u.Cluster.ID] = true
+		}
+		for _, c := range u.RemovedClusters {
+			pg.goneC[c.ID] = true
+			delete(pg.clusters, c.ID)
+		}
+		pg.info = pg.info || u.Stats != nil
+		pg.statistics = pg.statistics || len(u.Statistics) > 0
+		pg.workspace = pg.workspace || u.Workspace != nil
+		pg.queue(items)
+	}
+}
+
+func eventItem(e state.Event) Item {
+	it := Item{Time: e.Time, Kind: "event", Printer: e.Printer, Cluster: e.Cluster, Name: e.PrinterName, Event: e.Type,
+		Detail: e.Detail}
+	if e.Job != nil {
+		it.Job = e.Job.Name
+	}
+	return it
+}
+
+// Pictured takes note of a printer's new picture (the renderer's,
+// render.WatchPictures): open pages show it.
+func (s *Server) Pictured(printer string, at time.Time) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for pg := range h.pages {
+		pg.pictures[printer] = at
+		pg.poke()
+	}
+}
+
+// answered adds a command's answer to the feed.
+func (h *hub) answered(topic string, a commands.Response) {
+	it := Item{Time: time.Now().UTC().Truncate(time.Second), Kind: "answer", Action: a.Action, Status: a.Status}
+	if addr, ok := h.tree.Parse(topic); ok {
+		switch addr.Kind {
+		case topics.Printer:
+			it.Printer = addr.ID
+		case topics.Cluster:
+			it.Cluster = addr.ID
+		}
+	}
+	if a.Error != nil {
+		it.Code, it.Message = a.Error.Code, a.Error.Message
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.add([]Item{it})
+	for pg := range h.pages {
+		pg.queue([]Item{it})
+	}
+}
+
+// add appends items to the feed, keeping the newest feedLength. Called
+// with h.mu held.
+func (h *hub) add(items []Item) {
+	h.feed = append(h.feed, items...)
+	if over := len(h.feed) - feedLength; over > 0 {
+		h.feed = append(h.feed[:0:0], h.feed[over:]...)
+	}
+}
+
+func (h *hub) recent() []Item {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Item{}, h.feed...)
+}
+
+func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, ok := h.statistics[id]
+	return b, ok
+}
+
+// queue adds feed items for pg, keeping the newest feedLength: a page
+// that reads slowly misses old lines, the bridge does not grow.
+func (pg *page) queue(items []Item) {
+	if len(items) == 0 {
+		return
+	}
+	pg.feed = append(pg.feed, items...)
+	if over := len(pg.feed) - feedLength; over > 0 {
+		pg.feed = append(pg.feed[:0:0], pg.feed[over:]...)
+	}
+	pg.poke()
+}
+
+func (pg *page) poke() {
+	select {
+	case pg.wake <- struct{}{}:
+	default:
+	}
+}
+
+// open registers a page; from now on it is told what changes. Nil when
+// maxPages are open already.
+func (h *hub) open() *page {
+	pg := &page{wake: make(chan struct{}, 1), printers: map[string]bool{}, clusters: map[string]bool{}, gone: map[string]bool{},
+		goneC: map[string]bool{}, pictures: map[string]time.Time{}}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pages) >= maxPages {
+		return nil
+	}
+	h.pages[pg] = true
+	return pg
+}
+
+func (h *hub) close(pg *page) {
+	h.mu.Lock()
+	delete(h.pages, pg)
+	h.mu.Unlock()
+}
+
+// take is what pg was not sent yet, and marks it sent.
+func (h *hub) take(pg *page) (changes page, stats map[string]json.RawMessage, workspace json.RawMessage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changes = *pg
+	pg.printers, pg.clusters, pg.gone, pg.goneC = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	pg.pictures = map[string]time.Time{}
+	pg.info, pg.statistics, pg.workspace, pg.feed = false, false, false, nil
+	if changes.statistics {
+		stats = make(map[string]json.RawMessage, len(h.statistics))
+		for k, v := range h.statistics {
+			stats[k] = v
+		}
+	}
+	if changes.workspace {
+		workspace = h.workspace
+	}
+	return changes, stats, workspace
+}
+
+// stream serves the live updates as Server-Sent Events: first everything
+// (a snapshot: a page that reconnects catches up with it), then what
+// changed, each printer at most once per flushEvery.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		problem(w, http.StatusInternalServerError, "streaming is not supported here")
+		return
+	}
+	pg := s.hub.open() // before the snapshot: what changes meanwhile is sent after it
+	if pg == nil {
+		w.Header().Set("Retry-After", "10")
+		problem(w, http.StatusServiceUnavailable, fmt.Sprintf("%d pages are open already", maxPages))
+		return
+	}
+	defer s.hub.close(pg)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	out := bufio.NewWriterSize(w, 64<<10)
+	out.WriteString("retry: 2000\n\n")
+	s.writeSnapshot(out)
+	if out.Flush() != nil {
+		return
+	}
+	flusher.Flush()
+	beat := time.NewTicker(heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-beat.C:
+			out.WriteString(": still here\n\n")
+		case <-pg.wake:
+			// Let what comes within flushEvery join this flush.
+			select {
+			case <-time.After(flushEvery):
+			case <-r.Context().Done():
+				return
+			}
+			s.writeChanges(out, pg)
+		}
+		if out.Flush() != nil {
+			return
+		}
+		flusher.Flush()
+	}
+}
+
+// sse writes one event; data is JSON (which holds no raw newline).
+func sse(out *bufio.Writer, event string, data []byte) {
+	out.WriteString("event: ")
+	out.WriteString(event)
+	out.WriteString("\ndata: ")
+	out.Write(data)
+	out.WriteString("\n\n")
+}
+
+// writeSnapshot writes everything a page shows, printer by printer.
+func (s *Server) writeSnapshot(out *bufio.Writer) {
+	out.WriteString("event: snapshot\ndata: {\"printers\":[")
+	for i, p := range s.src.Printers() {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(p.JSON())
+	}
+	out.WriteString("],\"clusters\":[")
+	for i, c := range s.src.Clusters() {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(c.JSON())
+	}
+	h := s.hub
+	h.mu.Lock()
+	feed, _ := json.Marshal(h.feed)
+	stats, _ := json.Marshal(h.statistics)
+	workspace := h.workspace
+	h.mu.Unlock()
+	if workspace == nil {
+		workspace = json.RawMessage("null")
+	}
+	health, _ := json.Marshal(s.cfg.Health())
+	out.WriteString("],\"info\":")
+	out.Write(s.src.Info())
+	out.WriteString(",\"health\":")
+	out.Write(health)
+	out.WriteString(",\"feed\":")
+	out.Write(feed)
+	out.WriteString(",\"statistics\":")
+	out.Write(stats)
+	out.WriteString(",\"workspace\":")
+	out.Write(workspace)
+	pictures := map[string]time.Time{}
+	for _, p := range s.src.Printers() {
+		if pic, ok := s.src.LatestPicture(p.ID); ok {
+			pictures[p.ID] = pic.TakenAt.UTC()
+		}
+	}
+	pb, _ := json.Marshal(pictures)
+	out.WriteString(",\"pictures\":")
+	out.Write(pb)
+	out.WriteString(",\"controls\":")
+	out.WriteString(map[bool]string{true: "true", false: "false"}[len(s.guard.token) > 0])
+	out.WriteString("}\n\n")
+}
+
+// writeChanges writes what changed for pg since its last flush.
+func (s *Server) writeChanges(out *bufio.Writer, pg *page) {
+	c, stats, workspace := s.hub.take(pg)
+	if len(c.printers) > 0 {
+		var list []json.RawMessage
+		for id := range c.printers {
+			if p, ok := s.src.Printer(id); ok {
+				list = append(list, p.JSON())
+			}
+		}
+		b, _ := json.Marshal(list)
+		sse(out, "printers", b)
+	}
+	if len(c.clusters) > 0 {
+		var list []json.RawMessage
+		for id := range c.clusters {
+			if cl, ok := s.src.Cluster(id); ok {
+				list = append(list, cl.JSON())
+			}
+		}
+		b, _ := json.Marshal(list)
+		sse(out, "clusters", b)
+	}
+	if len(c.gone) > 0 || len(c.goneC) > 0 {
+		b, _ := json.Marshal(map[string][]string{"printers": keys(c.gone), "clusters": keys(c.goneC)})
+		sse(out, "removed", b)
+	}
+	if c.info {
+		health, _ := json.Marshal(s.cfg.Health())
+		b, _ := json.Marshal(map[string]json.RawMessage{"info": s.src.Info(), "health": health})
+		sse(out, "bridge", b)
+	}
+	if len(c.feed) > 0 {
+		b, _ := json.Marshal(c.feed)
+		sse(out, "feed", b)
+	}
+	if stats != nil {
+		b, _ := json.Marshal(stats)
+		sse(out, "statistics", b)
+	}
+	if workspace != nil {
+		sse(out, "workspace", workspace)
+	}
+	if len(c.pictures) > 0 {
+		b, _ := json.Marshal(c.pictures)
+		sse(out, "pictures", b)
+	}
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
