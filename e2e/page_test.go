@@ -192,13 +192,31 @@ func TestFarmPageInChromium(t *testing.T) {
 	}
 	shoot(t, ctx, "detail.png")
 
+	// The tile has the job's controls too: resume from it.
+	tileSel := fmt.Sprintf(`.tile[data-id=%q]`, renamed)
+	run("close the detail", chromedp.Click(chromedp.CSS(`#detail form.close button`)))
+	run("resume from the tile", chromedp.Click(chromedp.Search(fmt.Sprintf(`//article[@data-id=%q]//button[text()="Resume"]`, renamed))))
+	pctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+	_, err = chromedp.Run(pctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector('%s .answer').textContent`+
+		`.includes('resume: ok')`, tileSel)))
+	cancel()
+	mu.Lock()
+	resumed := slices.ContainsFunc(actions, func(a string) bool { return strings.HasSuffix(a, "/action/print") })
+	mu.Unlock()
+	if err != nil || !resumed {
+		t.Errorf("resume from the tile: %v; the simulator got %v", err, actions)
+	}
+	if open := value("is the detail open", `document.querySelector('#detail').open`); open != false {
+		t.Error("a click on the tile's control opened the detail too")
+	}
+
 	// Wall mode fits the screen, without controls.
 	run("wall mode", chromedp.Navigate(origin+"/?view=wall"), ready, chromedp.Sleep(1500*time.Millisecond))
 	fits := value("measure the wall", `document.documentElement.scrollHeight <= innerHeight + 1 && `+
 		`[...document.querySelectorAll('.tile')].every(t => { const r = t.getBoundingClientRect(); `+
 		`return r.bottom <= innerHeight + 1 && r.right <= innerWidth + 1 })`)
 	wallControls := value("count wall controls",
-		`document.querySelectorAll('button.tile, #unlock:not([hidden]), .controls').length`)
+		`document.querySelectorAll('.tile button, #unlock:not([hidden]), .controls').length`)
 	if fits != true || wallControls != 0.0 {
 		t.Errorf("wall mode: fits %v, %d controls", fits, wallControls)
 	}

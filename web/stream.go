@@ -117,6 +117,7 @@ func (h *hub) observe(u poller.Update) {
 		pg.statistics = pg.statistics || len(u.Statistics) > 0
 		pg.workspace = pg.workspace || u.Workspace != nil
 		pg.queue(items)
+		pg.poke()
 	}
 }
 
@@ -160,6 +161,7 @@ func (h *hub) answered(topic string, a commands.Response) {
 	h.add([]Item{it})
 	for pg := range h.pages {
 		pg.queue([]Item{it})
+		pg.poke()
 	}
 }
 
@@ -188,14 +190,10 @@ func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
 // queue adds feed items for pg, keeping the newest feedLength: a page
 // that reads slowly misses old lines, the bridge does not grow.
 func (pg *page) queue(items []Item) {
-	if len(items) == 0 {
-		return
-	}
 	pg.feed = append(pg.feed, items...)
 	if over := len(pg.feed) - feedLength; over > 0 {
 		pg.feed = append(pg.feed[:0:0], pg.feed[over:]...)
 	}
-	pg.poke()
 }
 
 func (pg *page) poke() {

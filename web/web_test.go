@@ -439,6 +439,15 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 		t.Errorf("feed event %s (%v), want the 3 events", got["feed"], err)
 	}
 
+	// A change with no event to tell.
+	p, _ := w.src.Printer("farm_s5")
+	p.Status = "paused"
+	w.src.set(p)
+	w.srv.Observe(poller.Update{Printers: []state.Printer{p}})
+	if ev, data := in.next(t); ev != "printers" || !strings.Contains(data, `"status":"paused"`) {
+		t.Errorf("after a quiet change: %s %.200s, want farm_s5 paused", ev, data)
+	}
+
 	// A printer that leaves, and an answer to a command.
 	w.srv.Observe(poller.Update{RemovedPrinters: []state.Printer{{ID: "farm_s3"}}})
 	w.srv.Answered("ultimaker/printers/farm_s5/set", commands.Response{Status: "error", Action: "pause",

@@ -112,14 +112,16 @@
   }
 
   const tiles = new Map(); // printer id -> tile element
+  const tileAnswers = new Map(); // printer id -> its tile's answer line
 
   function tile(p) {
     let t = tiles.get(p.id);
     if (!t) {
-      t = el(wall ? 'div' : 'button', 'tile');
+      t = el(wall ? 'div' : 'article', 'tile');
       if (!wall) {
-        t.type = 'button';
-        t.addEventListener('click', () => openDetail(t.dataset.id));
+        // The whole tile opens the detail; its name is the button that
+        // does it from the keyboard. Its controls do their own thing.
+        t.addEventListener('click', (e) => { if (!e.target.closest('.controls')) openDetail(t.dataset.id); });
       }
       t.dataset.id = p.id;
       tiles.set(p.id, t);
@@ -127,7 +129,13 @@
     const [cls, icon] = kindOf(p);
     t.className = 'tile ' + cls;
     const head = el('div', 'head');
-    head.append(el('span', 'name', p.friendly_name || p.id),
+    let name = el('span', 'name', p.friendly_name || p.id);
+    if (!wall) {
+      name = el('button', 'name', p.friendly_name || p.id);
+      name.type = 'button';
+      name.setAttribute('aria-haspopup', 'dialog');
+    }
+    head.append(name,
       el('span', 'model', [p.machine_variant, {cloud: 'cloud', local: 'LAN', 'cloud+local': 'LAN + cloud'}[p.source]]
         .filter(Boolean).join(' · ')));
     const status = el('div', 'status');
@@ -179,11 +187,11 @@
         img = el('img');
         img.loading = 'lazy';
         img.decoding = 'async';
-        img.alt = (p.friendly_name || p.id) + (src.includes('/preview') ? ': job preview' : ': camera');
         img.dataset.src = src;
         img.src = src;
         img.addEventListener('error', () => img.replaceWith(el('div', 'img-none')));
       }
+      img.alt = (p.friendly_name || p.id) + (src.includes('/preview') ? ': job preview' : ': camera');
       parts.push(img);
     } else {
       parts.push(el('div', 'img-none'));
@@ -191,6 +199,17 @@
     const badges = el('div', 'badges');
     attention(p).forEach((a) => badges.append(el('span', 'badge ' + (a.bad ? 'bad' : 'attention'), a.text)));
     if (badges.childNodes.length) parts.push(badges);
+    if (token && !wall && j) {
+      // The answer line outlives the tile's redraws (the action's effect
+      // redraws it at once).
+      let out = tileAnswers.get(p.id);
+      if (!out) {
+        out = el('span', 'answer');
+        out.setAttribute('role', 'status');
+        tileAnswers.set(p.id, out);
+      }
+      parts.push(jobControls(p, out, false), out);
+    }
     t.replaceChildren(...parts);
     t.setAttribute('aria-label', (p.friendly_name || p.id) + ': ' + word(p.status) + (j ? ', ' + j.name + ' ' +
       Math.floor(j.progress || 0) + '%' : ''));
@@ -391,8 +410,9 @@
   }
 
   // Controls: shown once the person gave the bridge's token.
-  function controlsShown() {
+  function controlsShown(tokenChanged) {
     $('unlock').hidden = wall || !S.controls || !!token;
+    if (tokenChanged) for (const p of S.printers.values()) tile(p);
     if (detailID) renderDetail();
   }
   async function checkToken(t) {
@@ -402,7 +422,7 @@
   function lock() {
     token = '';
     sessionStorage.removeItem('u2m-token');
-    controlsShown();
+    controlsShown(true);
   }
   $('unlock').addEventListener('click', () => {
     $('token-error').textContent = '';
@@ -417,7 +437,7 @@
       token = t;
       sessionStorage.setItem('u2m-token', t);
       $('token-dialog').close();
-      controlsShown();
+      controlsShown(true);
     } else {
       $('token-error').textContent = 'The bridge did not accept that token.';
     }
@@ -443,6 +463,29 @@
       out.className = 'answer error';
       out.textContent = body.action + ': ' + err;
     }
+  }
+
+  // A printer's controls, once unlocked: pause or resume, abort (after a
+  // confirm), and in the detail a snapshot. Answers go to out.
+  function jobControls(p, out, detail) {
+    const ctl = el('div', 'controls');
+    const js = p.job ? p.job.status : '';
+    const button = (label, action, ok, confirmText, cls) => {
+      const b = el('button', cls || '', label);
+      b.type = 'button';
+      b.disabled = !ok;
+      b.addEventListener('click', () => {
+        if (confirmText && !confirm(confirmText)) return;
+        act('printers', p.id, {action}, out);
+      });
+      ctl.append(b);
+    };
+    if (detail || js !== 'paused') button('Pause', 'pause', js === 'printing');
+    if (detail || js === 'paused') button('Resume', 'resume', js === 'paused');
+    button('Abort', 'abort', ['pre_print', 'printing', 'pausing', 'paused', 'resuming'].includes(js),
+      'Abort ' + (p.job ? p.job.name : 'the print') + ' on ' + (p.friendly_name || p.id) + '?', 'danger');
+    if (detail) button('Take snapshot', 'snapshot', p.online);
+    return ctl;
   }
 
   // A printer's detail: the whole state, queue, recent jobs, maintenance,
@@ -480,26 +523,7 @@
     const out = lastAnswer && lastAnswer.id === p.id ? lastAnswer.el : el('p', 'answer');
     out.setAttribute('role', 'status');
     lastAnswer = {id: p.id, el: out};
-    if (token && !wall) {
-      const ctl = el('div', 'controls');
-      const button = (label, action, ok, confirmText, cls) => {
-        const b = el('button', cls || '', label);
-        b.type = 'button';
-        b.disabled = !ok;
-        b.addEventListener('click', () => {
-          if (confirmText && !confirm(confirmText)) return;
-          act('printers', p.id, {action}, out);
-        });
-        ctl.append(b);
-      };
-      const js = p.job ? p.job.status : '';
-      button('Pause', 'pause', js === 'printing');
-      button('Resume', 'resume', js === 'paused');
-      button('Abort', 'abort', ['pre_print', 'printing', 'pausing', 'paused', 'resuming'].includes(js),
-        'Abort ' + (p.job ? p.job.name : 'the print') + ' on ' + (p.friendly_name || p.id) + '?', 'danger');
-      button('Take snapshot', 'snapshot', p.online);
-      parts.push(ctl);
-    }
+    if (token && !wall) parts.push(jobControls(p, out, true));
     parts.push(out);
     const src = imageOf(p);
     if (src) {
