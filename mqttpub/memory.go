@@ -22,7 +22,10 @@ type kept struct {
 	data    []byte
 	packed  bool
 	renewed bool
-	sum     uint64
+	// sentOn is the connection it was last sent on (Client.conn; 0:
+	// none): a connect republishes only what its connection has not had.
+	sentOn uint32
+	sum    uint64
 }
 
 // keepSeed seeds the sums of kept payloads, compared within one run only:

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +102,10 @@ type Client struct {
 	started   chan struct{}
 	lost      chan struct{} // the connection dropped
 	connects  int           // guarded by mu; for tests and logs
+	// conn numbers the broker connections (guarded by mu): it moves on
+	// when one is lost, so a topic sent on the connection now open is not
+	// sent again by the republish its connect starts.
+	conn      uint32
 	published atomic.Uint64 // messages handed to paho
 	overflow  atomic.Int64  // messages that found the inbox full this streak
 	lastErr   atomic.Value  // error of the latest failed connect, for check
@@ -172,6 +175,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg, log: log.With().Str("component", "mqtt").Logger(),
+		conn:     1,
 		retained: map[string]kept{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
 		started: make(chan struct{}), lost: make(chan struct{}, 1), acks: make(chan mqtt.Token, 8192),
 	}
@@ -194,6 +198,9 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		SetWriteTimeout(10 * time.Second).
 		SetOnConnectHandler(func(mqtt.Client) { go c.connected() }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			c.mu.Lock()
+			c.conn++
+			c.mu.Unlock()
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
 			select {
 			case c.lost <- struct{}{}:
@@ -305,7 +312,11 @@ func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 					c.order = append(c.order, m.Topic)
 				}
 				delete(c.clears, m.Topic)
-				c.retained[m.Topic] = keep(m.Payload, m.Renewable && c.source != nil)
+				k := keep(m.Payload, m.Renewable && c.source != nil)
+				if open {
+					k.sentOn = c.conn
+				}
+				c.retained[m.Topic] = k
 				if !open {
 					continue
 				}
@@ -383,6 +394,9 @@ func (c *Client) republish(topics []string) []mqtt.Token {
 			if p, ok := c.payloadOf(topic, k); ok {
 				tokens = append(tokens, c.cli.Publish(topic, 1, true, p))
 				c.published.Add(1)
+				k = c.retained[topic] // payloadOf may have renewed it
+				k.sentOn = c.conn
+				c.retained[topic] = k
 			}
 		}
 		c.mu.Unlock()
@@ -581,15 +595,19 @@ func (c *Client) connected() {
 	c.mu.Lock()
 	order := c.order[:0]
 	seen := make(map[string]bool, len(c.retained))
+	var topics []string
 	for _, topic := range c.order {
-		if _, ok := c.retained[topic]; !ok || seen[topic] {
+		k, ok := c.retained[topic]
+		if !ok || seen[topic] {
 			continue // cleared since, or cleared and published again
 		}
 		seen[topic] = true
 		order = append(order, topic)
+		if k.sentOn != c.conn {
+			topics = append(topics, topic) // not sent since this connection opened
+		}
 	}
 	c.order = order
-	topics := slices.Clone(order)
 	c.mu.Unlock()
 	tokens := c.republish(topics)
 	c.mu.Lock()

@@ -179,6 +179,37 @@ func TestRepublishAfterBrokerRestart(t *testing.T) {
 	}
 }
 
+// A connect republishes what its connection has not had: a topic sent on
+// the open connection before the connect's own republish ran is not sent
+// twice (it was, for every printer value, when the first poll beat the
+// connect handler), one remembered while the broker was away is.
+func TestConnectRepublishesOnlyWhatTheConnectionMissed(t *testing.T) {
+	b := mqtttest.Start(t)
+	c := connected(t, b.URL(), "c-once")
+	ctx := context.Background()
+	w := mqtttest.Watch(t, b.URL(), "t/#")
+	c.Publish(ctx, bus.Message{Topic: "t/sent/state", Payload: []byte("on this connection"), Retain: true})
+	c.mu.Lock()
+	// As if remembered while the broker was away.
+	c.retained["t/missed/state"] = kept{data: []byte("missed")}
+	c.order = append(c.order, "t/missed/state")
+	c.mu.Unlock()
+	c.connected() // the connect handler, running late
+	w.WaitFor(5*time.Second, "the missed topic", func(m map[string]mqtttest.Message) bool {
+		return m["t/missed/state"].Payload == "missed"
+	})
+	time.Sleep(300 * time.Millisecond)
+	n := 0
+	for _, m := range w.All() {
+		if m.Topic == "t/sent/state" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the topic sent on this connection went out %d times, want once", n)
+	}
+}
+
 // Changes made while the broker is away are not lost: the latest payload
 // is what the broker holds after the reconnect.
 func TestPublishWhileDisconnected(t *testing.T) {
