@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite: installs mosquitto, docker-compose, Node.js and
-# Node-RED when they are missing (the tests start their own brokers on free
-# loopback ports, and run the example flow in a real Node-RED), then checks
-# formatting, vets and runs every test with the race detector.
+# The whole test suite: installs mosquitto, docker-compose, Node.js,
+# Node-RED and Chromium when they are missing (the tests start their own
+# brokers on free loopback ports, run the example flow in a real Node-RED
+# and the farm page in a real headless Chromium), then checks formatting,
+# vets and runs every test with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
 
 # What the tests need from Debian: a real broker (with mosquitto_passwd),
-# docker-compose, which validates the compose file without an engine, and
-# Node.js for Node-RED.
+# docker-compose, which validates the compose file without an engine,
+# Node.js for Node-RED, and Chromium for the farm page.
 missing=""
 command -v mosquitto >/dev/null 2>&1 || missing="$missing mosquitto"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
 	echo "test.sh: installing$missing (Debian packages)"
 	sudo=""

@@ -222,6 +222,16 @@ func TestFarmPageInChromium(t *testing.T) {
 	}
 	shoot(t, ctx, "wall.png")
 
+	// A phone gets one column, without scrolling sideways.
+	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(origin+"/"), ready)
+	columns := value("count the phone's columns", `new Set([...document.querySelectorAll('.tile')].`+
+		`map(t => Math.round(t.getBoundingClientRect().left))).size`)
+	sideways := value("measure the phone's width", `document.documentElement.scrollWidth > innerWidth + 1`)
+	if columns != 1.0 || sideways != false {
+		t.Errorf("on a phone: %v columns of tiles, scrolls sideways %v; want one column", columns, sideways)
+	}
+	shoot(t, ctx, "phone.png")
+
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	for _, r := range pw.requests {

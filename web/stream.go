@@ -59,9 +59,11 @@ type hub struct {
 
 // page is one open stream and what it has not been sent yet.
 type page struct {
-	wake       chan struct{}
-	printers   map[string]bool
-	clusters   map[string]bool
+	wake chan struct{}
+	// The printers and clusters that changed, with their state as the
+	// update had it encoded already (one encoding shared by every page).
+	printers   map[string][]byte
+	clusters   map[string][]byte
 	gone       map[string]bool // printers that left
 	goneC      map[string]bool // clusters that left
 	info       bool
@@ -97,9 +99,20 @@ func (h *hub) observe(u poller.Update) {
 	if u.Workspace != nil {
 		h.workspace, _ = json.Marshal(u.Workspace)
 	}
+	if len(h.pages) == 0 {
+		return
+	}
+	printers := make([][]byte, len(u.Printers))
+	for i, p := range u.Printers {
+		printers[i] = p.JSON()
+	}
+	var cluster []byte
+	if u.Cluster != nil {
+		cluster = u.Cluster.JSON()
+	}
 	for pg := range h.pages {
-		for _, p := range u.Printers {
-			pg.printers[p.ID] = true
+		for i, p := range u.Printers {
+			pg.printers[p.ID] = printers[i]
 			delete(pg.gone, p.ID)
 		}
 		for _, p := range u.RemovedPrinters {
@@ -107,7 +120,7 @@ func (h *hub) observe(u poller.Update) {
 			delete(pg.printers, p.ID)
 		}
 		if u.Cluster != nil {
-			pg.clusters[u.Cluster.ID] = true
+			pg.clusters[u.Cluster.ID] = cluster
 		}
 		for _, c := range u.RemovedClusters {
 			pg.goneC[c.ID] = true
@@ -168,16 +181,27 @@ func (h *hub) answered(topic string, a commands.Response) {
 // add appends items to the feed, keeping the newest feedLength. Called
 // with h.mu held.
 func (h *hub) add(items []Item) {
-	h.feed = append(h.feed, items...)
-	if over := len(h.feed) - feedLength; over > 0 {
-		h.feed = append(h.feed[:0:0], h.feed[over:]...)
-	}
+	h.feed = keepNewest(h.feed, items)
 }
+
+// keepNewest appends items to feed and keeps its newest feedLength items,
+// moving them to the front only once feed is twice as long: one copy per
+// feedLength items, not one per item.
+func keepNewest(feed, items []Item) []Item {
+	feed = append(feed, items...)
+	if len(feed) >= 2*feedLength {
+		feed = append(feed[:0:0], feed[len(feed)-feedLength:]...)
+	}
+	return feed
+}
+
+// newest is the last feedLength items of feed.
+func newest(feed []Item) []Item { return feed[max(0, len(feed)-feedLength):] }
 
 func (h *hub) recent() []Item {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Item{}, h.feed...)
+	return append([]Item{}, newest(h.feed)...)
 }
 
 func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
@@ -189,12 +213,7 @@ func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
 
 // queue adds feed items for pg, keeping the newest feedLength: a page
 // that reads slowly misses old lines, the bridge does not grow.
-func (pg *page) queue(items []Item) {
-	pg.feed = append(pg.feed, items...)
-	if over := len(pg.feed) - feedLength; over > 0 {
-		pg.feed = append(pg.feed[:0:0], pg.feed[over:]...)
-	}
-}
+func (pg *page) queue(items []Item) { pg.feed = keepNewest(pg.feed, items) }
 
 func (pg *page) poke() {
 	select {
@@ -206,8 +225,8 @@ func (pg *page) poke() {
 // open registers a page; from now on it is told what changes. Nil when
 // maxPages are open already.
 func (h *hub) open() *page {
-	pg := &page{wake: make(chan struct{}, 1), printers: map[string]bool{}, clusters: map[string]bool{}, gone: map[string]bool{},
-		goneC: map[string]bool{}, pictures: map[string]time.Time{}}
+	pg := &page{wake: make(chan struct{}, 1), printers: map[string][]byte{}, clusters: map[string][]byte{},
+		gone: map[string]bool{}, goneC: map[string]bool{}, pictures: map[string]time.Time{}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.pages) >= maxPages {
@@ -228,7 +247,9 @@ func (h *hub) take(pg *page) (changes page, stats map[string]json.RawMessage, wo
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	changes = *pg
-	pg.printers, pg.clusters, pg.gone, pg.goneC = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	changes.feed = newest(pg.feed)
+	pg.printers, pg.clusters = map[string][]byte{}, map[string][]byte{}
+	pg.gone, pg.goneC = map[string]bool{}, map[string]bool{}
 	pg.pictures = map[string]time.Time{}
 	pg.info, pg.statistics, pg.workspace, pg.feed = false, false, false, nil
 	if changes.statistics {
@@ -302,6 +323,22 @@ func sse(out *bufio.Writer, event string, data []byte) {
 	out.WriteString("\n\n")
 }
 
+// sseList writes one event whose data is a JSON array of the encodings.
+func sseList(out *bufio.Writer, event string, items map[string][]byte) {
+	out.WriteString("event: ")
+	out.WriteString(event)
+	out.WriteString("\ndata: [")
+	first := true
+	for _, b := range items {
+		if !first {
+			out.WriteByte(',')
+		}
+		first = false
+		out.Write(b)
+	}
+	out.WriteString("]\n\n")
+}
+
 // writeSnapshot writes everything a page shows, printer by printer.
 func (s *Server) writeSnapshot(out *bufio.Writer) {
 	out.WriteString("event: snapshot\ndata: {\"printers\":[")
@@ -320,7 +357,7 @@ func (s *Server) writeSnapshot(out *bufio.Writer) {
 	}
 	h := s.hub
 	h.mu.Lock()
-	feed, _ := json.Marshal(h.feed)
+	feed, _ := json.Marshal(newest(h.feed))
 	stats, _ := json.Marshal(h.statistics)
 	workspace := h.workspace
 	h.mu.Unlock()
@@ -356,24 +393,10 @@ func (s *Server) writeSnapshot(out *bufio.Writer) {
 func (s *Server) writeChanges(out *bufio.Writer, pg *page) {
 	c, stats, workspace := s.hub.take(pg)
 	if len(c.printers) > 0 {
-		var list []json.RawMessage
-		for id := range c.printers {
-			if p, ok := s.src.Printer(id); ok {
-				list = append(list, p.JSON())
-			}
-		}
-		b, _ := json.Marshal(list)
-		sse(out, "printers", b)
+		sseList(out, "printers", c.printers)
 	}
 	if len(c.clusters) > 0 {
-		var list []json.RawMessage
-		for id := range c.clusters {
-			if cl, ok := s.src.Cluster(id); ok {
-				list = append(list, cl.JSON())
-			}
-		}
-		b, _ := json.Marshal(list)
-		sse(out, "clusters", b)
+		sseList(out, "clusters", c.clusters)
 	}
 	if len(c.gone) > 0 || len(c.goneC) > 0 {
 		b, _ := json.Marshal(map[string][]string{"printers": keys(c.gone), "clusters": keys(c.goneC)})

@@ -2,7 +2,9 @@
 // mosquitto, the simulator with N single-printer clusters and the binary,
 // and prints CPU seconds, peak resident memory, MQTT messages and bytes,
 // API requests against what the polling rules allow, and how fast a change
-// in the cloud reaches MQTT. Run it with bench/farm.sh.
+// in the cloud reaches MQTT; with -page, also what one open farm page
+// costs the bridge and how fast it shows a change. Run it with
+// bench/farm.sh.
 package main
 
 import (
@@ -35,8 +37,11 @@ func main() {
 	ha := flag.Bool("ha", true, "Home Assistant discovery")
 	idle := flag.Bool("idle", false, "every printer idle: nothing changes in the cloud but the renames")
 	renames := flag.Duration("renames", 500*time.Millisecond, "how often a printer is renamed in the cloud (0: never)")
+	page := flag.Bool("page", false, "then windows without and with the farm's page open in headless Chromium, in turn")
+	flag.IntVar(&pageRounds, "page-rounds", pageRounds, "-page: turns of a window without and one with the page")
+	flag.DurationVar(&pageWindow, "page-window", pageWindow, "-page: each window of a turn")
 	flag.Parse()
-	if err := measure(*bin, *printers, *duration, *interval, *ha, *idle, *renames); err != nil {
+	if err := measure(*bin, *printers, *duration, *interval, *ha, *idle, *renames, *page); err != nil {
 		fmt.Fprintln(os.Stderr, "farm:", err)
 		os.Exit(1)
 	}
@@ -109,9 +114,17 @@ type counter struct {
 	states        map[string]bool
 	waiting       map[string]time.Time // friendly name -> renamed at
 	latencies     []time.Duration
+	seen          map[string]time.Time // friendly name -> its state reached MQTT at
 }
 
-func measure(bin string, n int, duration, interval time.Duration, ha, idle bool, renames time.Duration) error {
+// pageRounds and pageWindow are the turns of -page: each a window
+// without the page and one with it (-page-rounds, -page-window).
+var (
+	pageRounds = 6
+	pageWindow = 30 * time.Second
+)
+
+func measure(bin string, n int, duration, interval time.Duration, ha, idle bool, renames time.Duration, page bool) error {
 	dir, _ := os.MkdirTemp("", "farm")
 	defer os.RemoveAll(dir)
 	url, stop, err := mosquitto(dir)
@@ -129,7 +142,7 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 	go http.Serve(ln, sim)
 	ids := sim.ClusterIDs()
 
-	c := &counter{states: map[string]bool{}, waiting: map[string]time.Time{}}
+	c := &counter{states: map[string]bool{}, waiting: map[string]time.Time{}, seen: map[string]time.Time{}}
 	watch := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("farm-watch").SetOrderMatters(false))
 	if t := watch.Connect(); !t.WaitTimeout(5*time.Second) || t.Error() != nil {
 		return fmt.Errorf("watcher: %v", t.Error())
@@ -142,6 +155,15 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 		"ULTIMAKER_API_URL=http://" + ln.Addr().String() + simulator.BasePath, "ULTIMAKER_API_TOKEN=farm-token",
 		"POLL_INTERVAL=" + interval.String(), "POLL_IDLE_INTERVAL=" + interval.String(), "POLL_CLUSTERS_INTERVAL=5m",
 		"HA_DISCOVERY=" + strconv.FormatBool(ha), "LOG_LEVEL=warn", "LOG_FORMAT=json"}
+	var origin string
+	if page {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		origin = fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd.Env = append(cmd.Env, "HTTP_LISTEN="+strings.TrimPrefix(origin, "http://"))
+	}
 	// BRIDGE_GOGC, BRIDGE_GOMEMLIMIT, BRIDGE_GOMAXPROCS and
 	// BRIDGE_MQTT_OUTPUT reach the bridge without the prefix: the runtime's
 	// trades and the per-attribute topics can be measured.
@@ -189,26 +211,33 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 	msgs0, bytes0, states0 := c.msgs, c.bytes, c.printerStates
 	c.mu.Unlock()
 
-	end := time.Now().Add(duration)
 	seq := 0
 	order := rand.Perm(len(ids))
-	next := time.Now()
-	for time.Now().Before(end) {
-		if renames > 0 && !time.Now().Before(next) {
-			seq++
-			name := fmt.Sprintf("fresh-%d", seq)
-			c.mu.Lock()
-			c.waiting[name] = time.Now()
-			c.mu.Unlock()
-			// Each rename goes to a cluster not renamed yet: a second rename
-			// before the next poll would hide the first.
-			sim.Rename(ids[order[(seq-1)%len(order)]], name)
-			next = next.Add(renames)
+	// renaming renames printers for d, sampling, and returns the mean RSS.
+	renaming := func(d time.Duration) float64 {
+		end := time.Now().Add(d)
+		next := time.Now()
+		sum, k := 0.0, 0
+		for time.Now().Before(end) {
+			if renames > 0 && !time.Now().Before(next) {
+				seq++
+				name := fmt.Sprintf("fresh-%d", seq)
+				c.mu.Lock()
+				c.waiting[name] = time.Now()
+				c.mu.Unlock()
+				// Each rename goes to a cluster not renamed yet: a second rename
+				// before the next poll would hide the first.
+				sim.Rename(ids[order[(seq-1)%len(order)]], name)
+				next = next.Add(renames)
+			}
+			_, rss := sample()
+			sum, k = sum+rss, k+1
+			time.Sleep(20 * time.Millisecond)
 		}
-		sample()
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval + time.Second) // the last renames arrive
+		return sum / float64(max(k, 1))
 	}
-	time.Sleep(interval + time.Second) // the last renames arrive
+	renaming(duration)
 	cpu1, rss1 := sample()
 	req1 := sim.Requests("")
 	c.mu.Lock()
@@ -235,6 +264,69 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 	fmt.Printf("API requests: %d; the rules allow %.0f status polls plus the list\n", req1-req0, polls)
 	fmt.Printf("freshness of %d renames: p50 %s, p99 %s, max %s (interval %s); %d not seen\n",
 		len(lat), pct(0.5), pct(0.99), pct(1), interval, lost)
+	if !page {
+		return nil
+	}
+
+	// Then windows without and with the page open, in turn, so that a
+	// drift of the farm (prints ending, the heap growing) weighs on both:
+	// what one open page costs the bridge, how fast it draws the farm,
+	// how fast a state on MQTT shows on it.
+	var cpuWithout, cpuWith, rssWithout, rssWith, rendered float64
+	var shown []time.Duration
+	missed := 0
+	for range pageRounds {
+		c0, _ := sample()
+		rssWithout += renaming(pageWindow)
+		c1, _ := sample()
+		cpuWithout += c1 - c0
+
+		browser, took, err := openPage(origin, n)
+		if err != nil {
+			return err
+		}
+		rendered = max(rendered, took.Seconds())
+		time.Sleep(2 * time.Second)
+		seq0 := seq
+		c2, _ := sample()
+		rssWith += renaming(pageWindow)
+		c3, _ := sample()
+		cpuWith += c3 - c2
+		applied, err := browser.applied()
+		browser.close()
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		for i := seq0 + 1; i <= seq; i++ {
+			name := fmt.Sprintf("fresh-%d", i)
+			mq, ok1 := c.seen[name]
+			at, ok2 := applied[name]
+			if !ok1 || !ok2 {
+				missed++
+				continue
+			}
+			shown = append(shown, at.Sub(mq))
+		}
+		c.mu.Unlock()
+	}
+	slices.Sort(shown)
+	pctOf := func(l []time.Duration, p float64) time.Duration {
+		if len(l) == 0 {
+			return 0
+		}
+		return l[min(len(l)-1, int(float64(len(l))*p))].Round(time.Millisecond)
+	}
+	each := (pageWindow + interval + time.Second).Seconds() * float64(pageRounds)
+	fmt.Printf("page: %d rounds of %s without and %s with the page open\n", pageRounds, pageWindow, pageWindow)
+	fmt.Printf("page: first render of %d printers, slowest of %d: %.2f s (navigation to the first frame with every tile)\n",
+		n, pageRounds, rendered)
+	fmt.Printf("page: bridge CPU %.2f %% of a core without the page, %.2f %% with it open (%+.1f %%)\n",
+		cpuWithout/each*100, cpuWith/each*100, (cpuWith/cpuWithout-1)*100)
+	fmt.Printf("page: bridge mean RSS %.1f MiB without, %.1f MiB with it open (%+.1f MiB)\n",
+		rssWithout/float64(pageRounds), rssWith/float64(pageRounds), (rssWith-rssWithout)/float64(pageRounds))
+	fmt.Printf("page: MQTT to page for %d renames: p50 %s, p99 %s, max %s; %d not matched\n",
+		len(shown), pctOf(shown, 0.5), pctOf(shown, 0.99), pctOf(shown, 1), missed)
 	return nil
 }
 
@@ -258,6 +350,7 @@ func (c *counter) saw(m mqtt.Message) {
 	if json.Unmarshal(m.Payload(), &st) == nil {
 		if at, ok := c.waiting[st.FriendlyName]; ok {
 			c.latencies = append(c.latencies, now.Sub(at))
+			c.seen[st.FriendlyName] = now
 			delete(c.waiting, st.FriendlyName)
 		}
 	}
