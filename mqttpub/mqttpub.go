@@ -35,6 +35,15 @@ type Config struct {
 	// StateTopic gets the retained last will "offline", and "online" on
 	// every connect; empty for a client that is not the bridge (cleanup).
 	StateTopic string
+	// WillTopic, when set, takes the last will instead of StateTopic:
+	// WillPayload, retained (empty clears the topic). A member of a group
+	// of bridges clears its announcement; the group keeps StateTopic.
+	WillTopic   string
+	WillPayload []byte
+	// OfflineOnStop, when set, says whether a clean stop publishes
+	// "offline" on StateTopic: a member of a group does only when it is
+	// the last one.
+	OfflineOnStop func() bool
 	// ProbeTopic, when set, enables RetainedCopy: a second connection
 	// subscribes to it for the markers that end each probe. It must be a
 	// topic the bridge may read and write, below its base.
@@ -97,6 +106,7 @@ type Client struct {
 
 	subs      []Subscription
 	onConnect []func(ctx context.Context)
+	onLost    []func()
 	inbox     chan inboundFor
 	runCtx    context.Context
 	started   chan struct{}
@@ -112,7 +122,8 @@ type Client struct {
 	acks      chan mqtt.Token
 	unacked   atomic.Int64 // publishes not acknowledged this streak
 
-	probe  *prober // nil without ProbeTopic
+	opts   *mqtt.ClientOptions // the main connection's, for the others (HoldWill)
+	probe  *prober             // nil without ProbeTopic
 	source Source  // nil: every retained payload is kept whole
 }
 
@@ -202,12 +213,18 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 			c.conn++
 			c.mu.Unlock()
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
+			for _, f := range c.onLost {
+				f()
+			}
 			select {
 			case c.lost <- struct{}{}:
 			default:
 			}
 		})
-	if cfg.StateTopic != "" {
+	switch {
+	case cfg.WillTopic != "":
+		opts.SetBinaryWill(cfg.WillTopic, cfg.WillPayload, 1, true)
+	case cfg.StateTopic != "":
 		opts.SetWill(cfg.StateTopic, topics.Offline, 1, true)
 	}
 	if cfg.Username != "" {
@@ -219,7 +236,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	} else if tlsCfg != nil {
 		opts.SetTLSConfig(tlsCfg)
 	}
-	c.cli = mqtt.NewClient(opts)
+	c.cli, c.opts = mqtt.NewClient(opts), opts
 	if cfg.ProbeTopic != "" {
 		c.probe = newProber(c, opts)
 	}
@@ -271,6 +288,10 @@ func (c *Client) Subscribe(s Subscription) {
 func (c *Client) OnConnect(f func(ctx context.Context)) {
 	c.onConnect = append(c.onConnect, f)
 }
+
+// OnLost registers f to run when the connection drops (on paho's
+// goroutine: f must not block). Call it before Run.
+func (c *Client) OnLost(f func()) { c.onLost = append(c.onLost, f) }
 
 // Connected reports whether the broker connection is up now.
 func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
@@ -672,7 +693,8 @@ func (c *Client) serve(ctx context.Context) {
 // shutdown says goodbye: a clean DISCONNECT does not trigger the will, so
 // publish "offline" ourselves first. Bounded so SIGTERM exits quickly.
 func (c *Client) shutdown() {
-	if c.cli.IsConnectionOpen() && c.cfg.StateTopic != "" {
+	offline := c.cfg.OfflineOnStop == nil || c.cfg.OfflineOnStop()
+	if c.cli.IsConnectionOpen() && c.cfg.StateTopic != "" && offline {
 		t := c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Offline)
 		if !t.WaitTimeout(time.Second) {
 			c.log.Warn().Msg("offline not acknowledged before shutdown")

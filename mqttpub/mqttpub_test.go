@@ -621,3 +621,85 @@ func TestRetainedFindsTopicsAndKeepsAWord(t *testing.T) {
 		}
 	}
 }
+
+// A member of a group of bridges: its will clears its announcement, and
+// the bridge's "offline" comes from HoldWill's connection only while it
+// holds it (the last member). The client runs in a child process that is
+// killed.
+func TestGroupWills(t *testing.T) {
+	if url := os.Getenv("MQTTPUB_GROUP_CHILD"); url != "" {
+		c, err := New(Config{URL: url, ClientID: "c-member", StateTopic: "t/bridge/state",
+			WillTopic: "t/bridge/members/a", KeepAlive: 2 * time.Second}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, c)
+		waitConnected(t, c)
+		c.Publish(context.Background(), bus.Message{Topic: "t/bridge/members/a", Payload: []byte(`{"id":"a"}`), Retain: true})
+		ctx, cancel := context.WithCancel(context.Background())
+		held := make(chan struct{})
+		go func() { c.HoldWill(ctx, "t/bridge/state", []byte(topics.Offline)); close(held) }()
+		time.Sleep(500 * time.Millisecond) // its connection is up
+		if os.Getenv("MQTTPUB_GROUP_RELEASE") != "" {
+			cancel() // another member came: the will is dropped
+			<-held
+		}
+		fmt.Println("connected")
+		select {} // until killed
+	}
+	for _, tt := range []struct {
+		name    string
+		release string
+		state   string // bridge/state after the kill
+	}{
+		{"last member", "", topics.Offline},
+		{"one of several", "1", topics.Online},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := mqtttest.Start(t)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestGroupWills$")
+			cmd.Env = append(os.Environ(), "MQTTPUB_GROUP_CHILD="+b.URL(), "MQTTPUB_GROUP_RELEASE="+tt.release)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Wait()
+			if line, _ := bufio.NewReader(out).ReadString('\n'); line != "connected\n" {
+				cmd.Process.Kill()
+				t.Fatalf("child said %q", line)
+			}
+			w := mqtttest.Watch(t, b.URL(), "t/bridge/#")
+			w.WaitFor(5*time.Second, "announced", func(m map[string]mqtttest.Message) bool {
+				return m["t/bridge/members/a"].Payload != "" && m["t/bridge/state"].Payload == topics.Online
+			})
+			cmd.Process.Kill()
+			w.WaitFor(5*time.Second, "the announcement cleared", func(m map[string]mqtttest.Message) bool {
+				msg, ok := m["t/bridge/members/a"]
+				return ok && msg.Payload == ""
+			})
+			time.Sleep(500 * time.Millisecond)
+			if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != tt.state {
+				t.Errorf("bridge state after the kill = %q, want %q", got, tt.state)
+			}
+		})
+	}
+}
+
+// A member that is not the last says nothing of the bridge when it stops.
+func TestNoOfflineOnStopWhenOthersLive(t *testing.T) {
+	b := mqtttest.Start(t)
+	c, err := New(Config{URL: b.URL(), ClientID: "c-quiet", StateTopic: "t/bridge/state", KeepAlive: 2 * time.Second,
+		OfflineOnStop: func() bool { return false }}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, c)
+	waitConnected(t, c)
+	stop()
+	if got := mqtttest.Retained(t, b.URL(), "t/bridge/state", 200*time.Millisecond)["t/bridge/state"]; got != topics.Online {
+		t.Errorf("bridge state after a clean stop = %q, want online (another member lives)", got)
+	}
+}

@@ -40,6 +40,11 @@ const (
 	Info         = "info"
 	Request      = "request"
 	Probe        = "probe"
+	// Members (a member of a group of bridges, by its INSTANCE_ID) and
+	// Clusters (the account's cluster list the group's leader read) are
+	// a group's own topics.
+	Members  = "members"
+	Clusters = "clusters"
 )
 
 // Address is a topic taken apart: what it addresses (Kind and ID: the
@@ -60,8 +65,8 @@ var (
 	printerVerbs  = []string{State, Availability, Event, Snapshot, Picture, Preview, Camera, Statistics, Set, Response}
 	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
 	clusterVerbs  = []string{State, Availability, Set, Response}
-	bridgeVerbs   = []string{State, Info, Event}       // <base>/bridge/<verb>
-	bridgeIDVerb  = []string{Request, Response, Probe} // <base>/bridge/<verb>/<id>
+	bridgeVerbs   = []string{State, Info, Event, Clusters}      // <base>/bridge/<verb>
+	bridgeIDVerb  = []string{Request, Response, Probe, Members} // <base>/bridge/<verb>/<id>
 	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Picture, Camera, Statistics},
 		Cluster: {State, Availability}}
 	collections = map[Kind]string{Printer: "printers", Cluster: "clusters"}
@@ -179,6 +184,32 @@ func (t Tree) BridgeEvent() string { return t.Topic(Address{Kind: Bridge, Verb: 
 // client id): the markers that end its retained-command checks.
 func (t Tree) BridgeProbe(instance string) string {
 	return t.Topic(Address{Kind: Bridge, ID: Segment(instance), Verb: Probe})
+}
+
+// BridgeMember is where a member of a group of bridges announces itself
+// (retained; its last will clears it).
+func (t Tree) BridgeMember(instance string) string {
+	return t.Topic(Address{Kind: Bridge, ID: instance, Verb: Members})
+}
+
+// BridgeMembers matches every member's announcement.
+func (t Tree) BridgeMembers() string { return t.Base + "/bridge/" + Members + "/+" }
+
+// BridgeClusters is the account's cluster list as a group's leader read
+// it (retained): the other members deal their share from it.
+func (t Tree) BridgeClusters() string { return t.Topic(Address{Kind: Bridge, Verb: Clusters}) }
+
+// StateFilters match every printer's and cluster's state: what the other
+// members of a group publish, for the whole farm's view.
+func (t Tree) StateFilters() []string {
+	return []string{t.Base + "/printers/+/" + State, t.Base + "/clusters/+/" + State}
+}
+
+// ResponseFilters match every answer to a command: a group's members
+// see which commands were answered.
+func (t Tree) ResponseFilters() []string {
+	return []string{t.Base + "/printers/+/" + Response, t.Base + "/clusters/+/" + Response,
+		t.Base + "/bridge/" + Response + "/+", t.Topic(Address{Kind: Workspace, Verb: Response})}
 }
 
 // BridgeRequest is where bridge-level requests for action arrive.
