@@ -119,7 +119,7 @@ func New(cfg Config, pub Publisher, log zerolog.Logger) *Group {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return &Group{cfg: cfg, pub: pub, session: hex.EncodeToString(b), started: time.Now().UTC().Truncate(time.Second),
-		log: log.With().Str("component", "group").Str("group", cfg.Name).Str("member", cfg.ID).Logger(),
+		log:     log.With().Str("component", "group").Str("group", cfg.Name).Str("member", cfg.ID).Logger(),
 		members: map[string]Announcement{}, wake: make(chan struct{}, 1)}
 }
 

@@ -124,7 +124,7 @@ type Client struct {
 
 	opts   *mqtt.ClientOptions // the main connection's, for the others (HoldWill)
 	probe  *prober             // nil without ProbeTopic
-	source Source  // nil: every retained payload is kept whole
+	source Source              // nil: every retained payload is kept whole
 }
 
 // Source gives the current payload of a retained topic its caller marked
