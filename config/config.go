@@ -37,15 +37,19 @@ func (s Secret) Reveal() string { return string(s) }
 // Config is every setting, read from the environment. The help tags feed
 // -h and config.example.env.
 type Config struct {
-	MQTTURL       string `env:"MQTT_URL" envDefault:"tcp://localhost:1883" help:"Broker URL: tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://host:port"`
-	MQTTUsername  string `env:"MQTT_USERNAME" help:"Broker user name"`
-	MQTTPassword  Secret `env:"MQTT_PASSWORD" help:"Broker password (or MQTT_PASSWORD_FILE)"`
-	MQTTClientID  string `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance"`
-	MQTTOutput    string `env:"MQTT_OUTPUT" envDefault:"json" help:"json (each state as one JSON document), or attribute_and_json: also each value of the printer, cluster and workspace states retained on a topic of its own below the state topic (…/state/job/progress)"`
-	MQTTBaseTopic string `env:"MQTT_BASE_TOPIC" envDefault:"ultimaker" help:"Topic prefix of everything the bridge publishes"`
-	MQTTCAFile    string `env:"MQTT_CA_FILE" help:"PEM CA bundle to trust for ssl:// and wss:// (default: system roots)"`
-	MQTTCertFile  string `env:"MQTT_CERT_FILE" help:"PEM client certificate for TLS client authentication"`
-	MQTTKeyFile   string `env:"MQTT_KEY_FILE" help:"PEM private key of MQTT_CERT_FILE"`
+	MQTTURL       string        `env:"MQTT_URL" envDefault:"tcp://localhost:1883" help:"Broker URL: tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://host:port"`
+	MQTTUsername  string        `env:"MQTT_USERNAME" help:"Broker user name"`
+	MQTTPassword  Secret        `env:"MQTT_PASSWORD" help:"Broker password (or MQTT_PASSWORD_FILE)"`
+	MQTTClientID  string        `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance"`
+	MQTTOutput    string        `env:"MQTT_OUTPUT" envDefault:"json" help:"json (each state as one JSON document), or attribute_and_json: also each value of the printer, cluster and workspace states retained on a topic of its own below the state topic (…/state/job/progress)"`
+	MQTTBaseTopic string        `env:"MQTT_BASE_TOPIC" envDefault:"ultimaker" help:"Topic prefix of everything the bridge publishes"`
+	MQTTCAFile    string        `env:"MQTT_CA_FILE" help:"PEM CA bundle to trust for ssl:// and wss:// (default: system roots)"`
+	MQTTCertFile  string        `env:"MQTT_CERT_FILE" help:"PEM client certificate for TLS client authentication"`
+	MQTTKeyFile   string        `env:"MQTT_KEY_FILE" help:"PEM private key of MQTT_CERT_FILE"`
+	MQTTKeepAlive time.Duration `env:"MQTT_KEEPALIVE" envDefault:"30s" help:"MQTT keepalive: the broker sends a dead bridge's last will after 1.5 times it without a word; in a group, a member's share is taken over within 1.5 × MQTT_KEEPALIVE + POLL_INTERVAL + 2s (shorter: faster takeover, a ping more often)"`
+
+	InstanceGroup string `env:"INSTANCE_GROUP" help:"Name of a group of bridges that share one account and MQTT_BASE_TOPIC, dealing its clusters and taking over for each other; empty: this bridge works alone"`
+	InstanceID    string `env:"INSTANCE_ID" help:"This member's name in INSTANCE_GROUP, unique in the group (lower-case letters, digits, - and _); default: the host name"`
 
 	APIURL       string        `env:"ULTIMAKER_API_URL" envDefault:"https://api.ultimaker.com/connect/v1" help:"Connect API root"`
 	APIToken     Secret        `env:"ULTIMAKER_API_TOKEN" help:"Digital Factory API token, sent as a bearer token (or ULTIMAKER_API_TOKEN_FILE); required by run unless printers are read on the LAN only"`
@@ -271,6 +275,15 @@ func (c *Config) Problems() []string {
 	if c.MQTTOutput != OutputJSON && c.MQTTOutput != OutputAttributes {
 		p = append(p, "MQTT_OUTPUT: json or attribute_and_json")
 	}
+	if c.MQTTKeepAlive < 2*time.Second || c.MQTTKeepAlive > 10*time.Minute {
+		p = append(p, "MQTT_KEEPALIVE: must be between 2s and 10m")
+	}
+	if len(c.InstanceGroup) > 64 || strings.ContainsFunc(c.InstanceGroup, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		p = append(p, "INSTANCE_GROUP: at most 64 printable characters")
+	}
+	if c.InstanceID != "" && (topics.Segment(c.InstanceID) != c.InstanceID || len(c.InstanceID) > 64) {
+		p = append(p, "INSTANCE_ID: lower-case letters, digits, - and _ only, at most 64")
+	}
 	if !topics.ValidBase(c.MQTTBaseTopic) {
 		p = append(p, "MQTT_BASE_TOPIC: must be non-empty, without + # or empty levels, not starting with $")
 	}
@@ -450,15 +463,34 @@ func (c *Config) Logger(w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
+// Grouped reports whether this bridge is a member of an INSTANCE_GROUP.
+func (c *Config) Grouped() bool { return c.InstanceGroup != "" }
+
+// Instance is INSTANCE_ID, or the host name made a topic segment.
+func (c *Config) Instance() string {
+	if c.InstanceID != "" {
+		return c.InstanceID
+	}
+	host, _ := os.Hostname()
+	if id := topics.Segment(host); id != "" {
+		return id[:min(len(id), 64)]
+	}
+	return "bridge"
+}
+
 // BrokerClientID is MQTT_CLIENT_ID, or one stable across restarts and
-// distinct per host and base topic, so two instances never kick each
-// other off the broker.
+// distinct per host (per member, in a group) and base topic, so two
+// instances never kick each other off the broker.
 func (c *Config) BrokerClientID() string {
 	if c.MQTTClientID != "" {
 		return c.MQTTClientID
 	}
 	host, _ := os.Hostname()
-	id := "ultimaker2mqtt-" + topics.Segment(c.MQTTBaseTopic) + "-" + topics.Segment(host)
+	host = topics.Segment(host)
+	if c.Grouped() {
+		host = c.Instance()
+	}
+	id := "ultimaker2mqtt-" + topics.Segment(c.MQTTBaseTopic) + "-" + host
 	if len(id) > 64 {
 		id = id[:64]
 	}

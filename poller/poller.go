@@ -46,6 +46,10 @@ type Update struct {
 	// Statistics are the 30-day statistics of printers, by topic id: those
 	// that changed.
 	Statistics map[string]state.Statistics
+	// Released are the printers and clusters another member of the group
+	// owns from now on: kept as they are, not removed (their topics stay).
+	Released         []state.Printer
+	ReleasedClusters []state.Cluster
 }
 
 // Stats describe the poller; the renderer shows them on the bridge's info
@@ -98,6 +102,18 @@ type Config struct {
 	// OnPoll, when set, is told of every poll ("clusters" or "status")
 	// and its error class ("" for success), for metrics.
 	OnPoll func(target, class string)
+
+	// A member of a group of bridges polls only what it owns. Owns, when
+	// set, says whether this member owns a cluster (by its cloud id), and
+	// Leads whether it does the account's work: the cluster list (handed
+	// to OnList for the others, who get it through SetClusters), the
+	// workspace and the reports. FarmPrinters, when set, are all the
+	// farm's printers, the others' too, for the reports' statistics. Call
+	// Reshare when the answers may have changed.
+	Owns         func(clusterID string) bool
+	Leads        func() bool
+	OnList       func([]connect.Cluster)
+	FarmPrinters func() []state.Printer
 }
 
 func (c *Config) defaults() {
@@ -139,6 +155,11 @@ type Poller struct {
 	log     zerolog.Logger
 	refresh chan refresh
 	rng     *rand.Rand
+	reshare chan struct{}
+
+	mu     sync.Mutex
+	listIn []connect.Cluster // the leader's list, not taken yet (SetClusters)
+	listAt time.Time
 }
 
 // refresh asks for a poll of one cluster ("" all), and of its pending
@@ -157,8 +178,33 @@ func New(cfg Config, src Source, sink Sink, log zerolog.Logger) *Poller {
 		log:     log.With().Str("component", "poller").Logger(),
 		refresh: make(chan refresh, 64),
 		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+		reshare: make(chan struct{}, 1),
 	}
 }
+
+// Reshare asks the poller to look again at what it owns (the group's
+// members changed): it releases what it no longer owns and polls what it
+// now owns at once. It never blocks.
+func (p *Poller) Reshare() {
+	select {
+	case p.reshare <- struct{}{}:
+	default:
+	}
+}
+
+// SetClusters hands a member that does not lead the account's cluster
+// list, as the leader read it; it deals its share from it. It never
+// blocks: a newer list replaces one not taken yet.
+func (p *Poller) SetClusters(list []connect.Cluster) {
+	p.mu.Lock()
+	p.listIn, p.listAt = list, time.Now()
+	p.mu.Unlock()
+	p.Reshare()
+}
+
+func (r *run) owns(clusterID string) bool { return r.cfg.Owns == nil || r.cfg.Owns(clusterID) }
+
+func (r *run) leads() bool { return r.cfg.Leads == nil || r.cfg.Leads() }
 
 // Refresh asks for a poll of clusterID now, and fast polls for a while
 // after (BoostFor); "" means every cluster. It never blocks.
@@ -201,10 +247,14 @@ type clusterSched struct {
 	againMaint bool
 	// phased is set once the cluster's rhythm was offset (see phase).
 	phased bool
+	// mine is set while this member of a group owns the cluster (always,
+	// alone): only then is it polled.
+	mine bool
 }
 
 type result struct {
 	list      bool
+	received  bool // the list came from the group's leader, not from the cloud
 	reports   bool
 	id        string
 	clusters  []connect.Cluster
@@ -251,6 +301,9 @@ type run struct {
 	due []*clusterSched
 	// recounted is false when something recount reads changed.
 	recounted bool
+	// leading is whether this member did the account's work at the
+	// latest look.
+	leading bool
 }
 
 // Run polls until ctx is cancelled, then waits for requests in flight and
@@ -275,6 +328,7 @@ func (p *Poller) Run(ctx context.Context) error {
 		})
 	}
 	r.nextList, r.nextReports = time.Now(), time.Now()
+	r.leading = r.leads()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -295,6 +349,8 @@ func (p *Poller) Run(ctx context.Context) error {
 			r.handle(ctx, res)
 		case rq := <-p.refresh:
 			r.boost(rq, time.Now())
+		case <-p.reshare:
+			r.reshareNow(ctx, time.Now())
 		case <-timer.C:
 		}
 	}
@@ -360,7 +416,8 @@ func (r *run) dispatch(now time.Time) {
 	if now.Before(r.pausedUntil) || r.held() {
 		return
 	}
-	if !r.listInFlight && !now.Before(r.nextList) && r.inFlight < r.cfg.MaxInFlight {
+	leads := r.leads()
+	if leads && !r.listInFlight && !now.Before(r.nextList) && r.inFlight < r.cfg.MaxInFlight {
 		r.listInFlight = true
 		r.start(func(ctx context.Context) result {
 			cl, err := r.src.Clusters(ctx)
@@ -374,7 +431,7 @@ func (r *run) dispatch(now time.Time) {
 	}
 	// Usage and the reports walk once every ReportsInterval, once every
 	// cluster is known (the statistics name printers).
-	if r.stats.Ready && !r.reportsBusy && !now.Before(r.nextReports) && r.inFlight < r.cfg.MaxInFlight {
+	if leads && r.stats.Ready && !r.reportsBusy && !now.Before(r.nextReports) && r.inFlight < r.cfg.MaxInFlight {
 		r.reportsBusy = true
 		tally := state.NewTally(r.printerOf())
 		r.start(func(ctx context.Context) result {
@@ -398,7 +455,7 @@ func (r *run) dispatch(now time.Time) {
 		r.soonest = now.Add(time.Hour)
 		for _, c := range r.order {
 			switch {
-			case c.inFlight:
+			case c.inFlight || !c.mine:
 			case !now.Before(c.nextStatus):
 				r.due = append(r.due, c)
 			default:
@@ -411,8 +468,8 @@ func (r *run) dispatch(now time.Time) {
 		c := r.due[0]
 		r.due[0] = nil
 		r.due = r.due[1:]
-		if r.clusters[c.info.ClusterID] != c || c.inFlight {
-			continue // left the account, or polled since it was queued
+		if r.clusters[c.info.ClusterID] != c || c.inFlight || !c.mine {
+			continue // left the account or this member, or polled since it was queued
 		}
 		if now.Before(c.nextStatus) {
 			r.soonest = minTime(r.soonest, c.nextStatus) // put off since (rate limit)
@@ -460,10 +517,10 @@ func (r *run) nextWake(now time.Time) time.Time {
 		return now.Add(time.Second) // look again; Refresh also wakes us
 	}
 	wake := now.Add(time.Hour)
-	if !r.listInFlight {
+	if !r.listInFlight && r.leading {
 		wake = minTime(wake, r.nextList)
 	}
-	if r.stats.Ready && !r.reportsBusy {
+	if r.stats.Ready && !r.reportsBusy && r.leading {
 		wake = minTime(wake, r.nextReports)
 	}
 	if r.inFlight >= r.cfg.MaxInFlight {
@@ -495,6 +552,10 @@ func (r *run) handle(ctx context.Context, res result) {
 	c := r.clusters[res.id]
 	if c == nil {
 		return // removed while its request was in flight
+	}
+	if !c.mine {
+		c.inFlight = false // another member owns it since: its poll tells
+		return
 	}
 	answered := connect.Answered(res.err)
 	if !c.polled || c.answered != answered {
@@ -657,10 +718,55 @@ func (r *run) rateLimited(ae *connect.APIError, now time.Time) {
 	r.nextList = maxTime(r.nextList, until)
 }
 
-func (r *run) handleList(ctx context.Context, res result) {
-	r.listAnswered = connect.Answered(res.err)
+// reshareNow takes a cluster list the leader handed over, and looks
+// again at what this member owns: what another member owns now is
+// released (its view dropped, its topics left as they are), what it owns
+// now is polled at once.
+func (r *run) reshareNow(ctx context.Context, now time.Time) {
+	r.mu.Lock()
+	list, at := r.listIn, r.listAt
+	r.listIn = nil
+	r.mu.Unlock()
+	wasLeading := r.leading
+	r.leading = r.leads()
+	if list != nil && !r.leading {
+		r.handleList(ctx, result{list: true, received: true, clusters: list, at: at})
+	}
+	if r.leading && !wasLeading {
+		r.log.Info().Msg("leading the group: the cluster list, workspace and reports are this member's")
+		r.nextList, r.nextReports = now, now
+	}
+	var released []state.Printer
+	var releasedClusters []state.Cluster
+	for _, c := range r.order {
+		mine := r.owns(c.info.ClusterID)
+		switch {
+		case mine && !c.mine:
+			c.mine, c.failures, c.phased = true, 0, false
+			r.schedule(c, now)
+		case !mine && c.mine:
+			c.mine = false
+			if c.view != nil {
+				released = append(released, c.view.Printers...)
+				releasedClusters = append(releasedClusters, c.view.Cluster)
+			}
+			c.view, c.polled, c.answered, c.failures, c.again, c.againMaint = nil, false, false, 0, false, false
+		}
+	}
 	r.recounted = false
-	r.observe("clusters", res.err)
+	r.recount()
+	if len(released) > 0 || len(releasedClusters) > 0 {
+		r.sink.Apply(ctx, Update{Released: released, ReleasedClusters: releasedClusters})
+	}
+	r.sendStats(ctx, true)
+}
+
+func (r *run) handleList(ctx context.Context, res result) {
+	r.recounted = false
+	if !res.received {
+		r.listAnswered = connect.Answered(res.err)
+		r.observe("clusters", res.err)
+	}
 	if res.err != nil {
 		r.listFails++
 		r.stats.PollErrors++
@@ -681,10 +787,19 @@ func (r *run) handleList(ctx context.Context, res result) {
 		r.log.Info().Int("failures", r.listFails).Msg("cluster list poll recovered")
 	}
 	r.listFails, r.listed = 0, true
-	r.workspaceSettings(ctx, res.settings, res.at)
-	t := res.at.UTC().Truncate(time.Second)
-	r.stats.LastPoll = &t
-	r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
+	if !res.received {
+		r.workspaceSettings(ctx, res.settings, res.at)
+		t := res.at.UTC().Truncate(time.Second)
+		r.stats.LastPoll = &t
+		r.nextList = res.at.Add(r.jitter(r.cfg.ClustersInterval))
+		if r.cfg.OnList != nil {
+			list := make([]connect.Cluster, 0, len(res.clusters))
+			for _, cl := range res.clusters {
+				list = append(list, listed(cl, true))
+			}
+			r.cfg.OnList(list)
+		}
+	}
 
 	seen := map[string]bool{}
 	for _, cl := range res.clusters {
@@ -694,12 +809,14 @@ func (r *run) handleList(ctx context.Context, res result) {
 		seen[cl.ClusterID] = true
 		c := r.clusters[cl.ClusterID]
 		if c == nil {
-			c = &clusterSched{nextMaint: res.at}
-			r.schedule(c, res.at)
+			c = &clusterSched{nextMaint: res.at, mine: r.owns(cl.ClusterID)}
+			if c.mine {
+				r.schedule(c, res.at)
+			}
 			r.clusters[cl.ClusterID] = c
 			r.order = append(r.order, c)
-			r.log.Debug().Str("cluster", cl.ClusterID).Str("name", cl.FriendlyName).Msg("cluster found")
-		} else if c.info.IsOnline != cl.IsOnline && !c.inFlight {
+			r.log.Debug().Str("cluster", cl.ClusterID).Str("name", cl.FriendlyName).Bool("mine", c.mine).Msg("cluster found")
+		} else if c.info.IsOnline != cl.IsOnline && !c.inFlight && c.mine {
 			r.schedule(c, res.at) // came online or went offline: look now
 		}
 		c.info = listed(cl, c.view != nil)
@@ -720,7 +837,9 @@ func (r *run) handleList(ctx context.Context, res result) {
 				}
 			}
 		}
-		r.log.Info().Str("cluster", id).Msg("cluster left the account")
+		if c.mine {
+			r.log.Info().Str("cluster", id).Msg("cluster left the account")
+		}
 		return true
 	})
 	// Printers that left a cluster and turned up nowhere since.
@@ -788,10 +907,14 @@ func (r *run) recount() {
 		return
 	}
 	r.recounted = true
-	r.stats.Clusters, r.stats.Printers, r.stats.ClustersFailing = len(r.clusters), 0, 0
+	r.stats.Clusters, r.stats.Printers, r.stats.ClustersFailing = 0, 0, 0
 	ready := r.listed
 	r.stats.CloudReachable = r.listAnswered
 	for _, c := range r.order {
+		if !c.mine {
+			continue
+		}
+		r.stats.Clusters++
 		r.stats.CloudReachable = r.stats.CloudReachable || c.answered
 		ready = ready && c.polled
 		if c.view != nil {
@@ -847,22 +970,37 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
+// farm is every printer of the account: the group's (FarmPrinters), or
+// those of the clusters polled here.
+func (r *run) farm() []state.Printer {
+	if r.cfg.FarmPrinters != nil {
+		return r.cfg.FarmPrinters()
+	}
+	var out []state.Printer
+	for _, c := range r.order {
+		if c.view != nil {
+			out = append(out, c.view.Printers...)
+		}
+	}
+	return out
+}
+
 // printerOf names the printer a report ran on, from the clusters known
 // now; the walk runs on a worker, so the maps are its own.
 func (r *run) printerOf() func(connect.Report) string {
 	byUUID, byName, only := map[string]string{}, map[string]string{}, map[string]string{}
-	for _, c := range r.order {
-		if c.view == nil {
-			continue
+	perCluster := map[string]int{}
+	for _, p := range r.farm() {
+		if p.UUID != "" {
+			byUUID[p.UUID] = p.ID
 		}
-		for _, p := range c.view.Printers {
-			if p.UUID != "" {
-				byUUID[p.UUID] = p.ID
-			}
-			byName[c.info.ClusterID+"\x00"+p.FriendlyName] = p.ID
-		}
-		if len(c.view.Printers) == 1 {
-			only[c.info.ClusterID] = c.view.Printers[0].ID
+		byName[p.ClusterID+"\x00"+p.FriendlyName] = p.ID
+		perCluster[p.ClusterID]++
+		only[p.ClusterID] = p.ID
+	}
+	for id, n := range perCluster {
+		if n != 1 {
+			delete(only, id)
 		}
 	}
 	return func(rep connect.Report) string {
@@ -900,22 +1038,17 @@ func (r *run) handleReports(ctx context.Context, res result) {
 		r.workspace = ws
 		u.Workspace = &ws
 	}
-	for _, c := range r.order {
-		if c.view == nil {
-			continue
+	for _, p := range r.farm() {
+		s, ok := per[p.ID]
+		if !ok {
+			s = state.Statistics{PeriodDays: state.StatisticsDays, UpdatedAt: all.UpdatedAt}
 		}
-		for _, p := range c.view.Printers {
-			s, ok := per[p.ID]
-			if !ok {
-				s = state.Statistics{PeriodDays: state.StatisticsDays, UpdatedAt: all.UpdatedAt}
+		if old, seen := r.printerStats[p.ID]; !seen || !state.SameStatistics(old, s) {
+			if u.Statistics == nil {
+				u.Statistics = map[string]state.Statistics{}
 			}
-			if old, seen := r.printerStats[p.ID]; !seen || !state.SameStatistics(old, s) {
-				if u.Statistics == nil {
-					u.Statistics = map[string]state.Statistics{}
-				}
-				u.Statistics[p.ID] = s
-				r.printerStats[p.ID] = s
-			}
+			u.Statistics[p.ID] = s
+			r.printerStats[p.ID] = s
 		}
 	}
 	if u.Workspace != nil || len(u.Statistics) > 0 {

@@ -823,3 +823,93 @@ func TestListedKeepsWhatBuildReads(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupMembersPollTheirShare: two members of a group share one
+// account. Only the leader reads the cluster list and hands it over; each
+// polls only the clusters it owns; when a member goes, the other polls
+// its share at once; a cluster that moves away is released, not removed
+// (issue 22).
+func TestGroupMembersPollTheirShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newFake(6)
+		var mu sync.Mutex
+		owner := map[string]string{"c0": "a", "c1": "b", "c2": "a", "c3": "b", "c4": "a", "c5": "b"}
+		bAlive := true
+		ownerOf := func(id string) string {
+			mu.Lock()
+			defer mu.Unlock()
+			if o := owner[id]; o == "b" && !bAlive {
+				return "a"
+			}
+			return owner[id]
+		}
+		var pb *Poller
+		member := func(id string, sink Sink) *Poller {
+			return New(Config{Interval: 10 * time.Second, IdleInterval: 10 * time.Second, OfflineInterval: time.Minute,
+				ClustersInterval: 5 * time.Minute, MaintenanceInterval: time.Hour, Jitter: -1,
+				Owns:  func(c string) bool { return ownerOf(c) == id },
+				Leads: func() bool { return id == "a" },
+				OnList: func(list []connect.Cluster) {
+					if pb != nil {
+						pb.SetClusters(list)
+					}
+				}}, src, sink, zerolog.Nop())
+		}
+		ra, rb := &recorder{}, &recorder{}
+		pa := member("a", ra)
+		pb = member("b", rb)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { pa.Run(ctx) })
+		ctxB, cancelB := context.WithCancel(ctx)
+		wg.Go(func() { pb.Run(ctxB) })
+		time.Sleep(25 * time.Second)
+		for i := range 6 {
+			id := fmt.Sprintf("c%d", i)
+			if n := src.count("status", id); n != 3 {
+				t.Errorf("%s polled %d times in 25 s, want 3 (by one member)", id, n)
+			}
+		}
+		if n := src.count("list", ""); n != 1 {
+			t.Errorf("the list was read %d times, want once (by the leader)", n)
+		}
+
+		// b dies: a polls b's share at once.
+		cancelB()
+		mu.Lock()
+		bAlive = false
+		mu.Unlock()
+		before := src.count("status", "c1")
+		pa.Reshare()
+		time.Sleep(time.Second)
+		if n := src.count("status", "c1"); n != before+1 {
+			t.Errorf("c1 polled %d times within a second of the takeover, want 1", n-before)
+		}
+
+		// c0 moves to another member: released, not removed.
+		mu.Lock()
+		owner["c0"] = "c"
+		mu.Unlock()
+		pa.Reshare()
+		time.Sleep(25 * time.Second)
+		cancel()
+		wg.Wait()
+		var released []string
+		for _, u := range ra.all() {
+			for _, p := range u.Released {
+				released = append(released, p.ClusterID)
+			}
+			if len(u.RemovedPrinters) > 0 || len(u.RemovedClusters) > 0 {
+				t.Errorf("a removed %v %v, want nothing removed", u.RemovedPrinters, u.RemovedClusters)
+			}
+		}
+		if fmt.Sprint(released) != "[c0]" {
+			t.Errorf("released %v, want [c0]", released)
+		}
+		for _, c := range src.calls {
+			if c.what == "status" && c.id == "c0" && c.at.After(time.Now().Add(-24*time.Second)) {
+				t.Errorf("c0 polled at %v after it moved away", c.at)
+			}
+		}
+	})
+}
