@@ -48,6 +48,8 @@ func (c *counter) Publish(_ context.Context, msgs ...bus.Message) error {
 }
 func (c *counter) Republish(context.Context, ...string) error { return nil }
 
+func (c *counter) Forget(...string) {}
+
 // BenchmarkPollCycle polls every cluster of a farm once per iteration over
 // real HTTP against the simulator (half the printers printing), builds the
 // state, derives events and renders the MQTT messages with Home Assistant

@@ -106,6 +106,7 @@ func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 	return nil
 }
 func (r *recorder) Republish(context.Context, ...string) error { return nil }
+func (r *recorder) Forget(...string)                           {}
 
 var testDisc = discovery.Config{Prefix: "homeassistant", Tree: topics.Tree{Base: "ultimaker"}, Version: "1.0.0-test", DeviceTriggers: true,
 	Buttons: []string{"pause", "resume", "abort", "snapshot"}, Controls: []string{"settings", "note"}}

@@ -402,6 +402,24 @@ func (c *Client) Republish(ctx context.Context, prefixes ...string) error {
 	return waitAll(ctx, c.republish(topics))
 }
 
+// Forget drops the remembered retained topics that start with one of
+// prefixes, without clearing them on the broker: another member of the
+// group publishes there now, and a reconnect must not send this one's
+// older payloads over its newer ones.
+func (c *Client) Forget(prefixes ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic := range c.retained {
+		for _, p := range prefixes {
+			if strings.HasPrefix(topic, p) {
+				delete(c.retained, topic)
+				break
+			}
+		}
+	}
+	// c.order keeps the topics; the next connect drops those forgotten.
+}
+
 // republish sends the remembered payload of each of topics again, taking
 // the lock per topic: renewing a payload from the Source can take a
 // while (a device config, 0.3 ms; 10,000 of them, 3 s), and publishes

@@ -24,6 +24,10 @@ type Publisher interface {
 	Publish(ctx context.Context, msgs ...bus.Message) error
 	// Republish sends the remembered retained topics under prefixes again.
 	Republish(ctx context.Context, prefixes ...string) error
+	// Forget drops the remembered retained topics under prefixes, leaving
+	// them as they are on the broker (another member of the group owns
+	// them now).
+	Forget(prefixes ...string)
 }
 
 // Info is the static part of <base>/bridge/info.
@@ -54,6 +58,12 @@ type Options struct {
 	// HA reads retained when an entity appears, are not held back. Zero
 	// publishes configs with their update (Run not needed).
 	ConfigsPerSecond int
+	// Leads, when set, says whether this bridge publishes the bridge's own
+	// topics (bridge/info, the bridge's device): in a group of bridges
+	// only its leader does. Group, when set, is the group's part of
+	// bridge/info; the counts there are then the whole farm's.
+	Leads func() bool
+	Group func() any
 }
 
 // Renderer is a poller.Sink that publishes state, availability, events and
@@ -79,8 +89,13 @@ type Renderer struct {
 	clusters       map[string]state.Cluster
 	configKeys     map[string]uint64 // printer id -> discovery.PrinterFingerprint last rendered
 	watchers       []func(poller.Update)
+	farmWatchers   []func(poller.Update)
 	pictured       []func(printer string, at time.Time)
-	pictures       *picture.Store
+	// In a group: the states the other members publish (Foreign), and
+	// those this one released to them.
+	foreign         map[string]state.Printer
+	foreignClusters map[string]state.Cluster
+	pictures        *picture.Store
 	// With Leaves: each state as last published, by topic, to tell which
 	// values changed, and the splitter's buffers.
 	published map[string][]byte
@@ -112,6 +127,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 	}
 	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{},
+		foreign: map[string]state.Printer{}, foreignClusters: map[string]state.Cluster{},
 		pictures: picture.NewStore(PicturesMemory), published: map[string][]byte{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
@@ -120,6 +136,9 @@ var _ poller.Sink = (*Renderer)(nil)
 // Start publishes the bridge info before the first poll, so users see the
 // bridge even while the cloud is unreachable.
 func (b *Renderer) Start(ctx context.Context) {
+	if !b.leads() {
+		return // the group's leader publishes them (Lead)
+	}
 	msgs := []bus.Message{}
 	if b.disc != nil {
 		msgs = append(msgs, renewable(b.disc.Bridge()), renewable(b.disc.Workspace()))
@@ -160,6 +179,7 @@ func (b *Renderer) HAStatus(ctx context.Context, payload []byte) {
 func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	var msgs []bus.Message
 	b.mu.Lock()
+	b.release(u)
 	// Empty retained payloads delete the topics from the broker, and the
 	// device from Home Assistant.
 	for _, p := range u.RemovedPrinters {
@@ -189,6 +209,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		clusterPayload = c.JSON()
 		clusterLeaves = b.leaves(b.tree.ClusterState(c.ID), clusterPayload)
 		b.clusters[c.ID] = c.Compact()
+		delete(b.foreignClusters, c.ID)
 		if b.disc != nil {
 			wasGroup := b.clusterDevices[c.ID]
 			if _, ok := b.disc.Cluster(*c); ok {
@@ -213,6 +234,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	for _, p := range u.Printers {
 		payload := p.JSON()
 		b.printers[p.ID] = p.Compact()
+		delete(b.foreign, p.ID)
 		// The config is 15–20 KB; render it only when what it shows changed
 		// (a printing printer changes state every poll).
 		if b.disc != nil {
@@ -264,10 +286,15 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		becameReady = u.Stats.Ready && !b.ready
 		b.ready = b.ready || u.Stats.Ready
 		b.mu.Unlock()
-		msgs = append(msgs, b.infoMessage())
+		if b.leads() {
+			msgs = append(msgs, b.infoMessage())
+		}
 	}
 	b.publish(ctx, msgs...)
 	for _, f := range b.watchers {
+		f(u)
+	}
+	for _, f := range b.farmWatchers {
 		f(u)
 	}
 	if becameReady && b.opts.OnReady != nil {
@@ -474,7 +501,10 @@ func (b *Renderer) Stats() poller.Stats {
 func (b *Renderer) Printer(id string) (state.Printer, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p, ok := b.printers[id]
+	if p, ok := b.printers[id]; ok {
+		return p, true
+	}
+	p, ok := b.foreign[id]
 	return p, ok
 }
 
@@ -482,9 +512,14 @@ func (b *Renderer) Printer(id string) (state.Printer, bool) {
 func (b *Renderer) Printers() []state.Printer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]state.Printer, 0, len(b.printers))
+	out := make([]state.Printer, 0, len(b.printers)+len(b.foreign))
 	for _, p := range b.printers {
 		out = append(out, p)
+	}
+	for id, p := range b.foreign {
+		if _, own := b.printers[id]; !own {
+			out = append(out, p)
+		}
 	}
 	slices.SortFunc(out, func(a, c state.Printer) int { return strings.Compare(a.ID, c.ID) })
 	return out
@@ -494,9 +529,14 @@ func (b *Renderer) Printers() []state.Printer {
 func (b *Renderer) Clusters() []state.Cluster {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]state.Cluster, 0, len(b.clusters))
+	out := make([]state.Cluster, 0, len(b.clusters)+len(b.foreignClusters))
 	for _, c := range b.clusters {
 		out = append(out, c)
+	}
+	for id, c := range b.foreignClusters {
+		if _, own := b.clusters[id]; !own {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, func(a, c state.Cluster) int { return strings.Compare(a.ID, c.ID) })
 	return out
@@ -510,12 +550,16 @@ func (b *Renderer) Info() []byte { return b.infoMessage().Payload }
 func (b *Renderer) Cluster(id string) (state.Cluster, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if c, ok := b.clusters[id]; ok {
-		return c, true
-	}
-	for _, c := range b.clusters {
-		if c.ClusterID == id {
+	for _, m := range []map[string]state.Cluster{b.clusters, b.foreignClusters} {
+		if c, ok := m[id]; ok {
 			return c, true
+		}
+	}
+	for _, m := range []map[string]state.Cluster{b.clusters, b.foreignClusters} {
+		for _, c := range m {
+			if c.ClusterID == id {
+				return c, true
+			}
 		}
 	}
 	return state.Cluster{}, false
@@ -526,15 +570,27 @@ func (b *Renderer) SetAuth(ctx context.Context, auth string) {
 	b.mu.Lock()
 	b.info.Auth = auth
 	b.mu.Unlock()
-	b.publish(ctx, b.infoMessage())
+	if b.leads() {
+		b.publish(ctx, b.infoMessage())
+	}
 }
 
 func (b *Renderer) infoMessage() bus.Message {
+	var group any
+	if b.opts.Group != nil {
+		group = b.opts.Group()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.stats
+	if group != nil {
+		// The whole farm's, not this member's share (bridge/info's group
+		// shows each member's).
+		st.Clusters, st.Printers = len(b.clusters)+len(b.foreignClusters), len(b.printers)+len(b.foreign)
+	}
 	v := struct {
 		Info
+		Group            any        `json:"group,omitempty"`
 		Ready            bool       `json:"ready"`
 		CloudReachable   bool       `json:"cloud_reachable"`
 		Clusters         int        `json:"clusters"`
@@ -546,7 +602,7 @@ func (b *Renderer) infoMessage() bus.Message {
 		RateLimitedUntil *time.Time `json:"rate_limited_until"`
 		LocalPrinters    int        `json:"local_printers"`
 		LocalAnswering   int        `json:"local_answering"`
-	}{b.info, st.Ready, st.CloudReachable, st.Clusters, st.Printers, st.ClustersFailing, st.LastPoll, st.PollErrors,
+	}{b.info, group, st.Ready, st.CloudReachable, st.Clusters, st.Printers, st.ClustersFailing, st.LastPoll, st.PollErrors,
 		st.LastError, st.RateLimitedUntil, st.LocalPrinters, st.LocalAnswering}
 	return b.jsonMessage(b.tree.BridgeInfo(), v, true)
 }

@@ -21,7 +21,10 @@ import (
 )
 
 // recorder is a Publisher that keeps what it is given.
-type recorder struct{ msgs []bus.Message }
+type recorder struct {
+	msgs      []bus.Message
+	forgotten []string
+}
 
 func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 	r.msgs = append(r.msgs, msgs...)
@@ -29,6 +32,7 @@ func (r *recorder) Publish(_ context.Context, msgs ...bus.Message) error {
 }
 
 func (r *recorder) Republish(context.Context, ...string) error { return nil }
+func (r *recorder) Forget(prefixes ...string)                  { r.forgotten = append(r.forgotten, prefixes...) }
 
 var _ Publisher = (*recorder)(nil)
 
