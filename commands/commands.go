@@ -104,6 +104,9 @@ const (
 	CodeCloudError    = "cloud_error"
 	CodeTimeout       = "timeout"
 	CodeActionFailed  = "action_failed"
+	// CodeInterrupted answers a command whose bridge left its group
+	// before the action settled: it is not sent again.
+	CodeInterrupted = "interrupted"
 )
 
 // Config tunes the handler.
@@ -139,6 +142,11 @@ type Config struct {
 	// the command topic it answers, for the page's activity feed. It must
 	// not block.
 	OnAnswered func(topic string, r Response)
+	// Group, when set, is this bridge's group: it carries out only the
+	// commands for what it owns, keeps the others until their answer shows,
+	// and claims (through Acked) each command it takes on.
+	Group Group
+	Acked AckedPublisher
 }
 
 // retainedMemory bounds how many retained commands are remembered as
@@ -183,6 +191,10 @@ type Handler struct {
 	clearing map[string]bool   // topics we cleared: their empty message is ours
 	running  int
 	wg       sync.WaitGroup
+
+	held      []*heldCommand            // a group's commands other members own
+	heldFull  bool                      // the oldest were forgotten (logged once per streak)
+	forwarded map[string]func(Response) // the page's commands sent to their owner
 }
 
 // New returns a Handler.
@@ -201,7 +213,8 @@ func New(cfg Config, cloud Cloud, st State, pub Publisher, refresh Refresher, lo
 	}
 	return &Handler{cfg: cfg, cloud: cloud, st: st, pub: pub, refresh: refresh, now: time.Now, manager: cfg.Manager,
 		log: log.With().Str("component", "commands").Logger(), seenTx: map[string]time.Time{}, retained: map[[32]byte]bool{},
-		lanes: map[string]*lane{}, changed: make(chan struct{}), clearing: map[string]bool{}}
+		lanes: map[string]*lane{}, changed: make(chan struct{}), clearing: map[string]bool{},
+		forwarded: map[string]func(Response){}}
 }
 
 // Filters are the topics to subscribe Handle to.
@@ -251,9 +264,17 @@ func (h *Handler) MaxPayloadFor(topic string) int {
 // Handle takes one message from a command topic and answers it exactly
 // once, except an empty payload on a set topic (the clearing of a
 // retained command), which is not a command.
-func (h *Handler) Handle(ctx context.Context, in bus.Inbound) {
+func (h *Handler) Handle(ctx context.Context, in bus.Inbound) { h.handle(ctx, in, false) }
+
+// handle is Handle; adopted is a command of a group's member that left,
+// carried out by this one whether or not it owns the target (takeOver).
+func (h *Handler) handle(ctx context.Context, in bus.Inbound, adopted bool) {
 	t, ok := h.parseTopic(in.Topic)
 	if !ok {
+		return
+	}
+	if !adopted && !h.mine(t) {
+		h.hold(t, in)
 		return
 	}
 	empty := len(bytes.TrimSpace(in.Payload)) == 0 && !in.Truncated
@@ -290,6 +311,10 @@ func (h *Handler) Submit(ctx context.Context, topic string, payload []byte, repl
 		return
 	}
 	t.reply = reply
+	if !h.mine(t) {
+		h.forward(ctx, t, payload, reply)
+		return
+	}
 	// Its transactions are its own: they never match an MQTT command's.
 	t.response = "api:" + t.response
 	h.command(ctx, t, bus.Inbound{Topic: topic, Payload: payload, Size: len(payload)}, len(bytes.TrimSpace(payload)) == 0)
@@ -309,6 +334,10 @@ func (h *Handler) command(ctx context.Context, t target, in bus.Inbound, empty b
 		return
 	}
 	if resp := h.admit(t, req); resp != nil {
+		h.answer(ctx, t, req, resp)
+		return
+	}
+	if resp := h.claimFor(ctx, t, req); resp != nil {
 		h.answer(ctx, t, req, resp)
 		return
 	}
@@ -373,7 +402,7 @@ func (h *Handler) runNow(ctx context.Context, c *command) {
 func (h *Handler) Busy(ctx context.Context, in bus.Inbound) {
 	t, ok := h.parseTopic(in.Topic)
 	empty := len(bytes.TrimSpace(in.Payload)) == 0 && !in.Truncated
-	if !ok || in.Retained || empty && t.kind != topics.Bridge {
+	if !ok || in.Retained || empty && t.kind != topics.Bridge || !h.mine(t) {
 		return // Handle would not answer these either
 	}
 	h.answer(ctx, t, Request{Action: ActionOf(in.Payload), Transaction: TransactionOf(in.Payload)},
@@ -1004,7 +1033,8 @@ func (h *Handler) answer(ctx context.Context, t target, req Request, r *Response
 	if r.Error != nil {
 		ev = ev.Str("code", r.Error.Code)
 	}
-	ev.Str("topic", t.response).Str("action", r.Action).Str("status", r.Status).Msg("command answered")
+	ev.Str("topic", t.response).Str("action", r.Action).Str("transaction", string(r.Transaction)).Str("status", r.Status).
+		Msg("command answered")
 	if h.cfg.OnAnswered != nil {
 		h.cfg.OnAnswered(t.topic, *r)
 	}

@@ -67,6 +67,10 @@ type Announcement struct {
 	// Session is random per process: a second process with the same id
 	// tells itself apart by it.
 	Session string `json:"session"`
+	// Epoch counts the process's connections: a member that lost the
+	// broker missed what happened meanwhile, and comes back as a new
+	// incarnation (Group.Session).
+	Epoch int `json:"epoch"`
 	// Sees are the members this one deals the farm between, itself
 	// included: a joining member owns nothing until everyone sees it.
 	Sees  []string `json:"sees"`
@@ -97,6 +101,7 @@ type Group struct {
 	mu        sync.Mutex
 	members   map[string]Announcement // the live members, this one included once announced
 	connected bool
+	epoch     int       // connections so far
 	since     time.Time // of the connection
 	announced bool      // this connection carries our announcement
 	joined    bool      // others have seen us: we may own
@@ -152,6 +157,41 @@ func (g *Group) Owns(key string) bool {
 
 // Leads reports whether this member owns the account's work.
 func (g *Group) Leads() bool { return g.Owns(AccountKey) }
+
+// Session is this incarnation of the member: its id, a random tag of the
+// process (told apart from an earlier process with the same id: a member
+// restarted) and its connection (one that lost the broker missed what
+// happened meanwhile).
+func (g *Group) Session() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessionLocked()
+}
+
+func (g *Group) sessionLocked() string { return fmt.Sprintf("%s@%s.%d", g.cfg.ID, g.session, g.epoch) }
+
+// LiveSessions are the Sessions of the live members.
+func (g *Group) LiveSessions() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, id := range g.liveLocked() {
+		if id == g.cfg.ID {
+			out = append(out, g.sessionLocked())
+		} else if a, ok := g.members[id]; ok {
+			out = append(out, fmt.Sprintf("%s@%s.%d", a.ID, a.Session, a.Epoch))
+		}
+	}
+	return out
+}
+
+// Joined reports whether this member is connected and has joined (it has
+// not left).
+func (g *Group) Joined() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.connected && g.joined
+}
 
 // Live is the ids of the live members, sorted.
 func (g *Group) Live() []string {
@@ -223,6 +263,7 @@ func (g *Group) SetShare(s Share) {
 func (g *Group) Connected() {
 	g.mu.Lock()
 	g.connected, g.since, g.announced, g.joined = true, time.Now(), false, false
+	g.epoch++
 	clear(g.members)
 	g.mu.Unlock()
 	g.poke()
@@ -384,8 +425,8 @@ func (g *Group) Run(ctx context.Context) error {
 func (g *Group) announce(ctx context.Context) {
 	g.mu.Lock()
 	a := Announcement{ID: g.cfg.ID, Group: g.cfg.Name, Version: g.cfg.Version, Started: g.started, Session: g.session,
-		Sees: g.liveLocked(), Share: g.share}
-	same := g.announced && slices.Equal(a.Sees, g.sent.Sees) && a.Share == g.sent.Share
+		Epoch: g.epoch, Sees: g.liveLocked(), Share: g.share}
+	same := g.announced && slices.Equal(a.Sees, g.sent.Sees) && a.Share == g.sent.Share && a.Epoch == g.sent.Epoch
 	g.mu.Unlock()
 	if same {
 		return
@@ -417,9 +458,12 @@ func (g *Group) leave() {
 	g.log.Info().Msg("left the group")
 }
 
-// owner is the member of live with the highest rendezvous weight for key
-// (highest random weight hashing): every member computes the same, and a
-// member that leaves moves only the keys it owned.
+// OwnerAmong is the member of live that owns key: the one with the
+// highest rendezvous weight for it (highest random weight hashing). Every
+// member computes the same, and a member that leaves moves only the keys
+// it owned.
+func OwnerAmong(key string, live []string) string { return owner(key, live) }
+
 func owner(key string, live []string) string {
 	best, bestW := "", uint64(0)
 	for _, id := range live {

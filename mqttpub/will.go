@@ -2,8 +2,11 @@ package mqttpub
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 )
 
 // HoldWill keeps a connection of its own open until ctx ends, whose last
@@ -24,16 +27,48 @@ func (c *Client) HoldWill(ctx context.Context, topic string, payload []byte) {
 		}
 	}
 	cli := mqtt.NewClient(&o)
+	delay := 500 * time.Millisecond
 	for {
-		if !c.connect(ctx, cli, false) {
-			cli.Disconnect(0)
-			return
+		// A connect is let finish even when ctx ends meanwhile: one cut
+		// short would end uncleanly, and its will say "offline".
+		t := cli.Connect()
+		t.WaitTimeout(c.cfg.ConnectTimeout)
+		if t.Error() == nil && cli.IsConnectionOpen() {
+			delay = 500 * time.Millisecond
+			select {
+			case <-ctx.Done():
+				cli.Disconnect(100) // a DISCONNECT: the broker drops the will
+				return
+			case <-lost:
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
-			cli.Disconnect(100) // a DISCONNECT: the broker drops the will
+			cli.Disconnect(100)
 			return
-		case <-lost:
+		case <-time.After(delay):
 		}
+		delay = min(delay*2, c.cfg.MaxReconnectInterval)
+	}
+}
+
+// PublishAcked sends one message that is not retained at QoS 1 and
+// returns once the broker has acknowledged it: a group member's claim on
+// a command must be at the broker before the action reaches the cloud.
+func (c *Client) PublishAcked(ctx context.Context, m bus.Message) error {
+	c.mu.Lock()
+	if !c.cli.IsConnectionOpen() {
+		c.mu.Unlock()
+		return errors.New("not connected to the broker")
+	}
+	t := c.cli.Publish(m.Topic, 1, false, m.Payload)
+	c.published.Add(1)
+	c.mu.Unlock()
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -45,6 +45,9 @@ const (
 	// a group's own topics.
 	Members  = "members"
 	Clusters = "clusters"
+	// Claims are a group member's word that it has taken a command on:
+	// the others then never carry that command out.
+	Claims = "claims"
 )
 
 // Address is a topic taken apart: what it addresses (Kind and ID: the
@@ -65,8 +68,8 @@ var (
 	printerVerbs  = []string{State, Availability, Event, Snapshot, Picture, Preview, Camera, Statistics, Set, Response}
 	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
 	clusterVerbs  = []string{State, Availability, Set, Response}
-	bridgeVerbs   = []string{State, Info, Event, Clusters}      // <base>/bridge/<verb>
-	bridgeIDVerb  = []string{Request, Response, Probe, Members} // <base>/bridge/<verb>/<id>
+	bridgeVerbs   = []string{State, Info, Event, Clusters}              // <base>/bridge/<verb>
+	bridgeIDVerb  = []string{Request, Response, Probe, Members, Claims} // <base>/bridge/<verb>/<id>
 	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Picture, Camera, Statistics},
 		Cluster: {State, Availability}}
 	collections = map[Kind]string{Printer: "printers", Cluster: "clusters"}
@@ -194,6 +197,15 @@ func (t Tree) BridgeMember(instance string) string {
 
 // BridgeMembers matches every member's announcement.
 func (t Tree) BridgeMembers() string { return t.Base + "/bridge/" + Members + "/+" }
+
+// BridgeClaim is where a member of a group claims the commands it takes
+// on (not retained).
+func (t Tree) BridgeClaim(instance string) string {
+	return t.Topic(Address{Kind: Bridge, ID: instance, Verb: Claims})
+}
+
+// BridgeClaims matches every member's claims.
+func (t Tree) BridgeClaims() string { return t.Base + "/bridge/" + Claims + "/+" }
 
 // BridgeClusters is the account's cluster list as a group's leader read
 // it (retained): the other members deal their share from it.
