@@ -37,6 +37,11 @@ type Config struct {
 	// knows a printer by, from its GUID: a printer whose LAN host name
 	// differs from the cloud's unique_name is then one printer, not two.
 	KnownAs func(guid string) (string, bool)
+	// Owns, when set (a group of bridges), tells whether this bridge reads
+	// the printer with this GUID: a printer it does not own is asked only
+	// for its identity, and what was published of it is released to the
+	// member that owns it.
+	Owns func(guid string) bool
 }
 
 func (c *Config) defaults() {
@@ -237,9 +242,17 @@ type reading struct {
 // wait until the next poll.
 func (p *Poller) poll(ctx context.Context, w *watch) time.Duration {
 	now := time.Now()
+	if w.sys != nil && !p.owns(w) && now.Sub(w.sysAt) < p.cfg.SystemInterval {
+		p.release(ctx, w)
+		return p.cfg.Interval
+	}
 	r, err := p.read(ctx, w, now)
 	if ctx.Err() != nil {
 		return 0
+	}
+	if w.sys != nil && !p.owns(w) {
+		p.release(ctx, w)
+		return p.cfg.Interval
 	}
 	if err != nil {
 		w.misses++
@@ -637,6 +650,50 @@ func (p *Poller) publish(ctx context.Context, w *watch, obs state.Observation) {
 		p.sink.Apply(ctx, u)
 		p.applyMu.Unlock()
 	}
+}
+
+// owns reports whether this bridge reads w's printer (always, alone).
+func (p *Poller) owns(w *watch) bool {
+	return p.cfg.Owns == nil || p.cfg.Owns(w.sys.GUID)
+}
+
+// Reshare polls every printer now: what this member owns in its group
+// changed.
+func (p *Poller) Reshare() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.watches {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// release hands what w published over to the group member that owns its
+// printer now: the renderer keeps showing it from that member's topics.
+func (p *Poller) release(ctx context.Context, w *watch) {
+	if w.view == nil {
+		return
+	}
+	u := poller.Update{ReleasedClusters: []state.Cluster{w.view.Cluster}}
+	p.mu.Lock()
+	for k, kw := range p.keys {
+		if kw == w {
+			delete(p.keys, k)
+		}
+	}
+	delete(p.clusters, w.view.Cluster.ID)
+	for id, pr := range w.shown {
+		u.Released = append(u.Released, pr)
+		delete(p.printers, id)
+	}
+	p.mu.Unlock()
+	w.view, w.shown, w.misses = nil, nil, 0
+	p.log.Info().Str("host", w.host).Msg("printer belongs to another member of the group now: released")
+	p.applyMu.Lock()
+	p.sink.Apply(ctx, u)
+	p.applyMu.Unlock()
 }
 
 // forgotten removes w when it was found at run time and has been silent

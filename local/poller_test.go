@@ -162,3 +162,78 @@ func TestFoundPrinterIsForgotten(t *testing.T) {
 		t.Error("the forgotten printer is still reachable for commands")
 	}
 }
+
+// TestGroupMemberReadsOnlyWhatItOwns: in a group of bridges, a printer
+// this member does not own is asked for its identity only; one it loses
+// is released (to the member that owns it now), and read again when it
+// comes back.
+func TestGroupMemberReadsOnlyWhatItOwns(t *testing.T) {
+	sim := simulator.New(simulator.Options{Seed: 1})
+	lp, err := sim.LocalPrinter("ultimakersystem-4b0fc38e95e3", simulator.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(lp)
+	defer srv.Close()
+	var mu sync.Mutex
+	owned, guids := false, map[string]bool{}
+	owns := func(guid string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		guids[guid] = true
+		return owned
+	}
+	setOwned := func(v bool) {
+		mu.Lock()
+		owned = v
+		mu.Unlock()
+	}
+	rec := &sink{}
+	store, _ := OpenStore("")
+	p := New(Config{Hosts: []string{strings.TrimPrefix(srv.URL, "http://")}, Interval: 50 * time.Millisecond,
+		Owns: owns}, store, rec, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(500 * time.Millisecond)
+	if got := rec.printers(); len(got) != 0 {
+		t.Fatalf("a printer another member owns was published: %v", got)
+	}
+	if reads := lp.Requests("/api/v1/printer"); reads > 1 {
+		t.Errorf("a printer another member owns was read %d times; want its identity only", reads)
+	}
+	mu.Lock()
+	if len(guids) != 1 || guids[""] {
+		t.Errorf("ownership asked by %v; want the printer's GUID", guids)
+	}
+	mu.Unlock()
+	setOwned(true)
+	p.Reshare()
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	wait("the printer published once owned", func() bool { return rec.printers()["ultimakersystem-4b0fc38e95e3/online"] })
+	setOwned(false)
+	p.Reshare()
+	wait("the printer released", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, u := range rec.got {
+			if len(u.Released) == 1 && u.Released[0].ID == "ultimakersystem-4b0fc38e95e3" && len(u.ReleasedClusters) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	before := lp.Requests("/api/v1/printer")
+	time.Sleep(300 * time.Millisecond)
+	if n := lp.Requests("/api/v1/printer") - before; n > 0 {
+		t.Errorf("a released printer was read %d more times", n)
+	}
+}

@@ -99,13 +99,30 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 		delete(m.shown, c.ID)
 		out.RemovedClusters = append(out.RemovedClusters, c)
 	}
+	// Released (a group member handed them to another): gone from this
+	// side; passed on when the other side has none of them either.
+	for _, p := range u.Released {
+		delete(m.printers[s], p.ID)
+		if _, other := m.printers[1-s][p.ID]; other {
+			m.remerge(&out, p.ID, now)
+			continue
+		}
+		out.Released = append(out.Released, p)
+	}
+	for _, c := range u.ReleasedClusters {
+		delete(m.clusters[s], c.ID)
+		if _, other := m.clusters[1-s][c.ID]; !other {
+			delete(m.shown, c.ID)
+			out.ReleasedClusters = append(out.ReleasedClusters, c)
+		}
+	}
 	if u.Stats != nil {
 		st := *u.Stats
 		m.stats[s] = &st
 		out.Stats = m.combinedStats()
 	}
 	if out.Cluster != nil || len(out.Printers) > 0 || len(out.RemovedPrinters) > 0 || len(out.RemovedClusters) > 0 ||
-		out.Stats != nil || out.Workspace != nil || len(out.Statistics) > 0 || len(out.Events) > 0 {
+		len(out.Released) > 0 || len(out.ReleasedClusters) > 0 || out.Stats != nil || out.Workspace != nil || len(out.Statistics) > 0 || len(out.Events) > 0 {
 		m.out.Apply(ctx, out)
 	}
 	for _, c := range again {

@@ -68,6 +68,24 @@ func TestMerger(t *testing.T) {
 				t.Errorf("events %+v from the cloud's stale status", ev)
 			}
 		}},
+		{"a printer released to another member of the group is passed on when neither side keeps it", func(m *Merger) {
+			cloud := printer(state.SourceCloud, "printing", "printing")
+			m.Cloud().Apply(ctx, poller.Update{Printers: []state.Printer{cloud}})
+			m.Local().Apply(ctx, poller.Update{Printers: []state.Printer{printer(state.SourceLocal, "printing", "printing")}})
+			m.Cloud().Apply(ctx, poller.Update{Released: []state.Printer{cloud}})
+			m.Local().Apply(ctx, poller.Update{Released: []state.Printer{printer(state.SourceLocal, "printing", "")},
+				ReleasedClusters: []state.Cluster{{ID: "p1"}}})
+		}, func(t *testing.T, r *recorder) {
+			if n := len(r.got); n != 4 {
+				t.Fatalf("%d updates, want 4", n)
+			}
+			if u := r.got[2]; len(u.Released) != 0 || len(u.Printers) != 1 || u.Printers[0].Source != state.SourceLocal {
+				t.Errorf("cloud side released, LAN still reads it: %+v; want the LAN's state alone", u)
+			}
+			if u := r.last(); len(u.Released) != 1 || u.Released[0].ID != "p1" || len(u.ReleasedClusters) != 1 {
+				t.Errorf("both sides released: %+v; want the printer and its cluster passed on", u)
+			}
+		}},
 		{"an offline LAN printer leaves the cloud's view", func(m *Merger) {
 			m.Cloud().Apply(ctx, poller.Update{Printers: []state.Printer{printer(state.SourceCloud, "printing", "printing")}})
 			off := printer(state.SourceLocal, "offline", "")

@@ -678,3 +678,24 @@ func absDur(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// OwnerKey is what decides which member of a group of bridges owns the
+// printer: its cluster's cloud id, or for a printer read on the LAN only,
+// its LAN cluster (the printer, or its group's host). The pollers and the
+// command handler deal by it alike.
+func (p Printer) OwnerKey() string { return ownerKey(p.ClusterID, p.Cluster) }
+
+// OwnerKey is the cluster's key in a group of bridges (see
+// Printer.OwnerKey).
+func (c Cluster) OwnerKey() string { return ownerKey(c.ClusterID, c.ID) }
+
+// LANOwnerKey is the key of a LAN printer or group host the cloud does
+// not know, by its cluster's topic id.
+func LANOwnerKey(clusterTopicID string) string { return "lan:" + clusterTopicID }
+
+func ownerKey(cloudID, topicID string) string {
+	if cloudID != "" {
+		return cloudID
+	}
+	return LANOwnerKey(topicID)
+}
