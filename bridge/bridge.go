@@ -3,6 +3,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/discovery"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/group"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/local"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/merge"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
@@ -73,6 +75,8 @@ type Bridge struct {
 	monLn    net.Listener
 	auth     chan string // sign-in state changes
 	sweeping sync.WaitGroup
+	group    *group.Group  // nil alone (INSTANCE_GROUP empty)
+	reshared chan struct{} // what this member owns may have changed
 }
 
 // New builds the bridge from cfg: every client, the renderer, poller and
@@ -80,7 +84,7 @@ type Bridge struct {
 // a bad setting found here is a *config.Error.
 func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	b := &Bridge{cfg: cfg, opts: opts, log: opts.Log, started: time.Now().UTC().Truncate(time.Second),
-		tree: topics.Tree{Base: cfg.MQTTBaseTopic}, auth: make(chan string, 4)}
+		tree: topics.Tree{Base: cfg.MQTTBaseTopic}, auth: make(chan string, 4), reshared: make(chan struct{}, 1)}
 	if cfg.HTTPListen != "" {
 		b.metrics = monitor.NewMetrics(monitor.Sources{
 			Published: func() float64 { return float64(b.mq.Published()) },
@@ -121,8 +125,22 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if b.api, err = API(cfg, ts, b.log, opts.Version, b.metrics); err != nil {
 		return nil, err
 	}
-	if b.mq, err = mqttpub.New(MQTTConfig(cfg, ""), b.log); err != nil {
+	mqcfg := MQTTConfig(cfg, "")
+	if cfg.Grouped() {
+		mqcfg.OfflineOnStop = func() bool { return b.group.LastOut() }
+		mqcfg.InboxSize = groupInbox
+	}
+	if b.mq, err = mqttpub.New(mqcfg, b.log); err != nil {
 		return nil, config.Errorf("MQTT_URL: %v", err)
+	}
+	ropts := render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond,
+		Leaves: cfg.MQTTOutput == config.OutputAttributes}
+	var lanOwns func(string) bool
+	if cfg.Grouped() {
+		b.group = group.New(group.Config{Tree: b.tree, Name: cfg.InstanceGroup, ID: cfg.Instance(), Version: opts.Version,
+			KeepAlive: cfg.MQTTKeepAlive}, b.mq, b.log)
+		ropts.Leads, ropts.Group = b.group.Leads, b.groupInfo
+		lanOwns = b.ownsLAN
 	}
 	if cfg.HADiscovery {
 		b.disc = Discovery(cfg, opts.Version)
@@ -134,8 +152,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			"offline": cfg.PollOfflineInterval.String(), "clusters": cfg.PollClustersInterval.String(),
 			"maintenance": cfg.PollMaintenanceInterval.String(), "reports": cfg.PollReportsInterval.String(),
 		},
-	}, b.disc, render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond,
-		Leaves: cfg.MQTTOutput == config.OutputAttributes}, b.log)
+	}, b.disc, ropts, b.log)
 	// The renderer renews states and device configs on a reconnect: the
 	// client keeps their sums, not the payloads.
 	b.mq.SetSource(b.render.Retained)
@@ -152,7 +169,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		cloudSink, lanSink, knownAs = merger.Cloud(), merger.Local(), merger.CloudKey
 	}
 	if cfg.UsesLAN() {
-		if b.lan, err = LAN(cfg, lanSink, knownAs, b.log, b.metrics); err != nil {
+		if b.lan, err = LAN(cfg, lanSink, knownAs, lanOwns, b.log, b.metrics); err != nil {
 			return nil, err
 		}
 		if cfg.LocalDiscovery {
@@ -160,14 +177,18 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		}
 	}
 	if cfg.UsesCloud() {
-		b.poll = poller.New(poller.Config{
+		pcfg := poller.Config{
 			Interval: cfg.PollInterval, IdleInterval: cfg.PollIdleInterval, OfflineInterval: cfg.PollOfflineInterval,
 			ClustersInterval: cfg.PollClustersInterval, MaintenanceInterval: cfg.PollMaintenanceInterval,
 			ReportsInterval: cfg.PollReportsInterval,
 			BackoffMax:      cfg.PollBackoffMax, MaxInFlight: cfg.PollMaxInFlight, ClusterIDs: cfg.ClusterIDs,
 			Hold:   func() bool { return signIn != nil && signIn.State() == auth.StateAuthRequired },
 			OnPoll: b.metrics.ObservePoll,
-		}, b.api, cloudSink, b.log)
+		}
+		if g := b.group; g != nil {
+			pcfg.Owns, pcfg.Leads, pcfg.OnList, pcfg.FarmPrinters = g.Owns, g.Leads, b.publishClusterList, b.render.Printers
+		}
+		b.poll = poller.New(pcfg, b.api, cloudSink, b.log)
 	}
 	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
@@ -177,6 +198,9 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 				b.web.Answered(topic, r)
 			}
 		}}
+	if b.group != nil {
+		ccfg.Group, ccfg.Acked = b.group, b.mq
+	}
 	if b.lan != nil {
 		ccfg.LAN = b.lan
 	}
@@ -186,6 +210,9 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	b.render.Watch(b.camera.Observe)
 	for _, f := range b.cmd.Filters() {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: f, Handle: b.cmd.Handle, Busy: b.cmd.Busy, MaxPayload: b.cmd.MaxPayloadFor})
+	}
+	if b.group != nil {
+		b.subscribeGroup()
 	}
 	if b.disc != nil {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: cfg.HAStatusTopic, QoS: 1,
@@ -231,8 +258,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	mqDone := make(chan error, 1)
 	go func() { mqDone <- b.mq.Run(mqCtx) }()
 
+	// A duplicate INSTANCE_ID in the group ends the bridge with its error.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	b.render.Start(ctx)
 	var helpers sync.WaitGroup
+	if b.group != nil {
+		helpers.Go(func() { b.runGroup(ctx, fail) })
+	}
 	helpers.Go(func() { b.render.Run(ctx) })
 	helpers.Go(func() { b.camera.Run(ctx) })
 	if b.mon != nil {
@@ -261,6 +294,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	mqErr := <-mqDone
 	b.stopped("mqtt")
 	b.log.Info().Msg("stopped")
+	if err := context.Cause(ctx); errors.Is(err, group.ErrDuplicate) {
+		return err
+	}
 	if pollErr != nil {
 		return pollErr
 	}
@@ -318,6 +354,20 @@ func (b *Bridge) sweepLater(ctx context.Context) {
 // run for printers and clusters that no longer exist: their state,
 // availability and discovery configs.
 func (b *Bridge) sweepStale(ctx context.Context) {
+	if b.group != nil {
+		// The leader sweeps for the group, once the others' states have
+		// had time to arrive; only a printer or cluster no member shows
+		// loses its topics (the configs and leaves of the others are not
+		// in this member's memory: `cleanup` takes those).
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.cfg.MQTTKeepAlive):
+		}
+		if !b.group.Leads() {
+			return
+		}
+	}
 	filters := b.tree.DeviceFilters()
 	if b.disc != nil {
 		filters = append(filters, b.disc.DeviceFilter())
@@ -329,14 +379,14 @@ func (b *Bridge) sweepStale(ctx context.Context) {
 	}
 	var stale []string
 	for t := range found {
-		if b.disc != nil && b.disc.Ours(t) {
+		if b.group == nil && b.disc != nil && b.disc.Ours(t) {
 			stale = append(stale, t) // cleared unless published this run
 			continue
 		}
 		// The retained topics of printers and clusters that are gone; a
 		// live printer keeps its snapshot and preview.
 		a, ok := b.tree.Parse(t)
-		if ok && a.Leaf != "" {
+		if ok && a.Leaf != "" && b.group == nil {
 			stale = append(stale, t) // cleared unless published this run
 			continue
 		}
@@ -394,7 +444,8 @@ func (b *Bridge) health() monitor.Health {
 // bridge.
 func MQTTConfig(cfg *config.Config, role string) mqttpub.Config {
 	c := mqttpub.Config{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(),
-		ClientID: cfg.BrokerClientID(), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile}
+		ClientID: cfg.BrokerClientID(), CAFile: cfg.MQTTCAFile, CertFile: cfg.MQTTCertFile, KeyFile: cfg.MQTTKeyFile,
+		KeepAlive: cfg.MQTTKeepAlive}
 	if role != "" {
 		c.ClientID += "-" + role
 		c.ConnectTimeout = 5 * time.Second
@@ -402,6 +453,11 @@ func MQTTConfig(cfg *config.Config, role string) mqttpub.Config {
 	}
 	tree := topics.Tree{Base: cfg.MQTTBaseTopic}
 	c.StateTopic, c.ProbeTopic = tree.BridgeState(), tree.BridgeProbe(c.ClientID)
+	if cfg.Grouped() {
+		// A member's will clears its announcement; the bridge's "offline"
+		// is the last member's (group.Group.Alone, HoldWill).
+		c.WillTopic = tree.BridgeMember(cfg.Instance())
+	}
 	return c
 }
 
@@ -493,7 +549,7 @@ func Discovery(cfg *config.Config, version string) *discovery.Config {
 // LOCAL_AUTH_FILE; knownAs (may be nil) gives the cloud's id of a printer
 // by its GUID; metrics (may be nil) count its requests as polls of target
 // "lan".
-func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, bool), log zerolog.Logger,
+func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, bool), owns func(string) bool, log zerolog.Logger,
 	metrics *monitor.Metrics) (*local.Poller, error) {
 	store, err := local.OpenStore(cfg.LocalAuthPath())
 	if err != nil {
@@ -508,8 +564,8 @@ func LAN(cfg *config.Config, sink poller.Sink, knownAs func(string) (string, boo
 		hosts = append(hosts, host)
 	}
 	return local.New(local.Config{Hosts: hosts, Interval: cfg.LocalPollInterval, Pair: PairRequest(cfg), KnownAs: knownAs,
-		ForgetAfter: cfg.LocalForgetAfter,
-		OnRequest:   func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
+		ForgetAfter: cfg.LocalForgetAfter, Owns: owns,
+		OnRequest: func(_, class string) { metrics.ObservePoll("lan", class) }}, store, sink, log), nil
 }
 
 // PairRequest is how the bridge introduces itself to a printer when

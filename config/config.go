@@ -2,6 +2,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +42,7 @@ type Config struct {
 	MQTTURL       string        `env:"MQTT_URL" envDefault:"tcp://localhost:1883" help:"Broker URL: tcp://, mqtt://, ssl://, mqtts://, ws:// or wss://host:port"`
 	MQTTUsername  string        `env:"MQTT_USERNAME" help:"Broker user name"`
 	MQTTPassword  Secret        `env:"MQTT_PASSWORD" help:"Broker password (or MQTT_PASSWORD_FILE)"`
-	MQTTClientID  string        `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance"`
+	MQTTClientID  string        `env:"MQTT_CLIENT_ID" help:"MQTT client id; default ultimaker2mqtt-<base topic>-<host name>, unique per instance; in a group, -<INSTANCE_ID>-<random> is appended"`
 	MQTTOutput    string        `env:"MQTT_OUTPUT" envDefault:"json" help:"json (each state as one JSON document), or attribute_and_json: also each value of the printer, cluster and workspace states retained on a topic of its own below the state topic (…/state/job/progress)"`
 	MQTTBaseTopic string        `env:"MQTT_BASE_TOPIC" envDefault:"ultimaker" help:"Topic prefix of everything the bridge publishes"`
 	MQTTCAFile    string        `env:"MQTT_CA_FILE" help:"PEM CA bundle to trust for ssl:// and wss:// (default: system roots)"`
@@ -478,17 +480,32 @@ func (c *Config) Instance() string {
 	return "bridge"
 }
 
+// processTag tells this process's broker connections from another's
+// with the same INSTANCE_ID.
+var processTag = func() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
 // BrokerClientID is MQTT_CLIENT_ID, or one stable across restarts and
 // distinct per host (per member, in a group) and base topic, so two
-// instances never kick each other off the broker.
+// instances never kick each other off the broker (in a group, one per
+// process).
 func (c *Config) BrokerClientID() string {
 	if c.MQTTClientID != "" {
+		if c.Grouped() {
+			// The members share their settings: each its own client. Two
+			// processes given one INSTANCE_ID must not take each other's
+			// connection either (the group refuses the second one).
+			return c.MQTTClientID + "-" + c.Instance() + "-" + processTag
+		}
 		return c.MQTTClientID
 	}
 	host, _ := os.Hostname()
 	host = topics.Segment(host)
 	if c.Grouped() {
-		host = c.Instance()
+		host = c.Instance() + "-" + processTag
 	}
 	id := "ultimaker2mqtt-" + topics.Segment(c.MQTTBaseTopic) + "-" + host
 	if len(id) > 64 {

@@ -178,6 +178,7 @@ type Message struct {
 	Topic    string
 	Payload  string
 	Retained bool
+	At       time.Time // when the watcher received it
 }
 
 // Watcher is an MQTT client that records every message on a filter.
@@ -210,7 +211,7 @@ func WatchQoS(t testing.TB, url, filter string, qos byte) *Watcher {
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) {
 			w.mu.Lock()
-			msg := Message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()}
+			msg := Message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained(), At: time.Now()}
 			w.all = append(w.all, msg)
 			w.last[msg.Topic] = msg
 			w.mu.Unlock()
