@@ -77,6 +77,9 @@ type Bridge struct {
 	sweeping sync.WaitGroup
 	group    *group.Group  // nil alone (INSTANCE_GROUP empty)
 	reshared chan struct{} // what this member owns may have changed
+
+	membersMu   sync.Mutex
+	membersSeen []string // the group's members seen this run
 }
 
 // New builds the bridge from cfg: every client, the renderer, poller and
@@ -139,7 +142,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if cfg.Grouped() {
 		b.group = group.New(group.Config{Tree: b.tree, Name: cfg.InstanceGroup, ID: cfg.Instance(), Version: opts.Version,
 			KeepAlive: cfg.MQTTKeepAlive}, b.mq, b.log)
-		ropts.Leads, ropts.Group = b.group.Leads, b.groupInfo
+		ropts.Leads, ropts.Group, ropts.Members = b.group.Leads, b.groupInfo, b.members
 		lanOwns = b.ownsLAN
 	}
 	if cfg.HADiscovery {
@@ -421,6 +424,8 @@ func (b *Bridge) health() monitor.Health {
 	window := 3 * max(b.cfg.PollIdleInterval, b.cfg.PollOfflineInterval, b.cfg.PollClustersInterval)
 	poll := monitor.Check{Name: "poll"}
 	switch lp := b.render.Stats().LastPoll; {
+	case b.group != nil && b.group.Joined() && !b.group.Leads() && b.render.Stats().Clusters == 0:
+		poll.OK, poll.Detail = true, "standby: this member of the group owns no cluster now"
 	case lp != nil && time.Since(*lp) < window:
 		poll.OK, poll.Detail = true, "last successful poll "+lp.Format(time.RFC3339)
 	case lp != nil:
@@ -435,7 +440,15 @@ func (b *Bridge) health() monitor.Health {
 		signedIn.Detail = b.signIn.State()
 		signedIn.OK = signedIn.Detail != auth.StateAuthRequired
 	}
-	return monitor.Evaluate(broker, poll, signedIn)
+	checks := []monitor.Check{broker, poll, signedIn}
+	if g := b.group; g != nil {
+		// A member that has not joined owns nothing: the others poll its
+		// share meanwhile, so it is not unhealthy for that.
+		checks = append(checks, monitor.Check{Name: "group", OK: true, Detail: fmt.Sprintf(
+			"member %s of %s: joined %t, leader %s, %d live", g.ID(), g.Name(), g.Joined(), g.Owner(group.AccountKey),
+			len(g.Live()))})
+	}
+	return monitor.Evaluate(checks...)
 }
 
 // MQTTConfig is the broker connection of cfg. role is "" for the bridge

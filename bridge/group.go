@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -105,6 +106,29 @@ func (b *Bridge) groupInfo() any {
 	return map[string]any{"name": g.Name(), "member": g.ID(), "leader": g.Owner(group.AccountKey), "members": g.Members()}
 }
 
+// seeMembers adds the live members to those seen this run, and reports
+// whether one is new: the bridge's device shows each as an entity, on
+// while it is live.
+func (b *Bridge) seeMembers() bool {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	added := false
+	for _, id := range b.group.Live() {
+		if !slices.Contains(b.membersSeen, id) {
+			b.membersSeen, added = append(b.membersSeen, id), true
+		}
+	}
+	slices.Sort(b.membersSeen)
+	return added
+}
+
+// members are the members seen this run, for the bridge's device.
+func (b *Bridge) members() []string {
+	b.membersMu.Lock()
+	defer b.membersMu.Unlock()
+	return slices.Clone(b.membersSeen)
+}
+
 // ownsLAN tells the LAN poller whether this member reads the printer with
 // this GUID: the owner of its cloud cluster when the farm knows it there,
 // else the leader.
@@ -146,12 +170,13 @@ func (b *Bridge) runGroup(ctx context.Context, fail func(error)) {
 		case <-b.reshared:
 		case <-tick.C:
 		}
-		if leads := b.group.Leads(); leads != leading {
-			leading = leads
-			if leads {
+		newMember := b.seeMembers()
+		if leads := b.group.Leads(); leads != leading || leads && newMember {
+			if leads && !leading {
 				b.log.Info().Msg("leading the group: the account's work and the bridge's own topics are this member's")
-				b.render.Lead(ctx)
 			}
+			leading = leads
+			b.render.Lead(ctx) // the bridge's device and info, with the members (sent only when changed)
 		}
 		// The bridge is "offline" when its last member goes: the lone
 		// member holds a connection whose will says so.

@@ -398,8 +398,10 @@ func (c Config) Cluster(cl state.Cluster) (bus.Message, bool) {
 	return c.device(obj, dev, cs, []any{availability(c.Tree.BridgeState()), availability(c.Tree.ClusterAvailability(cl.ID))}), true
 }
 
-// Bridge returns the bridge's own device config: diagnostics only.
-func (c Config) Bridge() bus.Message {
+// Bridge returns the bridge's own device config: diagnostics only. In a
+// group of bridges, each of members is a connectivity entity: on while
+// bridge/info lists it among the live members.
+func (c Config) Bridge(members ...string) bus.Message {
 	obj := c.BridgeObjectID()
 	info := c.Tree.BridgeInfo()
 	uid := func(key string) string { return obj + "_" + key }
@@ -418,6 +420,11 @@ func (c Config) Bridge() bus.Message {
 		with("state_class", "total_increasing").with("icon", "mdi:alert-circle-outline"))
 	cs.add("printers", diag(sensor(uid("printers"), "Printers discovered", info, "{{ value_json.printers }}", "")).
 		with("state_class", "measurement").with("icon", "mdi:printer-3d"))
+	for _, m := range members {
+		cs.add("member_"+m, diag(binarySensor(uid("member_"+m), "Member "+m, info,
+			"{{ 'ON' if value_json.group is defined and value_json.group.members | selectattr('id', 'eq', '"+m+
+				"') | list | count > 0 else 'OFF' }}", "connectivity")))
+	}
 	retire(cs, retiredBridgeComponents)
 	dev := map[string]any{
 		"identifiers":  []string{obj},

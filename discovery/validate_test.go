@@ -128,7 +128,12 @@ func buildWorld(t testing.TB) *world {
 		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 	rec := &recorder{}
 	disc := testDisc
-	br := render.New(disc.Tree, rec, render.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, render.Options{}, zerolog.Nop())
+	// A member of a group of two, so the bridge's member entities are
+	// checked against bridge/info.
+	group := render.Options{Members: func() []string { return []string{"m1", "m2"} }, Group: func() any {
+		return map[string]any{"name": "farm", "member": "m1", "leader": "m1", "members": []map[string]any{{"id": "m1"}}}
+	}}
+	br := render.New(disc.Tree, rec, render.Info{Version: "1.0.0-test", Auth: "api_token"}, &disc, group, zerolog.Nop())
 	ctx := context.Background()
 	br.Start(ctx)
 	clusters, err := api.Clusters(ctx)

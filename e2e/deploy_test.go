@@ -6,10 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
+	"gopkg.in/yaml.v3"
 )
 
 // topicKinds are the shapes of every topic the bridge publishes or
@@ -127,6 +129,75 @@ func TestComposeFileIsValid(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("resolved compose file lacks %q", want)
 		}
+	}
+	// The group of three runs only with its profile, instead of the one
+	// bridge (docker-compose 1.x lists every profile's services here).
+	var resolved struct {
+		Services map[string]struct {
+			Profiles    []string          `yaml:"profiles"`
+			Environment map[string]string `yaml:"environment"`
+			Deploy      struct {
+				Replicas int `yaml:"replicas"`
+			} `yaml:"deploy"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(out, &resolved); err != nil {
+		t.Fatal(err)
+	}
+	single, grouped := resolved.Services["ultimaker2mqtt"], resolved.Services["ultimaker2mqtt-group"]
+	if len(single.Profiles) != 0 || single.Environment["INSTANCE_GROUP"] != "" {
+		t.Errorf("the default bridge: profiles %v, INSTANCE_GROUP %q; want it alone, in every stack", single.Profiles,
+			single.Environment["INSTANCE_GROUP"])
+	}
+	if !slices.Equal(grouped.Profiles, []string{"group"}) || grouped.Deploy.Replicas != 3 ||
+		grouped.Environment["INSTANCE_GROUP"] == "" {
+		t.Errorf("the group: %+v; want profile group, 3 replicas, INSTANCE_GROUP set", grouped)
+	}
+}
+
+// The Kubernetes Deployment runs three members of one group, each named
+// by its pod.
+func TestKubernetesDeployment(t *testing.T) {
+	b, err := os.ReadFile("../deploy/kubernetes/ultimaker2mqtt.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			Replicas int `yaml:"replicas"`
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Env []struct {
+							Name      string `yaml:"name"`
+							Value     string `yaml:"value"`
+							ValueFrom *struct {
+								FieldRef struct {
+									FieldPath string `yaml:"fieldPath"`
+								} `yaml:"fieldRef"`
+							} `yaml:"valueFrom"`
+						} `yaml:"env"`
+					} `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Kind != "Deployment" || d.Spec.Replicas != 3 || len(d.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("want a Deployment of 3 replicas of one container: %+v", d)
+	}
+	env := map[string]string{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+		if e.ValueFrom != nil {
+			env[e.Name] = "from " + e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["INSTANCE_GROUP"] == "" || env["INSTANCE_ID"] != "from metadata.name" {
+		t.Errorf("env %v: want INSTANCE_GROUP set and INSTANCE_ID from the pod's name", env)
 	}
 }
 

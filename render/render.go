@@ -64,6 +64,9 @@ type Options struct {
 	// bridge/info; the counts there are then the whole farm's.
 	Leads func() bool
 	Group func() any
+	// Members, when set, are the group's members the bridge's device shows
+	// as diagnostic entities.
+	Members func() []string
 }
 
 // Renderer is a poller.Sink that publishes state, availability, events and
@@ -141,7 +144,7 @@ func (b *Renderer) Start(ctx context.Context) {
 	}
 	msgs := []bus.Message{}
 	if b.disc != nil {
-		msgs = append(msgs, renewable(b.disc.Bridge()), renewable(b.disc.Workspace()))
+		msgs = append(msgs, renewable(b.bridgeConfig()), renewable(b.disc.Workspace()))
 	}
 	b.publish(ctx, append(msgs, b.infoMessage())...)
 }
@@ -410,7 +413,7 @@ func (b *Renderer) renderConfig(topic string) (bus.Message, bool) {
 			return bus.Message{}, false
 		}
 	case discovery.DeviceBridge:
-		m = b.disc.Bridge()
+		m = b.bridgeConfig()
 	case discovery.DeviceWorkspace:
 		m = b.disc.Workspace()
 	}
@@ -573,6 +576,14 @@ func (b *Renderer) SetAuth(ctx context.Context, auth string) {
 	if b.leads() {
 		b.publish(ctx, b.infoMessage())
 	}
+}
+
+// bridgeConfig is the bridge's device config, with the group's members.
+func (b *Renderer) bridgeConfig() bus.Message {
+	if b.opts.Members == nil {
+		return b.disc.Bridge()
+	}
+	return b.disc.Bridge(b.opts.Members()...)
 }
 
 func (b *Renderer) infoMessage() bus.Message {
