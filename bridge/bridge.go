@@ -208,7 +208,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		ccfg.LAN = b.lan
 	}
 	b.cmd = commands.New(ccfg, b.api, b.render, b.mq, refresher{b.poll, b.lan}, b.log)
-	b.render.Watch(func(poller.Update) { b.cmd.StateChanged() })
+	b.render.WatchFarm(func(poller.Update) { b.cmd.StateChanged() })
 	b.camera = camera.New(b.cmd, cfg.CameraInterval, b.log)
 	b.render.Watch(b.camera.Observe)
 	for _, f := range b.cmd.Filters() {
@@ -228,7 +228,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		}
 		b.web = web.New(web.Config{Tree: b.tree, Token: cfg.WebToken.Reveal(), CommandTimeout: cfg.CommandTimeout,
 			Health: func() any { return b.health() }}, b.render, b.cmd, images, b.log)
-		b.render.Watch(b.web.Observe)
+		b.render.WatchFarm(b.web.Observe)
 		b.render.WatchPictures(b.web.Pictured)
 	}
 	if cfg.HTTPListen != "" {

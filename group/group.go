@@ -107,6 +107,7 @@ type Group struct {
 	joined    bool      // others have seen us: we may own
 	share     Share
 	sent      Announcement // the last announcement published
+	resend    bool         // a member does not see this one: announce again
 	duplicate *Announcement
 	lastOut   bool // it was the last member when it left
 	watchers  []func()
@@ -259,12 +260,14 @@ func (g *Group) SetShare(s Share) {
 }
 
 // Connected is told of each (re)connect to the broker, once its
-// subscriptions are made: the retained announcements arrive anew.
+// subscriptions are made.
 func (g *Group) Connected() {
 	g.mu.Lock()
+	// The members are not cleared here but when the connection was lost:
+	// the retained announcements of this connection may have arrived
+	// before its connect handler told us.
 	g.connected, g.since, g.announced, g.joined = true, time.Now(), false, false
 	g.epoch++
-	clear(g.members)
 	g.mu.Unlock()
 	g.poke()
 	g.notify()
@@ -276,6 +279,7 @@ func (g *Group) Connected() {
 func (g *Group) Disconnected() {
 	g.mu.Lock()
 	g.connected, g.announced, g.joined = false, false, false
+	clear(g.members) // the next connection's retained announcements tell who lives
 	g.mu.Unlock()
 	g.notify()
 }
@@ -322,6 +326,11 @@ func (g *Group) Observe(ctx context.Context, in bus.Inbound) {
 	}
 	old, was := g.members[id]
 	g.members[id] = ann
+	if id != g.cfg.ID && g.announced && !slices.Contains(ann.Sees, g.cfg.ID) {
+		// It missed our announcement (it came back between two of our
+		// looks, say): it would deal the farm without us.
+		g.resend = true
+	}
 	joinedNow := false
 	if !g.joined && g.announced && g.seenByAllLocked() {
 		g.joined, joinedNow = true, true
@@ -336,7 +345,15 @@ func (g *Group) Observe(ctx context.Context, in bus.Inbound) {
 	if !was || joinedNow || !slices.Equal(old.Sees, ann.Sees) {
 		g.notify()
 		g.poke()
+	} else if g.resendPending() {
+		g.poke()
 	}
+}
+
+func (g *Group) resendPending() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.resend
 }
 
 // seenByAllLocked reports whether every other live member's announcement
@@ -426,7 +443,8 @@ func (g *Group) announce(ctx context.Context) {
 	g.mu.Lock()
 	a := Announcement{ID: g.cfg.ID, Group: g.cfg.Name, Version: g.cfg.Version, Started: g.started, Session: g.session,
 		Epoch: g.epoch, Sees: g.liveLocked(), Share: g.share}
-	same := g.announced && slices.Equal(a.Sees, g.sent.Sees) && a.Share == g.sent.Share && a.Epoch == g.sent.Epoch
+	same := g.announced && !g.resend && slices.Equal(a.Sees, g.sent.Sees) && a.Share == g.sent.Share &&
+		a.Epoch == g.sent.Epoch
 	g.mu.Unlock()
 	if same {
 		return
@@ -436,7 +454,7 @@ func (g *Group) announce(ctx context.Context) {
 		return
 	}
 	g.mu.Lock()
-	g.sent, g.announced = a, true
+	g.sent, g.announced, g.resend = a, true, false
 	g.members[g.cfg.ID] = a
 	g.mu.Unlock()
 }

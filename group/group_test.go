@@ -2,8 +2,10 @@ package group
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -55,6 +57,7 @@ type fakeBroker struct {
 	mu        sync.Mutex
 	retained  map[string][]byte
 	connected map[*Group]bool
+	tap       func(bus.Message) // when set, is told of every message published
 }
 
 func newFakeBroker() *fakeBroker {
@@ -63,6 +66,11 @@ func newFakeBroker() *fakeBroker {
 
 func (b *fakeBroker) publish(msgs ...bus.Message) {
 	b.mu.Lock()
+	if b.tap != nil {
+		for _, m := range msgs {
+			b.tap(m)
+		}
+	}
 	var to []*Group
 	for g, ok := range b.connected {
 		if ok {
@@ -116,7 +124,8 @@ func (b *fakeBroker) join(t *testing.T, id string) *member {
 }
 
 // connect opens the member's connection: the retained announcements
-// arrive.
+// arrive, before the connect handler tells the group (as with mqttpub,
+// which subscribes, then calls its handlers).
 func (m *member) connect() {
 	m.b.mu.Lock()
 	m.b.connected[m.Group] = true
@@ -125,10 +134,21 @@ func (m *member) connect() {
 		retained[k] = v
 	}
 	m.b.mu.Unlock()
-	m.Connected()
 	for topic, p := range retained {
 		m.Observe(context.Background(), bus.Inbound{Topic: topic, Payload: p, Retained: true})
 	}
+	synctest.Wait() // what the others publish meanwhile arrives too
+	m.Connected()
+}
+
+// cutOff drops the member's connection, and the broker fires its will;
+// the process lives on.
+func (m *member) cutOff() {
+	m.b.mu.Lock()
+	delete(m.b.connected, m.Group)
+	m.b.mu.Unlock()
+	m.Disconnected()
+	m.b.publish(bus.Message{Topic: tree.BridgeMember(m.ID()), Retain: true})
 }
 
 // die is kill -9: the connection drops and the broker fires the will.
@@ -213,6 +233,45 @@ func TestMembersDealTheFarmAndTakeOver(t *testing.T) {
 		<-a.done
 		if !a.LastOut() || c.LastOut() {
 			t.Errorf("last out: a %v (want true), c %v (want false)", a.LastOut(), c.LastOut())
+		}
+	})
+}
+
+// TestMemberCutOffRejoins: a member that lost the broker owns nothing;
+// back, it sees every member from their retained announcements (back at
+// once, none re-announces: their view is the same at their next look),
+// and the keys are owned once each again, by a new incarnation of it.
+func TestMemberCutOffRejoins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newFakeBroker()
+		a, bb, c := b.join(t, "a"), b.join(t, "b"), b.join(t, "c")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		before := a.Session()
+		a.cutOff()
+		if a.Owns("cluster-1") || a.Leads() {
+			t.Error("a member cut off still owns")
+		}
+		a.connect() // back at once: the others' view is the same at their next look
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		a.cutOff()
+		synctest.Wait()
+		a.connect() // and back after they saw it go
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if got := a.Live(); len(got) != 3 {
+			t.Fatalf("a back sees %v, want all three", got)
+		}
+		if none, twice := owners(300, a, bb, c); none != 0 || twice != 0 {
+			t.Errorf("after a came back: %d keys unowned, %d owned twice", none, twice)
+		}
+		if a.Session() == before || !slices.Contains(c.LiveSessions(), a.Session()) {
+			t.Errorf("a's session %s (was %s); c sees %v", a.Session(), before, c.LiveSessions())
+		}
+		for _, m := range []*member{a, bb, c} {
+			m.cancel()
+			<-m.done
 		}
 	})
 }
@@ -323,6 +382,46 @@ func TestForeignAnnouncementsIgnored(t *testing.T) {
 		b.mu.Unlock()
 		if kept {
 			t.Error("a's announcement stayed after a clean stop")
+		}
+	})
+}
+
+// TestMissedAnnouncementIsSentAgain: a member whose announcement shows it
+// does not see this one (it missed ours) gets ours again.
+func TestMissedAnnouncementIsSentAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newFakeBroker()
+		a, c := b.join(t, "a"), b.join(t, "c")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		x := func(sees ...string) {
+			ann, _ := json.Marshal(Announcement{ID: "x", Group: "farm", Session: "s", Sees: sees})
+			a.Observe(context.Background(), bus.Inbound{Topic: tree.BridgeMember("x"), Payload: ann, Retained: true})
+		}
+		x("a", "c", "x")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var sent []bus.Message
+		var mu sync.Mutex
+		b.mu.Lock()
+		b.tap = func(m bus.Message) {
+			mu.Lock()
+			sent = append(sent, m)
+			mu.Unlock()
+		}
+		b.mu.Unlock()
+		x("c", "x") // x lost a: a's own view is the same
+		time.Sleep(time.Second)
+		synctest.Wait()
+		mu.Lock()
+		again := slices.ContainsFunc(sent, func(m bus.Message) bool { return m.Topic == tree.BridgeMember("a") })
+		mu.Unlock()
+		if !again {
+			t.Error("a did not announce itself again to a member that does not see it")
+		}
+		for _, m := range []*member{a, c} {
+			m.cancel()
+			<-m.done
 		}
 	})
 }
