@@ -45,6 +45,8 @@ const (
 // requests again once the killed members have rejoined.
 //
 //	go test -run '^$' -bench Group -benchtime 1x -timeout 30m ./bench
+//
+// GROUP_BENCH_LOGS=<dir> keeps each member process's debug log there.
 func BenchmarkGroup(b *testing.B) {
 	bin := filepath.Join(b.TempDir(), "ultimaker2mqtt")
 	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
