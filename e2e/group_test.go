@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"slices"
@@ -24,14 +26,23 @@ type member struct {
 	cmd  *exec.Cmd
 	logs *testlog.Buffer
 	done chan error
+	http string // its farm page, API and /healthz
 }
 
-// startMember runs the built command as member id of group "farm".
+// startMember runs the built command as member id of group "farm", with
+// its HTTP endpoint on a free loopback port (m.http).
 func startMember(t *testing.T, env []string, id string) *member {
 	t.Helper()
-	m := &member{id: id, logs: &testlog.Buffer{}, done: make(chan error, 1)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	m := &member{id: id, logs: &testlog.Buffer{}, done: make(chan error, 1), http: "http://" + addr}
 	m.cmd = exec.Command(binary, "run")
-	m.cmd.Env = append(slices.Clone(env), "INSTANCE_GROUP=farm", "INSTANCE_ID="+id, "MQTT_KEEPALIVE=2s")
+	m.cmd.Env = append(slices.Clone(env), "INSTANCE_GROUP=farm", "INSTANCE_ID="+id, "MQTT_KEEPALIVE=2s",
+		"HTTP_LISTEN="+addr)
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -166,6 +177,24 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 
 	printers := farmPrinters(watch.Snapshot(), base)
 
+	// Every member's page and API show the whole farm, and each is healthy,
+	// whatever its share.
+	for id, m := range members {
+		var listed []json.RawMessage
+		getJSON(t, m.http+"/api/printers", &listed)
+		if len(listed) != len(printers) {
+			t.Errorf("member %s's API lists %d printers, want the farm's %d", id, len(listed), len(printers))
+		}
+		var health struct {
+			Healthy bool          `json:"healthy"`
+			Checks  []healthCheck `json:"checks"`
+		}
+		getJSON(t, m.http+"/healthz", &health)
+		if !health.Healthy || !slices.ContainsFunc(health.Checks, func(c healthCheck) bool { return c.Name == "group" }) {
+			t.Errorf("member %s: /healthz %+v; want healthy, with a group check", id, health)
+		}
+	}
+
 	// The member that leads does the account's work; kill another one.
 	var victim string
 	for id, a := range shares(watch.Snapshot(), base) {
@@ -264,6 +293,23 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 	watch.WaitFor(20*time.Second, "bridge/state offline after the last member died", func(last map[string]mqtttest.Message) bool {
 		return last[base+"/bridge/state"].Payload == "offline"
 	})
+}
+
+type healthCheck struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
 }
 
 // farmPrinters are the printers' states seen, decoded.
