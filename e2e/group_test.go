@@ -195,6 +195,28 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 		}
 	}
 
+	// The broker restarts empty: every member reconnects and rejoins, and
+	// the farm's retained state comes back (a newcomer to the broker sees
+	// it all).
+	broker.Restart()
+	restarted := time.Now()
+	for {
+		got := mqtttest.Retained(t, broker.URL(), base+"/#", 500*time.Millisecond)
+		last := map[string]mqtttest.Message{}
+		for topic, p := range got {
+			last[topic] = mqtttest.Message{Topic: topic, Payload: p}
+		}
+		if dealt(last, base, clusters, "m1", "m2", "m3") && len(farmPrinters(last, base)) == 36 &&
+			got[base+"/bridge/state"] == "online" && got[base+"/bridge/info"] != "" {
+			break
+		}
+		if time.Since(restarted) > time.Minute {
+			t.Fatalf("a minute after a broker restart the farm is not back: %d printer states, members %v",
+				len(farmPrinters(last, base)), shares(last, base))
+		}
+	}
+	t.Logf("broker restart: the farm's retained state back after %s", time.Since(restarted).Round(100*time.Millisecond))
+
 	// The member that leads does the account's work; kill another one.
 	var victim string
 	for id, a := range shares(watch.Snapshot(), base) {
