@@ -274,7 +274,8 @@ func (h *Handler) takeOver(ctx context.Context) {
 			"the bridge that owned this target left its group, and the command is older than COMMAND_TIMEOUT"))
 	}
 	for _, e := range run {
-		h.log.Info().Str("topic", e.in.Topic).Str("action", e.action).Msg("carrying out a command the member that left did not")
+		h.log.Info().Str("topic", e.in.Topic).Str("action", e.action).
+			Msg("carrying out a command the member that left did not")
 		h.handle(ctx, e.in, true)
 	}
 }

@@ -20,6 +20,9 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
 
+// msgs are the latest messages a watcher saw, by topic.
+type msgs = map[string]mqtttest.Message
+
 // member is one bridge of a group, run as its own process.
 type member struct {
 	id   string
@@ -236,10 +239,10 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 	// member that will own it, carried out after the takeover.
 	watch.Publish(base+"/printers/"+target+"/set", `{"action":"snapshot","transaction":"at-the-kill"}`, false)
 	rest := slices.DeleteFunc([]string{"m1", "m2", "m3"}, func(id string) bool { return id == victim })
-	watch.WaitFor(30*time.Second, "the others taking the dead member's share", func(last map[string]mqtttest.Message) bool {
+	watch.WaitFor(30*time.Second, "the others taking the dead member's share", func(last msgs) bool {
 		return dealt(last, base, clusters, rest...)
 	})
-	watch.WaitFor(30*time.Second, "the dead member's printers published again", func(last map[string]mqtttest.Message) bool {
+	watch.WaitFor(30*time.Second, "the dead member's printers published again", func(last msgs) bool {
 		for _, p := range owned {
 			if m, ok := last[base+"/printers/"+p+"/state"]; !ok || m.Payload == "" {
 				return false
@@ -312,7 +315,7 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 	}
 	// The last member killed: its held will says the bridge is offline.
 	members[rest[1]].cmd.Process.Signal(syscall.SIGKILL)
-	watch.WaitFor(20*time.Second, "bridge/state offline after the last member died", func(last map[string]mqtttest.Message) bool {
+	watch.WaitFor(20*time.Second, "bridge/state offline after the last member died", func(last msgs) bool {
 		return last[base+"/bridge/state"].Payload == "offline"
 	})
 }

@@ -450,7 +450,8 @@ func (g *Group) announce(ctx context.Context) {
 		return
 	}
 	b, _ := json.Marshal(a)
-	if err := g.pub.Publish(ctx, bus.Message{Topic: g.cfg.Tree.BridgeMember(g.cfg.ID), Payload: b, Retain: true}); err != nil {
+	msg := bus.Message{Topic: g.cfg.Tree.BridgeMember(g.cfg.ID), Payload: b, Retain: true}
+	if err := g.pub.Publish(ctx, msg); err != nil {
 		return
 	}
 	g.mu.Lock()

@@ -122,7 +122,8 @@ func (m *Merger) apply(ctx context.Context, s side, u poller.Update) {
 		out.Stats = m.combinedStats()
 	}
 	if out.Cluster != nil || len(out.Printers) > 0 || len(out.RemovedPrinters) > 0 || len(out.RemovedClusters) > 0 ||
-		len(out.Released) > 0 || len(out.ReleasedClusters) > 0 || out.Stats != nil || out.Workspace != nil || len(out.Statistics) > 0 || len(out.Events) > 0 {
+		len(out.Released) > 0 || len(out.ReleasedClusters) > 0 || out.Stats != nil || out.Workspace != nil ||
+		len(out.Statistics) > 0 || len(out.Events) > 0 {
 		m.out.Apply(ctx, out)
 	}
 	for _, c := range again {
