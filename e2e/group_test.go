@@ -279,12 +279,18 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 	}
 	if printing != "" {
 		watch.Publish(base+"/printers/"+printing+"/set", `{"action":"pause","transaction":"live"}`, false)
-		watch.WaitFor(20*time.Second, "the pause answered", func(last map[string]mqtttest.Message) bool {
-			return strings.Contains(last[base+"/printers/"+printing+"/response"].Payload, `"ok"`)
+		watch.WaitFor(20*time.Second, "the pause answered", func(msgs) bool {
+			return answersTo(watch.All(), "live") > 0
 		})
 		time.Sleep(2 * time.Second)
 		if n := answersTo(watch.All(), "live"); n != 1 {
 			t.Errorf("the pause was answered %d times, want once", n)
+		}
+		for _, m := range watch.All() {
+			if strings.HasSuffix(m.Topic, "/response") && strings.Contains(m.Payload, `"transaction":"live"`) &&
+				!strings.Contains(m.Payload, `"status":"pending"`) && !strings.Contains(m.Payload, `"status":"ok"`) {
+				t.Errorf("the pause's answer: %s", m.Payload)
+			}
 		}
 		if n := acts.count("/action/pause") - before; n != 1 {
 			t.Errorf("the pause reached the cloud %d times, want once", n)
