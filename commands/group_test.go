@@ -175,3 +175,46 @@ func (r *rig) answersSince(start int) []Response {
 	}
 	return out
 }
+
+// TestGroupPageCommandGoesToItsOwner: a command from the page for a
+// printer another member owns is sent to it over MQTT, with a transaction
+// of its own, and its answers reach the caller.
+func TestGroupPageCommandGoesToItsOwner(t *testing.T) {
+	g := &fakeGroup{live: []string{"b@1", "me@1"}}
+	r := newRig(Config{Group: g, Acked: &claims{}})
+	var mu sync.Mutex
+	var got []Response
+	ctx, cancel := context.WithCancel(context.Background())
+	r.h.Submit(ctx, "u/printers/printing/set", []byte(`{"action":"pause"}`), func(a Response) {
+		mu.Lock()
+		got = append(got, a)
+		mu.Unlock()
+	})
+	r.out.mu.Lock()
+	sent := slices.Clone(r.out.msgs)
+	r.out.mu.Unlock()
+	if len(sent) != 1 || sent[0].Topic != "u/printers/printing/set" || sent[0].Retain {
+		t.Fatalf("published %+v; want the command on its set topic, not retained", sent)
+	}
+	tx := TransactionOf(sent[0].Payload)
+	if len(tx) == 0 || ActionOf(sent[0].Payload) != "pause" {
+		t.Fatalf("forwarded %s; want the pause with a transaction", sent[0].Payload)
+	}
+	if n := len(r.cloud.Calls()); n != 0 {
+		t.Errorf("a member that does not own the printer called the cloud: %v", r.cloud.Calls())
+	}
+	for _, status := range []string{"pending", "ok"} {
+		b, _ := json.Marshal(Response{Status: status, Action: "pause", Transaction: tx})
+		r.h.Observed(ctx, bus.Inbound{Topic: "u/printers/printing/response", Payload: b})
+	}
+	// Someone else's answer on the same topic is not the caller's.
+	other, _ := json.Marshal(Response{Status: "ok", Action: "pause", Transaction: json.RawMessage(`"x"`)})
+	r.h.Observed(ctx, bus.Inbound{Topic: "u/printers/printing/response", Payload: other})
+	cancel()
+	r.h.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].Status != "pending" || got[1].Status != "ok" {
+		t.Errorf("the caller got %+v; want pending, then ok", got)
+	}
+}
