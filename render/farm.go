@@ -35,43 +35,17 @@ func (b *Renderer) Foreign(ctx context.Context, in bus.Inbound) {
 	b.mu.Lock()
 	switch a.Kind {
 	case topics.Printer:
-		if _, own := b.printers[a.ID]; own {
-			b.mu.Unlock()
-			return
+		if p, gone, ok := takeForeign(b.printers, b.foreign, a.ID, in.Payload); ok && gone {
+			u.RemovedPrinters = []state.Printer{p}
+		} else if ok {
+			u.Printers = []state.Printer{p}
 		}
-		if len(in.Payload) == 0 {
-			p, was := b.foreign[a.ID]
-			delete(b.foreign, a.ID)
-			if was {
-				u.RemovedPrinters = []state.Printer{p}
-			}
-			break
-		}
-		var p state.Printer
-		if json.Unmarshal(in.Payload, &p) != nil || p.ID != a.ID {
-			break
-		}
-		b.foreign[a.ID] = p
-		u.Printers = []state.Printer{p}
 	case topics.Cluster:
-		if _, own := b.clusters[a.ID]; own {
-			b.mu.Unlock()
-			return
+		if c, gone, ok := takeForeign(b.clusters, b.foreignClusters, a.ID, in.Payload); ok && gone {
+			u.RemovedClusters = []state.Cluster{c}
+		} else if ok {
+			u.Cluster = &c
 		}
-		if len(in.Payload) == 0 {
-			c, was := b.foreignClusters[a.ID]
-			delete(b.foreignClusters, a.ID)
-			if was {
-				u.RemovedClusters = []state.Cluster{c}
-			}
-			break
-		}
-		var c state.Cluster
-		if json.Unmarshal(in.Payload, &c) != nil || c.ID != a.ID {
-			break
-		}
-		b.foreignClusters[a.ID] = c
-		u.Cluster = &c
 	}
 	b.mu.Unlock()
 	if u.Cluster == nil && len(u.Printers) == 0 && len(u.RemovedPrinters) == 0 && len(u.RemovedClusters) == 0 {
@@ -80,6 +54,28 @@ func (b *Renderer) Foreign(ctx context.Context, in bus.Inbound) {
 	for _, f := range b.farmWatchers {
 		f(u)
 	}
+}
+
+// takeForeign keeps in foreign the state payload another member
+// published for id, or forgets it when payload is empty (gone: it was
+// known). It reports ok when the farm's view changed: never for an id own
+// holds (this bridge's own state coming back), nor for a payload that
+// does not decode or names another id.
+func takeForeign[T interface{ TopicID() string }](own, foreign map[string]T, id string,
+	payload []byte) (v T, gone, ok bool) {
+	if _, mine := own[id]; mine {
+		return v, false, false
+	}
+	if len(payload) == 0 {
+		v, ok = foreign[id]
+		delete(foreign, id)
+		return v, true, ok
+	}
+	if json.Unmarshal(payload, &v) != nil || v.TopicID() != id {
+		return v, false, false
+	}
+	foreign[id] = v
+	return v, false, true
 }
 
 // release hands the printers and clusters of u.Released over to the farm's

@@ -44,7 +44,8 @@ func TestFarmView(t *testing.T) {
 	}
 
 	for _, in := range []bus.Inbound{
-		{Topic: tree.PrinterState("theirs"), Payload: []byte(`{"id":"theirs","status":"printing"}`)},
+		{Topic: tree.PrinterState("theirs"), Payload: []byte(`{"id":"theirs","status":"printing","uuid":"AB-12",` +
+			`"cluster_id":"c9"}`)},
 		{Topic: tree.PrinterState("mine"), Payload: []byte(`{"id":"mine","status":"stale"}`)}, // our own, back
 		{Topic: tree.PrinterState("liar"), Payload: []byte(`{"id":"other"}`)},
 		{Topic: tree.PrinterState("junk"), Payload: []byte(`{"id":`)},
@@ -61,6 +62,12 @@ func TestFarmView(t *testing.T) {
 	}
 	if _, ok := b.Printer("liar"); ok {
 		t.Error("a state whose id is not its topic's was kept")
+	}
+	if c, ok := b.CloudClusterOf("ab-12"); !ok || c != "c9" {
+		t.Errorf("cloud cluster of the other member's printer: %q %v, want c9", c, ok)
+	}
+	if _, ok := b.CloudClusterOf("mine"); ok {
+		t.Error("a printer the cloud does not know has a cloud cluster")
 	}
 	if len(b.Printers()) != 2 || len(b.Clusters()) != 1 {
 		t.Errorf("farm view: %d printers, %d clusters; want 2 and 1", len(b.Printers()), len(b.Clusters()))

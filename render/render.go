@@ -515,33 +515,44 @@ func (b *Renderer) Printer(id string) (state.Printer, bool) {
 func (b *Renderer) Printers() []state.Printer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]state.Printer, 0, len(b.printers)+len(b.foreign))
-	for _, p := range b.printers {
-		out = append(out, p)
-	}
-	for id, p := range b.foreign {
-		if _, own := b.printers[id]; !own {
-			out = append(out, p)
-		}
-	}
-	slices.SortFunc(out, func(a, c state.Printer) int { return strings.Compare(a.ID, c.ID) })
-	return out
+	return farm(b.printers, b.foreign)
 }
 
 // Clusters returns the latest state of every cluster, by topic id.
 func (b *Renderer) Clusters() []state.Cluster {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]state.Cluster, 0, len(b.clusters)+len(b.foreignClusters))
-	for _, c := range b.clusters {
-		out = append(out, c)
-	}
-	for id, c := range b.foreignClusters {
-		if _, own := b.clusters[id]; !own {
-			out = append(out, c)
+	return farm(b.clusters, b.foreignClusters)
+}
+
+// CloudClusterOf is the cloud cluster id of the printer with this uuid
+// (any case) in the farm's view, if the cloud knows it.
+func (b *Renderer) CloudClusterOf(uuid string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range []map[string]state.Printer{b.printers, b.foreign} {
+		for _, p := range m {
+			if p.ClusterID != "" && strings.EqualFold(p.UUID, uuid) {
+				return p.ClusterID, true
+			}
 		}
 	}
-	slices.SortFunc(out, func(a, c state.Cluster) int { return strings.Compare(a.ID, c.ID) })
+	return "", false
+}
+
+// farm is own and, for the ids own lacks, foreign (what the other members
+// of a group publish), sorted by topic id.
+func farm[T interface{ TopicID() string }](own, foreign map[string]T) []T {
+	out := make([]T, 0, len(own)+len(foreign))
+	for _, v := range own {
+		out = append(out, v)
+	}
+	for id, v := range foreign {
+		if _, mine := own[id]; !mine {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, c T) int { return strings.Compare(a.TopicID(), c.TopicID()) })
 	return out
 }
 

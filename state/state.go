@@ -679,6 +679,12 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
+// TopicID is the printer's id in topics.
+func (p Printer) TopicID() string { return p.ID }
+
+// TopicID is the cluster's id in topics.
+func (c Cluster) TopicID() string { return c.ID }
+
 // OwnerKey is what decides which member of a group of bridges owns the
 // printer: its cluster's cloud id, or for a printer read on the LAN only,
 // its LAN cluster (the printer, or its group's host). The pollers and the
