@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -133,12 +132,8 @@ func (b *Bridge) members() []string {
 // this GUID: the owner of its cloud cluster when the farm knows it there,
 // else the leader.
 func (b *Bridge) ownsLAN(guid string) bool {
-	if guid != "" {
-		for _, p := range b.render.Printers() {
-			if p.ClusterID != "" && strings.EqualFold(p.UUID, guid) {
-				return b.group.Owns(p.ClusterID)
-			}
-		}
+	if cluster, ok := b.render.CloudClusterOf(guid); ok && guid != "" {
+		return b.group.Owns(cluster)
 	}
 	return b.group.Leads()
 }
@@ -198,13 +193,24 @@ type heldWill struct {
 	done   chan struct{}
 }
 
+// holdWill starts holding the bridge's "offline" will, and waits (a
+// connect's time at most) until it is held: the share this lone member
+// announces next is covered by it.
 func (b *Bridge) holdWill(ctx context.Context) *heldWill {
 	wctx, cancel := context.WithCancel(ctx)
 	h := &heldWill{cancel: cancel, done: make(chan struct{})}
+	held := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(h.done)
-		b.mq.HoldWill(wctx, b.tree.BridgeState(), topics.AvailabilityPayload(false))
+		b.mq.HoldWill(wctx, b.tree.BridgeState(), topics.AvailabilityPayload(false),
+			func() { once.Do(func() { close(held) }) })
 	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
 	return h
 }
 

@@ -183,8 +183,16 @@ func TestGroupSharesAndTakesOver(t *testing.T) {
 	// Every member's page and API show the whole farm, and each is healthy,
 	// whatever its share.
 	for id, m := range members {
+		// The others' states reach it as they reach the watcher: give them
+		// a moment.
 		var listed []json.RawMessage
-		getJSON(t, m.http+"/api/printers", &listed)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			listed = nil
+			getJSON(t, m.http+"/api/printers", &listed)
+			if len(listed) == len(printers) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(listed) != len(printers) {
 			t.Errorf("member %s's API lists %d printers, want the farm's %d", id, len(listed), len(printers))
 		}

@@ -638,7 +638,7 @@ func TestGroupWills(t *testing.T) {
 		c.Publish(context.Background(), bus.Message{Topic: "t/bridge/members/a", Payload: []byte(`{"id":"a"}`), Retain: true})
 		ctx, cancel := context.WithCancel(context.Background())
 		held := make(chan struct{})
-		go func() { c.HoldWill(ctx, "t/bridge/state", []byte(topics.Offline)); close(held) }()
+		go func() { c.HoldWill(ctx, "t/bridge/state", []byte(topics.Offline), nil); close(held) }()
 		time.Sleep(500 * time.Millisecond) // its connection is up
 		if os.Getenv("MQTTPUB_GROUP_RELEASE") != "" {
 			cancel() // another member came: the will is dropped

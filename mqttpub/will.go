@@ -13,8 +13,9 @@ import (
 // will publishes payload retained on topic: the broker sends it when this
 // process dies or loses the broker, and a clean end (ctx) discards it.
 // The last member of a group of bridges holds the bridge's "offline"
-// this way: its main connection's will is its own announcement's.
-func (c *Client) HoldWill(ctx context.Context, topic string, payload []byte) {
+// this way: its main connection's will is its own announcement's. held,
+// when set, is told each time the will is held (the connection is up).
+func (c *Client) HoldWill(ctx context.Context, topic string, payload []byte, held func()) {
 	o := *c.opts
 	o.ClientID = truncateID(c.cfg.ClientID + "-will")
 	o.SetBinaryWill(topic, payload, 1, true)
@@ -35,6 +36,9 @@ func (c *Client) HoldWill(ctx context.Context, topic string, payload []byte) {
 		t.WaitTimeout(c.cfg.ConnectTimeout)
 		if t.Error() == nil && cli.IsConnectionOpen() {
 			delay = 500 * time.Millisecond
+			if held != nil {
+				held()
+			}
 			select {
 			case <-ctx.Done():
 				cli.Disconnect(100) // a DISCONNECT: the broker drops the will
