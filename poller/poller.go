@@ -733,7 +733,7 @@ func (r *run) reshareNow(ctx context.Context, now time.Time) {
 		r.handleList(ctx, result{list: true, received: true, clusters: list, at: at})
 	}
 	if r.leading && !wasLeading {
-		r.log.Info().Msg("leading the group: the cluster list, workspace and reports are this member's")
+		r.log.Debug().Msg("leading the group: reading the cluster list, workspace and reports")
 		r.nextList, r.nextReports = now, now
 	}
 	var released []state.Printer
