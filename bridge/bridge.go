@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/auth"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/camera"
@@ -68,6 +69,7 @@ type Bridge struct {
 	mdns     *local.Discovery
 	cmd      *commands.Handler
 	camera   *camera.Watcher
+	feed     *activity.Feed
 	web      *web.Server       // nil: no page (WEB_UI=false, or no HTTP_LISTEN)
 	disc     *discovery.Config // nil: Home Assistant discovery off
 	metrics  *monitor.Metrics  // nil without HTTP_LISTEN
@@ -111,6 +113,11 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 				}
 				return 0
 			},
+			EventsHeld: func() float64 {
+				n, _ := b.mq.Held()
+				return float64(n)
+			},
+			EventsDropped: func() float64 { return float64(b.mq.Dropped()) },
 		})
 	}
 	var ts oauth2.TokenSource = oauth2.StaticTokenSource(&oauth2.Token{}) // LAN only: the cloud is never called
@@ -136,8 +143,10 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	if b.mq, err = mqttpub.New(mqcfg, b.log); err != nil {
 		return nil, config.Errorf("MQTT_URL: %v", err)
 	}
+	// The events of the first poll are derived against the states the
+	// broker held from the last run (or another member's): read first.
 	ropts := render.Options{BirthDelay: cfg.HABirthDelay, OnReady: b.sweepLater, ConfigsPerSecond: configsPerSecond,
-		Leaves: cfg.MQTTOutput == config.OutputAttributes}
+		Leaves: cfg.MQTTOutput == config.OutputAttributes, Recall: true}
 	var lanOwns func(string) bool
 	if cfg.Grouped() {
 		b.group = group.New(group.Config{Tree: b.tree, Name: cfg.InstanceGroup, ID: cfg.Instance(), Version: opts.Version,
@@ -159,6 +168,16 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	// The renderer renews states and device configs on a reconnect: the
 	// client keeps their sums, not the payloads.
 	b.mq.SetSource(b.render.Retained)
+	b.mq.Recall([]string{b.tree.PrinterStates()}, b.render.Recalled)
+	// The activity feed lives on the broker: a restart reads it back, and
+	// the members of a group share theirs (the leader keeps the copy).
+	fcfg := activity.Config{Tree: b.tree}
+	if b.group != nil {
+		fcfg.Instance, fcfg.Share, fcfg.Keeps = cfg.Instance(), true, b.group.Leads
+	}
+	b.feed = activity.New(fcfg, b.mq, b.log)
+	b.mq.Recall([]string{b.tree.BridgeActivity()}, b.feed.Recalled)
+	b.render.Watch(func(u poller.Update) { b.feed.Events(u.Events) })
 	var sink poller.Sink = b.render
 	if opts.Wrap != nil {
 		sink = opts.Wrap(b.render)
@@ -195,12 +214,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 	}
 	ccfg := commands.Config{Tree: b.tree, ReadOnly: cfg.ReadOnly, AllowedActions: cfg.AllowedActions,
 		Timeout: cfg.CommandTimeout, PollEvery: cfg.CommandPoll, Prober: b.mq, Manager: b.api, MaterialsDir: cfg.MaterialsDir,
-		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud(), Pictures: b.render,
-		OnAnswered: func(topic string, r commands.Response) {
-			if b.web != nil {
-				b.web.Answered(topic, r)
-			}
-		}}
+		OnAnswer: b.metrics.ObserveCommand, NoCloud: !cfg.UsesCloud(), Pictures: b.render, OnAnswered: b.feed.Answered}
 	if b.group != nil {
 		ccfg.Group, ccfg.Acked = b.group, b.mq
 	}
@@ -227,8 +241,9 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			images = b.api
 		}
 		b.web = web.New(web.Config{Tree: b.tree, Token: cfg.WebToken.Reveal(), CommandTimeout: cfg.CommandTimeout,
-			Health: func() any { return b.health() }}, b.render, b.cmd, images, b.log)
+			Health: func() any { return b.health() }, Feed: b.feed}, b.render, b.cmd, images, b.log)
 		b.render.WatchFarm(b.web.Observe)
+		b.feed.Watch(b.web.Activity)
 		b.render.WatchPictures(b.web.Pictured)
 	}
 	if cfg.HTTPListen != "" {
@@ -271,6 +286,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	helpers.Go(func() { b.render.Run(ctx) })
 	helpers.Go(func() { b.camera.Run(ctx) })
+	helpers.Go(func() { b.feed.Run(ctx) })
 	if b.mon != nil {
 		helpers.Go(func() {
 			if err := b.mon.Serve(ctx, b.monLn); err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/connect"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/group"
@@ -44,6 +45,11 @@ func (b *Bridge) subscribeGroup() {
 	// before it saw the newcomer): a live member says "online" again.
 	b.mq.Subscribe(mqttpub.Subscription{Filter: b.tree.BridgeState(), QoS: 1, Handle: b.bridgeState,
 		MaxPayload: func(string) int { return 64 }})
+	// The activity feed: the copy the leader keeps, and what each member adds.
+	for _, f := range []string{b.tree.BridgeActivity(), b.tree.BridgeActivities()} {
+		b.mq.Subscribe(mqttpub.Subscription{Filter: f, QoS: 1, Handle: b.feed.Observe,
+			MaxPayload: func(string) int { return activity.MaxPayload }})
+	}
 	for _, f := range b.cmd.GroupFilters() {
 		b.mq.Subscribe(mqttpub.Subscription{Filter: f, QoS: 1, Handle: b.cmd.Observed})
 	}

@@ -11,6 +11,11 @@ type Message struct {
 	// request (see mqttpub.Client.SetSource): a publisher need then keep
 	// only its sum to republish it after a reconnect.
 	Renewable bool
+	// Late, on a message that is not retained, makes it one that must not
+	// be lost to a broker outage: while the broker is away the publisher
+	// keeps it (bounded) and, once the broker is back, sends Late in its
+	// place (the same news, saying it comes late).
+	Late []byte
 }
 
 // Inbound is one received message.

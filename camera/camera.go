@@ -90,6 +90,9 @@ func (w *Watcher) Observe(u poller.Update) {
 		if job != "" && w.pictured[job] {
 			continue // one picture per ended job
 		}
+		if e.Late && !holdsPrint(u, e.Printer) {
+			continue // seen after the moment, and the print is gone: nothing to picture
+		}
 		select {
 		case w.ended <- ending{printer: e.Printer, event: e.Type, job: job}:
 			if job != "" {
@@ -99,6 +102,16 @@ func (w *Watcher) Observe(u poller.Update) {
 			w.log.Warn().Str("printer", e.Printer).Msg("too many prints ended at once; no picture of this one")
 		}
 	}
+}
+
+// holdsPrint reports whether u shows the printer still holding its print.
+func holdsPrint(u poller.Update, printer string) bool {
+	for _, p := range u.Printers {
+		if p.ID == printer {
+			return p.HoldsPrint()
+		}
+	}
+	return false
 }
 
 // remember notes a job as pictured, forgetting the oldest beyond

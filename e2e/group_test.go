@@ -33,8 +33,9 @@ type member struct {
 }
 
 // startMember runs the built command as member id of group "farm", with
-// its HTTP endpoint on a free loopback port (m.http).
-func startMember(t *testing.T, env []string, id string) *member {
+// its HTTP endpoint on a free loopback port (m.http); extra settings come
+// last (they win).
+func startMember(t *testing.T, env []string, id string, extra ...string) *member {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,6 +47,7 @@ func startMember(t *testing.T, env []string, id string) *member {
 	m.cmd = exec.Command(binary, "run")
 	m.cmd.Env = append(slices.Clone(env), "INSTANCE_GROUP=farm", "INSTANCE_ID="+id, "MQTT_KEEPALIVE=2s",
 		"HTTP_LISTEN="+addr)
+	m.cmd.Env = append(m.cmd.Env, extra...)
 	m.cmd.Stdout, m.cmd.Stderr = m.logs, m.logs
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -179,10 +179,18 @@ func (m *Merger) remerge(out *poller.Update, id string, at time.Time) {
 		return
 	}
 	out.Printers = append(out.Printers, p)
+	if cloud == nil && !m.ready(cloudSide) || local == nil && !m.ready(localSide) {
+		// The other side may still bring this printer's fields of its own
+		// (maintenance, firmware, history): not news when it does.
+		out.Unsettled = append(out.Unsettled, id)
+	}
 	if had {
 		out.Events = append(out.Events, state.PrinterEvents(prev, p)...)
 	}
 }
+
+// ready reports whether side s has finished its first round.
+func (m *Merger) ready(s side) bool { return m.stats[s] != nil && m.stats[s].Ready }
 
 // combinedStats are the stats of the bridge as a whole: ready when every
 // source in use is; cloud figures from the cloud, LAN ones from the LAN,

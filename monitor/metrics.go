@@ -27,6 +27,8 @@ type Sources struct {
 	Printers      func() float64
 	LastPoll      func() float64 // unix seconds, 0 before the first
 	MQTTConnected func() float64
+	EventsHeld    func() float64 // events (messages) waiting for the broker
+	EventsDropped func() float64 // of those, dropped at the bounds
 }
 
 // NewMetrics registers the families read from src at scrape time; the
@@ -46,6 +48,8 @@ func NewMetrics(src Sources) *Metrics {
 		{false, "ultimaker2mqtt_printers", src.Printers},
 		{false, "ultimaker2mqtt_last_successful_poll_timestamp_seconds", src.LastPoll},
 		{false, "ultimaker2mqtt_mqtt_connected", src.MQTTConnected},
+		{false, "ultimaker2mqtt_mqtt_held_messages", src.EventsHeld},
+		{true, "ultimaker2mqtt_mqtt_held_dropped_total", src.EventsDropped},
 	}
 	for _, f := range funcs {
 		switch {

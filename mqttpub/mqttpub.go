@@ -60,6 +60,12 @@ type Config struct {
 	// goes to its subscription's Busy handler, or is dropped (logged once
 	// per streak), rather than stalling the client.
 	InboxSize int
+	// HeldMessages and HeldFor bound the messages with a Late payload
+	// (events) kept while the broker is away: beyond either the oldest
+	// give way, counted in Dropped. Zero picks DefaultHeldMessages and
+	// DefaultHeldFor.
+	HeldMessages int
+	HeldFor      time.Duration
 }
 
 // Handler handles a received message. Handlers run one at a time on the
@@ -121,6 +127,19 @@ type Client struct {
 	lastErr   atomic.Value  // error of the latest failed connect, for check
 	acks      chan mqtt.Token
 	unacked   atomic.Int64 // publishes not acknowledged this streak
+
+	// Messages with a Late payload kept while the broker is away, oldest
+	// first (guarded by mu), and whether this connection has sent them:
+	// until then new ones queue behind them, so their order holds.
+	held      []heldMessage
+	heldBytes int
+	flushed   bool
+	dropping  bool          // this outage dropped held messages already (logged once)
+	dropped   atomic.Uint64 // held messages dropped over the bounds
+	// Recall: what is read from the broker on the first connection before
+	// anything of this run reaches it (guarded by mu once Run started).
+	recalls  []recall
+	recalled bool
 
 	opts   *mqtt.ClientOptions // the main connection's, for the others (HoldWill)
 	probe  *prober             // nil without ProbeTopic
@@ -184,9 +203,15 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 	if cfg.InboxSize <= 0 {
 		cfg.InboxSize = 256
 	}
+	if cfg.HeldMessages <= 0 {
+		cfg.HeldMessages = DefaultHeldMessages
+	}
+	if cfg.HeldFor <= 0 {
+		cfg.HeldFor = DefaultHeldFor
+	}
 	c := &Client{
 		cfg: cfg, log: log.With().Str("component", "mqtt").Logger(),
-		conn:     1,
+		conn: 1, recalled: true,
 		retained: map[string]kept{}, clears: map[string]bool{}, inbox: make(chan inboundFor, cfg.InboxSize),
 		started: make(chan struct{}), lost: make(chan struct{}, 1), acks: make(chan mqtt.Token, 8192),
 	}
@@ -211,6 +236,7 @@ func New(cfg Config, log zerolog.Logger) (*Client, error) {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			c.mu.Lock()
 			c.conn++
+			c.flushed = false
 			c.mu.Unlock()
 			c.log.Warn().Err(err).Msg("broker connection lost; reconnecting")
 			for _, f := range c.onLost {
@@ -299,7 +325,9 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 // Publish sends msgs with QoS 1, in order. A retained message whose payload
 // equals the last one published on its topic is skipped. While the broker
 // is away retained messages are only remembered (the reconnect republishes
-// them) and others are dropped: events are news, not state.
+// them), those with a Late payload are held (bounded: HeldMessages,
+// HeldFor) and sent after the republish, and others are dropped: a
+// command's answer is for a caller who is not there either.
 //
 // It does not wait for the broker's acknowledgements: waiting for each
 // update made a first publish of 1,000 printers take 40 s against a
@@ -313,8 +341,14 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
-	open := c.cli.IsConnectionOpen()
+	// Nothing of this run reaches the broker before the recall has read
+	// what the broker held from the last.
+	open := c.cli.IsConnectionOpen() && c.recalled
 	for _, m := range msgs {
+		if !m.Retain && m.Late != nil && !(open && c.flushed) {
+			c.hold(m)
+			continue
+		}
 		if m.Retain {
 			old, known := c.retained[m.Topic]
 			switch {
@@ -627,6 +661,7 @@ func (c *Client) connected() {
 	for _, s := range c.subs {
 		wait(c.cli.Subscribe(s.Filter, min(s.QoS, 1), c.receive(s)), "subscribe "+s.Filter)
 	}
+	c.recall(ctx)
 	// "online" once subscribed: a command sent after it is received.
 	if c.cfg.StateTopic != "" {
 		wait(c.cli.Publish(c.cfg.StateTopic, 1, true, topics.Online), "publish online")
@@ -656,6 +691,7 @@ func (c *Client) connected() {
 	}
 	clear(c.clears)
 	c.mu.Unlock()
+	tokens = append(tokens, c.flush()...)
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := waitAll(tctx, tokens); err != nil {

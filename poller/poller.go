@@ -50,6 +50,11 @@ type Update struct {
 	// owns from now on: kept as they are, not removed (their topics stay).
 	Released         []state.Printer
 	ReleasedClusters []state.Cluster
+	// Unsettled are printers among Printers whose state still lacks a
+	// source that has not finished its first round (the merger's): no
+	// events are derived against such a state, which would show what that
+	// source adds as news.
+	Unsettled []string
 }
 
 // Stats describe the poller; the renderer shows them on the bridge's info

@@ -91,9 +91,10 @@ func (b *Renderer) release(u poller.Update) {
 		}
 		b.foreign[p.ID] = own
 		delete(b.printers, p.ID)
+		b.forgetSighting(p.ID)
 		delete(b.configKeys, p.ID)
 		delete(b.published, b.tree.PrinterState(p.ID))
-		prefixes = append(prefixes, b.tree.Base+"/printers/"+p.ID+"/")
+		prefixes = append(prefixes, b.tree.PrinterPrefix(p.ID))
 		if b.disc != nil {
 			prefixes = append(prefixes, b.disc.DeviceTopic(b.disc.PrinterObjectID(p.ID)))
 		}
@@ -106,7 +107,7 @@ func (b *Renderer) release(u poller.Update) {
 		b.foreignClusters[c.ID] = own
 		delete(b.clusters, c.ID)
 		delete(b.published, b.tree.ClusterState(c.ID))
-		prefixes = append(prefixes, b.tree.Base+"/clusters/"+c.ID+"/")
+		prefixes = append(prefixes, b.tree.ClusterPrefix(c.ID))
 		if b.disc != nil && b.clusterDevices[c.ID] {
 			prefixes = append(prefixes, b.disc.DeviceTopic(b.disc.ClusterObjectID(c.ID)))
 			delete(b.clusterDevices, c.ID)

@@ -67,6 +67,10 @@ type Options struct {
 	// Members, when set, are the group's members the bridge's device shows
 	// as diagnostic entities.
 	Members func() []string
+	// Recall says that Recalled will bring the states the broker held
+	// when this run began: the events of printers seen for the first time
+	// wait for it.
+	Recall bool
 }
 
 // Renderer is a poller.Sink that publishes state, availability, events and
@@ -98,7 +102,13 @@ type Renderer struct {
 	// those this one released to them.
 	foreign         map[string]state.Printer
 	foreignClusters map[string]state.Cluster
-	pictures        *picture.Store
+	// Events across a restart or a takeover (moments.go): the states the
+	// broker held when this run began, the printers published for the
+	// first time whose events wait, and whether the recall is to come.
+	recalled  map[string]state.Printer
+	firsts    map[string]*first
+	recalling bool
+	pictures  *picture.Store
 	// With Leaves: each state as last published, by topic, to tell which
 	// values changed, and the splitter's buffers.
 	published map[string][]byte
@@ -131,6 +141,7 @@ func New(tree topics.Tree, pub Publisher, info Info, disc *discovery.Config, opt
 	return &Renderer{tree: tree, pub: pub, info: info, disc: disc, timeout: 10 * time.Second, opts: opts, pending: map[string]bool{},
 		clusterDevices: map[string]bool{}, printers: map[string]state.Printer{}, clusters: map[string]state.Cluster{}, configKeys: map[string]uint64{},
 		foreign: map[string]state.Printer{}, foreignClusters: map[string]state.Cluster{},
+		recalled: map[string]state.Printer{}, firsts: map[string]*first{}, recalling: opts.Recall,
 		pictures: picture.NewStore(PicturesMemory), published: map[string][]byte{}, log: log.With().Str("component", "bridge").Logger()}
 }
 
@@ -182,6 +193,8 @@ func (b *Renderer) HAStatus(ctx context.Context, payload []byte) {
 func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	var msgs []bus.Message
 	b.mu.Lock()
+	becameReady := u.Stats != nil && u.Stats.Ready && !b.ready
+	u.Events = b.sightings(u, becameReady)
 	b.release(u)
 	// Empty retained payloads delete the topics from the broker, and the
 	// device from Home Assistant.
@@ -189,6 +202,7 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 		msgs = append(msgs, b.leaves(b.tree.PrinterState(p.ID), nil)...)
 		delete(b.printers, p.ID)
 		delete(b.configKeys, p.ID)
+		b.forgetSighting(p.ID)
 		b.pictures.Remove(p.ID)
 		if b.disc != nil {
 			msgs = append(msgs, b.unpace(b.disc.Clear(b.disc.PrinterObjectID(p.ID))))
@@ -279,14 +293,10 @@ func (b *Renderer) Apply(ctx context.Context, u poller.Update) {
 	for id, s := range u.Statistics {
 		msgs = append(msgs, b.jsonMessage(b.tree.PrinterStatistics(id), s, true))
 	}
-	for _, e := range u.Events {
-		msgs = append(msgs, b.jsonMessage(b.tree.PrinterEvent(e.Printer), e, false), b.jsonMessage(b.tree.BridgeEvent(), e, false))
-	}
-	becameReady := false
+	msgs = append(msgs, b.eventMessages(u.Events)...)
 	if u.Stats != nil {
 		b.mu.Lock()
 		b.stats = *u.Stats
-		becameReady = u.Stats.Ready && !b.ready
 		b.ready = b.ready || u.Stats.Ready
 		b.mu.Unlock()
 		if b.leads() {

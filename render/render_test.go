@@ -41,6 +41,10 @@ func TestApply(t *testing.T) {
 	b := New(topics.Tree{Base: "u"}, rec, Info{Version: "1.2.3", Auth: "api_token"}, nil, Options{}, zerolog.Nop())
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	last := now
+	// Events are of printers published before: a printer's first state
+	// is not news.
+	b.Apply(context.Background(), poller.Update{Printers: []state.Printer{{ID: "p1", Online: true, Status: "printing"}}})
+	rec.msgs = nil
 	b.Apply(context.Background(), poller.Update{
 		Printers:        []state.Printer{{ID: "p1", Online: true, Status: "idle"}, {ID: "p2", Online: false, Status: "offline"}},
 		Cluster:         &state.Cluster{ID: "c1", Online: true},

@@ -37,6 +37,24 @@ type Event struct {
 	Job         *EventJob `json:"job"`
 	Detail      string    `json:"detail"`
 	Time        time.Time `json:"time"`
+	// Late is set on an event published after its moment: derived at a
+	// restart or a takeover against the state published before (Since is
+	// when that was), or kept while the broker was away.
+	Late  bool       `json:"late,omitempty"`
+	Since *time.Time `json:"since,omitempty"`
+}
+
+// LateSince returns the events as derived against a state published at
+// since, not seen by this run: late, since then.
+func LateSince(events []Event, since time.Time) []Event {
+	for i := range events {
+		events[i].Late = true
+		if !since.IsZero() {
+			s := since.UTC()
+			events[i].Since = &s
+		}
+	}
+	return events
 }
 
 // EventJob names the job an event is about.

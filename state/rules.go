@@ -54,3 +54,10 @@ func isQueued(status string) bool { return slices.Contains(QueuedStatuses, statu
 func isRunning(status string) bool { return slices.Contains(RunningStatuses, status) }
 
 func ended(status string) bool { return slices.Contains(EndedStatuses, status) }
+
+// HoldsPrint reports whether a printer still holds the print of its last
+// job on its build plate, waiting for a person to clear it: an end seen
+// late is pictured only then.
+func (p Printer) HoldsPrint() bool {
+	return p.Online && (p.Status == "wait_cleanup" || p.Job != nil && p.Job.Status == "wait_cleanup")
+}

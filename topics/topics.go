@@ -48,6 +48,9 @@ const (
 	// Claims are a group member's word that it has taken a command on:
 	// the others then never carry that command out.
 	Claims = "claims"
+	// Activity is the farm's activity feed (events and answers), retained,
+	// and below it, in a group, the items each member adds.
+	Activity = "activity"
 )
 
 // Address is a topic taken apart: what it addresses (Kind and ID: the
@@ -68,8 +71,8 @@ var (
 	printerVerbs  = []string{State, Availability, Event, Snapshot, Picture, Preview, Camera, Statistics, Set, Response}
 	workspaceVerb = []string{State, Set, Response} // <base>/workspace/<verb>
 	clusterVerbs  = []string{State, Availability, Set, Response}
-	bridgeVerbs   = []string{State, Info, Event, Clusters}              // <base>/bridge/<verb>
-	bridgeIDVerb  = []string{Request, Response, Probe, Members, Claims} // <base>/bridge/<verb>/<id>
+	bridgeVerbs   = []string{State, Info, Event, Clusters, Activity}              // <base>/bridge/<verb>
+	bridgeIDVerb  = []string{Request, Response, Probe, Members, Claims, Activity} // <base>/bridge/<verb>/<id>
 	retained      = map[Kind][]string{Printer: {State, Availability, Preview, Snapshot, Picture, Camera, Statistics},
 		Cluster: {State, Availability}}
 	collections = map[Kind]string{Printer: "printers", Cluster: "clusters"}
@@ -207,14 +210,31 @@ func (t Tree) BridgeClaim(instance string) string {
 // BridgeClaims matches every member's claims.
 func (t Tree) BridgeClaims() string { return t.Base + "/bridge/" + Claims + "/+" }
 
+// BridgeActivity is the farm's activity feed, its newest items
+// (retained): a restart, and every member of a group, shows the same.
+func (t Tree) BridgeActivity() string { return t.Topic(Address{Kind: Bridge, Verb: Activity}) }
+
+// BridgeActivityOf is where a member of a group shares the items it adds
+// to the feed (not retained).
+func (t Tree) BridgeActivityOf(instance string) string {
+	return t.Topic(Address{Kind: Bridge, ID: Segment(instance), Verb: Activity})
+}
+
+// BridgeActivities matches every member's shared items.
+func (t Tree) BridgeActivities() string { return t.Base + "/bridge/" + Activity + "/+" }
+
 // BridgeClusters is the account's cluster list as a group's leader read
 // it (retained): the other members deal their share from it.
 func (t Tree) BridgeClusters() string { return t.Topic(Address{Kind: Bridge, Verb: Clusters}) }
 
+// PrinterStates matches every printer's state: what a restart reads
+// back, to derive the events it missed.
+func (t Tree) PrinterStates() string { return t.Base + "/printers/+/" + State }
+
 // StateFilters match every printer's and cluster's state: what the other
 // members of a group publish, for the whole farm's view.
 func (t Tree) StateFilters() []string {
-	return []string{t.Base + "/printers/+/" + State, t.Base + "/clusters/+/" + State}
+	return []string{t.PrinterStates(), t.Base + "/clusters/+/" + State}
 }
 
 // ResponseFilters match every answer to a command: a group's members
@@ -284,6 +304,16 @@ func (t Tree) ClusterSet(cluster string) string { return t.cluster(cluster, Set)
 
 // ClusterResponse answers ClusterSet.
 func (t Tree) ClusterResponse(cluster string) string { return t.cluster(cluster, Response) }
+
+// PrinterPrefix is what every topic of a printer starts with.
+func (t Tree) PrinterPrefix(printer string) string {
+	return t.Base + "/" + collections[Printer] + "/" + printer + "/"
+}
+
+// ClusterPrefix is what every topic of a cluster starts with.
+func (t Tree) ClusterPrefix(cluster string) string {
+	return t.Base + "/" + collections[Cluster] + "/" + cluster + "/"
+}
 
 func (t Tree) printer(id, verb string) string {
 	return t.Topic(Address{Kind: Printer, ID: id, Verb: verb})

@@ -8,9 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
@@ -18,41 +17,26 @@ const (
 	// flushEvery coalesces a page's updates: a printer that changed
 	// several times within it is sent once, as it is then.
 	flushEvery = 250 * time.Millisecond
-	// heartbeat keeps an idle stream open through proxies.
-	heartbeat = 15 * time.Second
-	// feedLength is how many activity items are kept and sent.
-	feedLength = 200
+	// heartbeat keeps an idle stream open through proxies, and tells the
+	// page it is still live: a page that hears nothing for twice as long
+	// says it is not, and connects again.
+	heartbeat = 5 * time.Second
+	// feedLength is how many activity items a page is sent.
+	feedLength = activity.Length
 	// maxPages bounds the open streams: each holds a connection and a
 	// goroutine, and a wall of screens is a few dozen.
 	maxPages = 256
 )
 
-// Item is one line of the activity feed: an event of the farm, or the
-// answer to a command.
-type Item struct {
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"` // "event" or "answer"
-	Printer string    `json:"printer,omitempty"`
-	Cluster string    `json:"cluster,omitempty"`
-	Name    string    `json:"name,omitempty"` // the printer's friendly name
-	Event   string    `json:"event,omitempty"`
-	Job     string    `json:"job,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
-	Action  string    `json:"action,omitempty"`
-	Status  string    `json:"status,omitempty"` // the answer's: ok, error, pending
-	Code    string    `json:"code,omitempty"`
-	Message string    `json:"message,omitempty"`
-}
-
-// hub keeps what the page needs besides the renderer's states (the
-// activity feed, statistics, the workspace) and tells each open page
+// hub keeps what the page needs besides the renderer's states and the
+// activity feed (statistics, the workspace) and tells each open page
 // what changed.
 type hub struct {
 	tree topics.Tree
+	feed Activity
 
 	mu         sync.Mutex
 	pages      map[*page]bool
-	feed       []Item // oldest first
 	statistics map[string]json.RawMessage
 	workspace  json.RawMessage
 }
@@ -69,12 +53,12 @@ type page struct {
 	info       bool
 	statistics bool
 	workspace  bool
-	feed       []Item
+	feed       []activity.Item
 	pictures   map[string]time.Time // printers with a new picture, and when it was taken
 }
 
-func newHub(tree topics.Tree) *hub {
-	return &hub{tree: tree, pages: map[*page]bool{}, statistics: map[string]json.RawMessage{}}
+func newHub(tree topics.Tree, feed Activity) *hub {
+	return &hub{tree: tree, feed: feed, pages: map[*page]bool{}, statistics: map[string]json.RawMessage{}}
 }
 
 // Observe takes note of an update (the renderer's, render.Watch): what
@@ -84,11 +68,6 @@ func (s *Server) Observe(u poller.Update) { s.hub.observe(u) }
 func (h *hub) observe(u poller.Update) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var items []Item
-	for _, e := range u.Events {
-		items = append(items, eventItem(e))
-	}
-	h.add(items)
 	for id, st := range u.Statistics {
 		b, _ := json.Marshal(st)
 		h.statistics[id] = b
@@ -129,18 +108,8 @@ func (h *hub) observe(u poller.Update) {
 		pg.info = pg.info || u.Stats != nil
 		pg.statistics = pg.statistics || len(u.Statistics) > 0
 		pg.workspace = pg.workspace || u.Workspace != nil
-		pg.queue(items)
 		pg.poke()
 	}
-}
-
-func eventItem(e state.Event) Item {
-	it := Item{Time: e.Time, Kind: "event", Printer: e.Printer, Cluster: e.Cluster, Name: e.PrinterName, Event: e.Type,
-		Detail: e.Detail}
-	if e.Job != nil {
-		it.Job = e.Job.Name
-	}
-	return it
 }
 
 // Pictured takes note of a printer's new picture (the renderer's,
@@ -155,39 +124,22 @@ func (s *Server) Pictured(printer string, at time.Time) {
 	}
 }
 
-// answered adds a command's answer to the feed.
-func (h *hub) answered(topic string, a commands.Response) {
-	it := Item{Time: time.Now().UTC().Truncate(time.Second), Kind: "answer", Action: a.Action, Status: a.Status}
-	if addr, ok := h.tree.Parse(topic); ok {
-		switch addr.Kind {
-		case topics.Printer:
-			it.Printer = addr.ID
-		case topics.Cluster:
-			it.Cluster = addr.ID
-		}
-	}
-	if a.Error != nil {
-		it.Code, it.Message = a.Error.Code, a.Error.Message
-	}
+// Activity takes the items added to the activity feed
+// (activity.Feed.Watch): open pages are sent them.
+func (s *Server) Activity(items []activity.Item) {
+	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.add([]Item{it})
 	for pg := range h.pages {
-		pg.queue([]Item{it})
+		pg.queue(items)
 		pg.poke()
 	}
-}
-
-// add appends items to the feed, keeping the newest feedLength. Called
-// with h.mu held.
-func (h *hub) add(items []Item) {
-	h.feed = keepNewest(h.feed, items)
 }
 
 // keepNewest appends items to feed and keeps its newest feedLength items,
 // moving them to the front only once feed is twice as long: one copy per
 // feedLength items, not one per item.
-func keepNewest(feed, items []Item) []Item {
+func keepNewest(feed, items []activity.Item) []activity.Item {
 	feed = append(feed, items...)
 	if len(feed) >= 2*feedLength {
 		feed = append(feed[:0:0], feed[len(feed)-feedLength:]...)
@@ -196,13 +148,7 @@ func keepNewest(feed, items []Item) []Item {
 }
 
 // newest is the last feedLength items of feed.
-func newest(feed []Item) []Item { return feed[max(0, len(feed)-feedLength):] }
-
-func (h *hub) recent() []Item {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]Item{}, newest(h.feed)...)
-}
+func newest(feed []activity.Item) []activity.Item { return feed[max(0, len(feed)-feedLength):] }
 
 func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
 	h.mu.Lock()
@@ -213,7 +159,7 @@ func (h *hub) statisticsOf(id string) (json.RawMessage, bool) {
 
 // queue adds feed items for pg, keeping the newest feedLength: a page
 // that reads slowly misses old lines, the bridge does not grow.
-func (pg *page) queue(items []Item) { pg.feed = keepNewest(pg.feed, items) }
+func (pg *page) queue(items []activity.Item) { pg.feed = keepNewest(pg.feed, items) }
 
 func (pg *page) poke() {
 	select {
@@ -297,7 +243,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
-			out.WriteString(": still here\n\n")
+			out.WriteString("event: ping\ndata: {}\n\n")
 		case <-pg.wake:
 			// Let what comes within flushEvery join this flush.
 			select {
@@ -356,8 +302,8 @@ func (s *Server) writeSnapshot(out *bufio.Writer) {
 		out.Write(c.JSON())
 	}
 	h := s.hub
+	feed, _ := json.Marshal(h.feed.Recent())
 	h.mu.Lock()
-	feed, _ := json.Marshal(newest(h.feed))
 	stats, _ := json.Marshal(h.statistics)
 	workspace := h.workspace
 	h.mu.Unlock()

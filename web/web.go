@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
@@ -40,6 +41,12 @@ type Commands interface {
 	MaxPayloadFor(topic string) int
 }
 
+// Activity is the farm's activity feed; *activity.Feed is one. Tell the
+// server of its new items (Server.Activity).
+type Activity interface {
+	Recent() []activity.Item
+}
+
 // Images fetches a job's preview from the cloud; *connect.Client is one.
 type Images interface {
 	Image(ctx context.Context, url string) ([]byte, string, error)
@@ -57,6 +64,8 @@ type Config struct {
 	Health func() any
 	// PreviewMemory bounds the job previews kept (8 MiB by default).
 	PreviewMemory int
+	// Feed is the activity feed the page shows.
+	Feed Activity
 }
 
 //go:embed assets
@@ -76,7 +85,7 @@ type Server struct {
 }
 
 // New returns the page's server. Feed it the renderer's updates
-// (Observe) and the command answers (Answered).
+// (Observe) and the activity feed's new items (Activity).
 func New(cfg Config, src Source, cmd Commands, images Images, log zerolog.Logger) *Server {
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = time.Minute
@@ -88,7 +97,7 @@ func New(cfg Config, src Source, cmd Commands, images Images, log zerolog.Logger
 		cfg.Health = func() any { return nil }
 	}
 	l := log.With().Str("component", "web").Logger()
-	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Tree),
+	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Tree, cfg.Feed),
 		guard: newGuard(cfg.Token, l), previews: picture.NewStore(cfg.PreviewMemory), fetching: make(chan struct{}, 4)}
 }
 
@@ -279,7 +288,7 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 func (s *Server) bridge(w http.ResponseWriter, r *http.Request) { writeRaw(w, s.src.Info()) }
 
 func (s *Server) feed(w http.ResponseWriter, r *http.Request) {
-	b, _ := json.Marshal(s.hub.recent())
+	b, _ := json.Marshal(s.hub.feed.Recent())
 	writeRaw(w, b)
 }
 
@@ -422,7 +431,3 @@ func statusOf(a commands.Response) int {
 	}
 	return http.StatusBadGateway // unauthorized by the cloud, cloud_error, action_failed
 }
-
-// Answered takes a command's answer for the activity feed
-// (commands.Config.OnAnswered).
-func (s *Server) Answered(topic string, a commands.Response) { s.hub.answered(topic, a) }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/testlog"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
@@ -127,7 +129,27 @@ func (f *fakeImages) Image(ctx context.Context, url string) ([]byte, string, err
 	return jpeg, "image/jpeg", nil
 }
 
+// discard is a broker that takes every message and keeps none.
+type discard struct{}
+
+func (discard) Publish(context.Context, ...bus.Message) error { return nil }
+
+// newFeed is the activity feed as the bridge wires it to srv.
+func newFeed(srv **Server) *activity.Feed {
+	f := activity.New(activity.Config{Tree: topics.Tree{Base: "ultimaker"}}, discard{}, zerolog.Nop())
+	f.Watch(func(items []activity.Item) { (*srv).Activity(items) })
+	return f
+}
+
+// observe hands srv an update as the bridge does: its events through
+// the activity feed.
+func (w *world) observe(u poller.Update) {
+	w.srv.Observe(u)
+	w.feed.Events(u.Events)
+}
+
 type world struct {
+	feed   *activity.Feed
 	srv    *Server
 	http   *httptest.Server
 	src    *fakeSource
@@ -141,7 +163,8 @@ func newWorld(t *testing.T, token string) *world {
 	t.Helper()
 	w := &world{src: newFakeSource(), cmd: &fakeCommands{answer: commands.Response{Status: "ok", Action: "pause"}},
 		images: &fakeImages{}, log: &testlog.Buffer{}}
-	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: token, CommandTimeout: 2 * time.Second},
+	w.feed = newFeed(&w.srv)
+	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: token, CommandTimeout: 2 * time.Second, Feed: w.feed},
 		w.src, w.cmd, w.images, zerolog.New(w.log))
 	w.http = httptest.NewServer(w.srv.Handler())
 	t.Cleanup(w.http.Close)
@@ -418,7 +441,7 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 		p, _ := w.src.Printer("farm_s3")
 		p.FriendlyName = fmt.Sprintf("Farm S3 v%d", i)
 		w.src.set(p)
-		w.srv.Observe(poller.Update{Printers: []state.Printer{p},
+		w.observe(poller.Update{Printers: []state.Printer{p},
 			Events: []state.Event{{Type: "renamed", Printer: p.ID, PrinterName: p.FriendlyName}}})
 	}
 	got := map[string]string{}
@@ -434,7 +457,7 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 		printers[0].FriendlyName != "Farm S3 v2" {
 		t.Errorf("printers event %s (%v), want farm_s3 once, as it is last", got["printers"], err)
 	}
-	var feed []Item
+	var feed []activity.Item
 	if err := json.Unmarshal([]byte(got["feed"]), &feed); err != nil || len(feed) != 3 {
 		t.Errorf("feed event %s (%v), want the 3 events", got["feed"], err)
 	}
@@ -450,7 +473,7 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 
 	// A printer that leaves, and an answer to a command.
 	w.srv.Observe(poller.Update{RemovedPrinters: []state.Printer{{ID: "farm_s3"}}})
-	w.srv.Answered("ultimaker/printers/farm_s5/set", commands.Response{Status: "error", Action: "pause",
+	w.feed.Answered("ultimaker/printers/farm_s5/set", commands.Response{Status: "error", Action: "pause",
 		Error: &commands.ErrorBody{Code: commands.CodeConflict, Message: "not printing"}})
 	got = map[string]string{}
 	for len(got) < 2 {
@@ -466,7 +489,7 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 }
 
 func TestStreamsAreBounded(t *testing.T) {
-	h := newHub(topics.Tree{Base: "u"})
+	h := newHub(topics.Tree{Base: "u"}, nil)
 	for range maxPages {
 		if h.open() == nil {
 			t.Fatal("a page refused below the bound")
@@ -477,18 +500,19 @@ func TestStreamsAreBounded(t *testing.T) {
 	}
 
 	// A page that does not read keeps the newest feedLength items only.
-	h = newHub(topics.Tree{Base: "u"})
+	w := newWorld(t, "")
+	h = w.srv.hub
 	pg := h.open()
 	for i := range feedLength + 50 {
-		h.observe(poller.Update{Events: []state.Event{{Type: "x", Detail: fmt.Sprint(i)}}})
+		w.observe(poller.Update{Events: []state.Event{{Type: "x", Detail: fmt.Sprint(i), Time: time.Now()}}})
 	}
 	c, _, _ := h.take(pg)
 	if len(c.feed) != feedLength || c.feed[0].Detail != "50" {
 		t.Errorf("a page that did not read holds %d items from %q, want %d from 50", len(c.feed), c.feed[0].Detail,
 			feedLength)
 	}
-	if len(h.recent()) != feedLength {
-		t.Errorf("the feed keeps %d items, want %d", len(h.recent()), feedLength)
+	if len(w.feed.Recent()) != feedLength {
+		t.Errorf("the feed keeps %d items, want %d", len(w.feed.Recent()), feedLength)
 	}
 }
 
@@ -526,7 +550,9 @@ func FuzzAPI(f *testing.F) {
 
 func newWorldF(f *testing.F) *world {
 	w := &world{src: newFakeSource(), cmd: &fakeCommands{}, images: &fakeImages{}, log: &testlog.Buffer{}}
-	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: "fuzz-token"}, w.src, w.cmd, w.images, zerolog.Nop())
+	w.feed = newFeed(&w.srv)
+	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: "fuzz-token", Feed: w.feed}, w.src, w.cmd, w.images,
+		zerolog.Nop())
 	w.http = httptest.NewServer(w.srv.Handler())
 	f.Cleanup(w.http.Close)
 	return w

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +26,11 @@ type Broker struct {
 	dir   string
 	extra string // more mosquitto.conf lines, e.g. TLS or a password file
 	tls   bool
-	cmd   *exec.Cmd
-	done  chan struct{}
+	// persistent: the broker keeps retained messages and sessions across
+	// a restart (StartPersistent), and is stopped gracefully to save them.
+	persistent bool
+	cmd        *exec.Cmd
+	done       chan struct{}
 }
 
 // StartWith runs mosquitto with extra configuration lines below its
@@ -97,7 +101,11 @@ func (b *Broker) start() {
 		b.t.Fatal(err)
 	}
 	conf := filepath.Join(b.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\npersistence false\nlog_dest stderr\nlog_type error\n", b.port)
+	persistence := "persistence false\n"
+	if b.persistent {
+		persistence = fmt.Sprintf("persistence true\npersistence_location %s/\n", b.dir)
+	}
+	body := fmt.Sprintf("listener %d 127.0.0.1\n%slog_dest stderr\nlog_type error\n", b.port, persistence)
 	if !strings.Contains(b.extra, "password_file") {
 		body += "allow_anonymous true\n"
 	}
@@ -155,13 +163,29 @@ func (b *Broker) URL() string {
 	return fmt.Sprintf("tcp://127.0.0.1:%d", b.port)
 }
 
+// StartPersistent runs mosquitto with persistence: retained messages,
+// sessions and the messages queued for them survive Stop and Restart, as
+// on most brokers in use.
+func StartPersistent(t testing.TB) *Broker {
+	t.Helper()
+	b := Prepare(t)
+	b.persistent = true
+	b.start()
+	return b
+}
+
 // Stop kills the broker abruptly, dropping every connection without a
-// DISCONNECT.
+// DISCONNECT. A persistent broker is stopped with SIGTERM, which saves
+// what it holds; its clients are dropped the same way.
 func (b *Broker) Stop() {
 	if b.cmd == nil {
 		return
 	}
-	b.cmd.Process.Kill()
+	if b.persistent {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+	} else {
+		b.cmd.Process.Kill()
+	}
 	<-b.done
 	b.cmd = nil
 }
@@ -204,9 +228,18 @@ func Watch(t testing.TB, url, filter string) *Watcher {
 // 1,000 by default) dropping part of it.
 func WatchQoS(t testing.TB, url, filter string, qos byte) *Watcher {
 	t.Helper()
+	return watch(t, url, filter, qos, "")
+}
+
+func watch(t testing.TB, url, filter string, qos byte, session string) *Watcher {
+	t.Helper()
 	w := &Watcher{t: t, last: map[string]Message{}, note: make(chan struct{}, 1)}
-	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("watch-%d", time.Now().UnixNano())).
-		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+	id := session
+	if id == "" {
+		id = fmt.Sprintf("watch-%d", time.Now().UnixNano())
+	}
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).
+		SetCleanSession(session == "").SetResumeSubs(session != "").SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(true)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		c.Subscribe(filter, qos, func(_ mqtt.Client, m mqtt.Message) {
@@ -227,6 +260,15 @@ func WatchQoS(t testing.TB, url, filter string, qos byte) *Watcher {
 	}
 	t.Cleanup(func() { w.cli.Disconnect(0) })
 	return w
+}
+
+// WatchSession is Watch with a persistent session (QoS 1, clean session
+// off) under the client id id: a persistent broker queues what arrives
+// while the watcher is away, even across its restart, so no message sent
+// while the watcher reconnects is missed.
+func WatchSession(t testing.TB, url, filter, id string) *Watcher {
+	t.Helper()
+	return watch(t, url, filter, 1, id)
 }
 
 // Publish sends a message from the watcher's own client.

@@ -335,7 +335,8 @@
     if (it.kind === 'answer') {
       return who + ': ' + it.action + ' → ' + it.status + (it.code ? ' (' + it.code + ': ' + it.message + ')' : '');
     }
-    return who + ': ' + (eventWords[it.event] || it.event) + (it.job ? ' — ' + it.job : '') + (it.detail ? ' (' + it.detail + ')' : '');
+    return who + ': ' + (eventWords[it.event] || it.event) + (it.job ? ' — ' + it.job : '') + (it.detail ? ' (' + it.detail + ')' : '') +
+      (it.late ? ' · seen late' : '');
   }
   function feedItem(it) {
     const li = el('li', it.code ? 'error' : '');
@@ -367,10 +368,58 @@
     return t;
   }
 
+  // The live stream. Whatever ends it (the bridge restarting, a proxy's
+  // 502, a 503 at the stream limit, a network change, a laptop waking up)
+  // the page connects again by itself, with backoff, and meanwhile says
+  // it is not live and since when, on the wall too: a screen must never
+  // show a frozen farm as live. The stream sends something every 5 s.
+  const staleAfter = 12000;
+  let es = null, lastHeard = 0, notLiveSince = Date.now(), retryIn = 1000, retryTimer = 0;
+  const heard = () => { lastHeard = Date.now(); };
+  function showLive() {
+    const live = $('live'), banner = $('stale');
+    const down = notLiveSince > 0;
+    document.body.classList.toggle('not-live', down && hooks.ready);
+    live.classList.toggle('down', down);
+    if (!down) {
+      live.textContent = 'live';
+      banner.hidden = true;
+      return;
+    }
+    const text = hooks.ready ? 'Not live since ' + fullClock.format(new Date(notLiveSince)) + ' · reconnecting…' : 'connecting…';
+    live.textContent = text;
+    banner.textContent = text;
+    banner.hidden = !hooks.ready;
+  }
+  function lost() {
+    if (es) { es.close(); es = null; }
+    if (!notLiveSince) notLiveSince = lastHeard || Date.now();
+    hooks.reconnects = (hooks.reconnects || 0) + 1;
+    showLive();
+    if (retryTimer) return;
+    const wait = retryIn * (0.75 + Math.random() * 0.5);
+    retryIn = Math.min(retryIn * 2, 30000);
+    retryTimer = setTimeout(() => { retryTimer = 0; connect(); }, wait);
+  }
+  function reconnectNow() {
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    retryIn = 1000;
+    if (es) { es.close(); es = null; }
+    connect();
+  }
+  setInterval(() => { if (es && Date.now() - lastHeard > staleAfter) lost(); }, 2000);
+  window.addEventListener('online', () => { if (notLiveSince) reconnectNow(); });
+  // A laptop that wakes up: its timers slept too.
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && (notLiveSince || Date.now() - lastHeard > staleAfter)) reconnectNow();
+  });
+
   function connect() {
-    const es = new EventSource('/api/stream');
-    const live = $('live');
-    es.addEventListener('snapshot', (e) => {
+    es = new EventSource('/api/stream');
+    heard();
+    const on = (name, f) => es.addEventListener(name, (e) => { heard(); f(e); });
+    on('snapshot', (e) => {
       const d = JSON.parse(e.data);
       S.printers.clear();
       S.clusters.clear();
@@ -382,41 +431,47 @@
       S.pictures = d.pictures || {}; S.controls = d.controls;
       for (const id of Object.keys(S.pictures)) { const p = S.printers.get(id); if (p) tile(p); }
       counters(); layout(); health(); renderFeed(); controlsShown();
-      live.textContent = 'live';
-      live.classList.remove('down');
+      notLiveSince = 0;
+      retryIn = 1000;
       hooks.ready = true;
+      hooks.snapshots = (hooks.snapshots || 0) + 1;
+      showLive();
       // When the first frame with every tile was painted, in ms since the
       // page's navigation started (the benchmark reads it).
       if (!hooks.renderedAt) requestAnimationFrame(() => setTimeout(() => { hooks.renderedAt = performance.now(); }));
     });
-    es.addEventListener('printers', (e) => { for (const p of JSON.parse(e.data)) putPrinter(p); later(); });
-    es.addEventListener('clusters', (e) => {
+    on('ping', () => {});
+    on('printers', (e) => { for (const p of JSON.parse(e.data)) putPrinter(p); later(); });
+    on('clusters', (e) => {
       for (const c of JSON.parse(e.data)) S.clusters.set(c.id, c);
       if (detailID) renderDetail();
       later();
     });
-    es.addEventListener('removed', (e) => {
+    on('removed', (e) => {
       const d = JSON.parse(e.data);
       for (const id of d.printers) { S.printers.delete(id); tiles.delete(id); }
       for (const id of d.clusters) S.clusters.delete(id);
       later();
     });
-    es.addEventListener('bridge', (e) => { const d = JSON.parse(e.data); S.info = d.info; S.health = d.health; later(); });
-    es.addEventListener('feed', (e) => {
+    on('bridge', (e) => { const d = JSON.parse(e.data); S.info = d.info; S.health = d.health; later(); });
+    on('feed', (e) => {
+      // An event seen late is placed at its time.
       S.feed.push(...JSON.parse(e.data));
+      S.feed.sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
       if (S.feed.length > 200) S.feed.splice(0, S.feed.length - 200);
       renderFeed();
       if (detailID) renderDetail();
     });
-    es.addEventListener('statistics', (e) => { S.statistics = JSON.parse(e.data); if (detailID) renderDetail(); });
-    es.addEventListener('pictures', (e) => {
+    on('statistics', (e) => { S.statistics = JSON.parse(e.data); if (detailID) renderDetail(); });
+    on('pictures', (e) => {
       const d = JSON.parse(e.data);
       Object.assign(S.pictures, d);
       for (const id of Object.keys(d)) { const p = S.printers.get(id); if (p) tile(p); }
       if (detailID && d[detailID]) renderDetail();
     });
-    es.onopen = () => { live.textContent = 'live'; live.classList.remove('down'); };
-    es.onerror = () => { live.textContent = 'reconnecting…'; live.classList.add('down'); };
+    // The browser retries a stream that dropped after a 200, but never
+    // one answered otherwise: the page retries every kind itself.
+    es.onerror = () => lost();
   }
 
   // Controls: shown once the person gave the bridge's token.
