@@ -190,6 +190,11 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	job := func(field string) string {
 		return fmt.Sprintf("{{ value_json.job.%s if value_json.job else None }}", field)
 	}
+	// A text the cloud names (a job's name or owner) is cut to what a
+	// state holds: a longer one would make the entity unknown.
+	jobText := func(field string) string {
+		return fmt.Sprintf("{{ value_json.job.%s[:%d] if value_json.job else None }}", field, StateShown)
+	}
 	// The device's main entity: it shows as the printer's name.
 	cs.add("status", sensor(uid("status"), "", st, enumTemplate("value_json.status", PrinterStatuses), "enum").
 		with("name", nil).with("options", PrinterStatuses).with("icon", "mdi:printer-3d"))
@@ -209,7 +214,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 	cs.add("accepting_jobs", binarySensor(uid("accepting_jobs"), "Accepting jobs", st, "{{ 'ON' if value_json.enabled else 'OFF' }}", "").
 		with("entity_category", "diagnostic").with("icon", "mdi:tray-arrow-down"))
 
-	cs.add("job_name", sensor(uid("job_name"), "Job", st, job("name"), "").with("icon", "mdi:file-cad"))
+	cs.add("job_name", sensor(uid("job_name"), "Job", st, jobText("name"), "").with("icon", "mdi:file-cad"))
 	cs.add("progress", sensor(uid("progress"), "Progress", st, "{{ value_json.job.progress if value_json.job else None }}", "").
 		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:progress-clock").
 		with("suggested_display_precision", 0))
@@ -226,7 +231,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		"{{ value_json.job.started_at if value_json.job and value_json.job.started_at else None }}", "timestamp"))
 	cs.add("print_finish", sensor(uid("print_finish"), "Estimated finish", st,
 		"{{ value_json.job.eta if value_json.job and value_json.job.eta else None }}", "timestamp"))
-	cs.add("job_owner", sensor(uid("job_owner"), "Job owner", st, job("owner"), "").with("entity_category", "diagnostic").with("icon", "mdi:account"))
+	cs.add("job_owner", sensor(uid("job_owner"), "Job owner", st, jobText("owner"), "").with("entity_category", "diagnostic").with("icon", "mdi:account"))
 	cs.add("last_job_result", sensor(uid("last_job_result"), "Last job result", st,
 		"{% set s = value_json.last_job.result if value_json.last_job else 'none' %}"+enumPick("s", JobResults), "enum").
 		with("options", JobResults).with("json_attributes_topic", st).
@@ -330,7 +335,7 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		// HA drops an event while its entity is unavailable, and the
 		// printer is unavailable exactly when printer_offline happens.
 		"availability":   bridgeOnly,
-		"value_template": "{{ {'event_type': value_json.event, 'job': value_json.job.name if value_json.job else None, 'detail': value_json.detail} | tojson }}"})
+		"value_template": "{{ {'event_type': value_json.event, 'job': value_json.job.name if value_json.job else None, 'detail': value_json.detail, 'late': value_json.late} | tojson }}"})
 	for _, t := range state.EventTypes {
 		if c.DeviceTriggers {
 			cs.add("trigger_"+t, Component{"platform": "device_automation", "automation_type": "trigger", "topic": ev,
@@ -487,7 +492,11 @@ func addStatistics(cs components, uid func(string) string, topic string) {
 // HA's text entities hold at most 255 characters. A note of exactly what
 // was shown of a longer one is HA saving it unchanged (commands keep the
 // note whole then).
-const NoteShown = 255
+const NoteShown = StateShown
+
+// StateShown is the longest state Home Assistant keeps: a sensor given a
+// longer one logs an error and shows unknown.
+const StateShown = 255
 
 // addClusterExtras adds a cluster's note (text, when notes are a
 // control) and its last maintenance, read from the cluster's state.

@@ -2,6 +2,7 @@ package discovery_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +48,12 @@ func TestPrinterEntitySet(t *testing.T) {
 		name string
 		ok   func() bool
 	}{
+		{"TextsFromTheCloudCutToAState", func() bool {
+			// A job's name over 255 characters would make the entity unknown.
+			cut := fmt.Sprintf("[:%d]", discovery.StateShown)
+			return strings.Contains(comp("job_name")["value_template"].(string), "value_json.job.name"+cut) &&
+				strings.Contains(comp("job_owner")["value_template"].(string), "value_json.job.owner"+cut)
+		}},
 		{"StatusIsTheMainEntity", func() bool {
 			name, has := comp("status")["name"]
 			return has && name == nil

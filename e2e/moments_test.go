@@ -330,6 +330,41 @@ func TestGroupTakeoverEventsOnce(t *testing.T) {
 	if target == "" {
 		t.Fatal("no member owns a printing printer")
 	}
+	// One feed for the whole group: what one member shows, the other shows
+	// a moment later (each adds its own events and answers, and shares
+	// them). An answer from each, to be sure both have added something.
+	for _, id := range []string{"m1", "m2"} {
+		if owned := ownedPrinters(farmPrinters(watch.Snapshot(), base), id, "m1", "m2"); len(owned) > 0 {
+			watch.Publish(base+"/printers/"+owned[0]+"/set", `{"action":"no_such_action"}`, false)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	feeds := map[string][]activity.Item{}
+	for id, mb := range members {
+		var items []activity.Item
+		getJSON(t, mb.http+"/api/feed", &items)
+		feeds[id] = items
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for id, mb := range members {
+		var later []activity.Item
+		getJSON(t, mb.http+"/api/feed", &later)
+		for other, items := range feeds {
+			for _, it := range items {
+				if !slices.ContainsFunc(later, func(l activity.Item) bool { return l.ID == it.ID }) {
+					t.Errorf("member %s's feed lacks %s's item %+v", id, other, it)
+				}
+			}
+		}
+	}
+	origins := map[string]bool{}
+	for _, it := range feeds["m1"] {
+		origins[strings.SplitN(it.ID, ".", 2)[0]] = true
+	}
+	if !origins["m1"] || !origins["m2"] {
+		t.Errorf("m1's feed has items of %v, want both members'", origins)
+	}
+
 	m := members[victim]
 	m.cmd.Process.Signal(syscall.SIGSTOP)
 	if err := sim.FinishJob(target); err != nil {

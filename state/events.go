@@ -40,7 +40,7 @@ type Event struct {
 	// Late is set on an event published after its moment: derived at a
 	// restart or a takeover against the state published before (Since is
 	// when that was), or kept while the broker was away.
-	Late  bool       `json:"late,omitempty"`
+	Late  bool       `json:"late"`
 	Since *time.Time `json:"since,omitempty"`
 }
 

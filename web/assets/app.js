@@ -398,7 +398,7 @@
     showLive();
     if (retryTimer) return;
     const wait = retryIn * (0.75 + Math.random() * 0.5);
-    retryIn = Math.min(retryIn * 2, 30000);
+    retryIn = Math.min(retryIn * 2, 15000);
     retryTimer = setTimeout(() => { retryTimer = 0; connect(); }, wait);
   }
   function reconnectNow() {
