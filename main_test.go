@@ -56,6 +56,10 @@ func TestConfigErrors(t *testing.T) {
 		{"MissingSecretFile", []string{"MQTT_URL=tcp://" + ln.Addr().String(), "ULTIMAKER_API_TOKEN_FILE=/nonexistent/token"}, []string{"ULTIMAKER_API_TOKEN_FILE"}},
 		{"BothSecretAndFile", append(slices.Clone(okEnv), "ULTIMAKER_API_TOKEN_FILE="+secretFile), []string{"ULTIMAKER_API_TOKEN"}},
 		{"CertWithoutKey", append(slices.Clone(okEnv), "MQTT_CERT_FILE="+secretFile), []string{"MQTT_CERT_FILE", "MQTT_KEY_FILE"}},
+		{"ShortWebToken", append(slices.Clone(okEnv), "WEB_TOKEN=a"), []string{"WEB_TOKEN", "16", "openssl rand"}},
+		{"ShortWebTokenPadded", append(slices.Clone(okEnv), "WEB_TOKEN=  short token \n"), []string{"WEB_TOKEN"}},
+		{"BadAllowedHost", append(slices.Clone(okEnv), "WEB_ALLOWED_HOSTS=ok.example,http://x/"), []string{"WEB_ALLOWED_HOSTS"}},
+		{"BadTrustedProxy", append(slices.Clone(okEnv), "WEB_TRUSTED_PROXIES=10.0.0.0/33"), []string{"WEB_TRUSTED_PROXIES"}},
 		{"UnknownCommand", nil, nil},
 	}
 	for _, tt := range tests {

@@ -241,13 +241,14 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			images = b.api
 		}
 		b.web = web.New(web.Config{Tree: b.tree, Token: cfg.WebToken.Reveal(), CommandTimeout: cfg.CommandTimeout,
-			Health: func() any { return b.health() }, Feed: b.feed}, b.render, b.cmd, images, b.log)
+			Health: func() any { return b.health() }, Feed: b.feed, TrustedProxies: cfg.TrustedProxies()}, b.render, b.cmd,
+			images, b.log)
 		b.render.WatchFarm(b.web.Observe)
 		b.feed.Watch(b.web.Activity)
 		b.render.WatchPictures(b.web.Pictured)
 	}
 	if cfg.HTTPListen != "" {
-		b.mon = monitor.New(cfg.HTTPListen, b.metrics, b.health, b.log)
+		b.mon = monitor.New(cfg.HTTPListen, b.metrics, b.health, monitor.Options{Hosts: PageHosts(cfg)}, b.log)
 		if b.web != nil {
 			b.mon.Page(b.web.Handler())
 		}
@@ -465,6 +466,21 @@ func (b *Bridge) health() monitor.Health {
 			len(g.Live()))})
 	}
 	return monitor.Evaluate(checks...)
+}
+
+// PageHosts are the Host names the HTTP endpoint answers to besides IP
+// addresses and localhost: WEB_ALLOWED_HOSTS, this machine's name (and
+// its mDNS name, <name>.local) and HTTP_LISTEN's host when it is a name.
+func PageHosts(cfg *config.Config) monitor.Hosts {
+	names := slices.Clone(cfg.WebAllowedHosts)
+	if h, err := os.Hostname(); err == nil && h != "" {
+		short, _, _ := strings.Cut(h, ".")
+		names = append(names, h, short, short+".local")
+	}
+	if host, _, err := net.SplitHostPort(cfg.HTTPListen); err == nil && host != "" {
+		names = append(names, host)
+	}
+	return monitor.NewHosts(names...)
 }
 
 // MQTTConfig is the broker connection of cfg. role is "" for the bridge

@@ -88,6 +88,20 @@ var (
 	Destructive = []string{"delete", "delete_team"}
 )
 
+// OtherAction stands for every action the bridge does not know, where
+// an action names something kept (a metric's label).
+const OtherAction = "other"
+
+// KnownAction is action when the bridge knows it, else OtherAction.
+func KnownAction(action string) string {
+	for _, list := range [][]string{PrinterActions, ClusterActions, BridgeActions, WorkspaceActions} {
+		if slices.Contains(list, action) {
+			return action
+		}
+	}
+	return OtherAction
+}
+
 // Error codes in answers. They are stable: automations branch on them.
 const (
 	CodeBadRequest    = "bad_request"
@@ -118,8 +132,9 @@ type Config struct {
 	PollEvery      time.Duration // action status polls
 	DedupeWindow   time.Duration // how long a transaction id is remembered
 	MaxInFlight    int           // commands being carried out at once
-	// OnAnswer, when set, is told of every final answer: the action and
-	// "ok" or the error code, for metrics.
+	// OnAnswer, when set, is told of every final answer: the action ("other"
+	// for one the bridge does not know: anyone who can send a command makes
+	// up action names) and "ok" or the error code, for metrics.
 	OnAnswer func(action, result string)
 	// Prober, when set, is asked before a command is carried out whether
 	// the broker holds it retained (then it is answered retained, never
@@ -1017,7 +1032,7 @@ func (h *Handler) answer(ctx context.Context, t target, req Request, r *Response
 		if r.Error != nil {
 			result = r.Error.Code
 		}
-		h.cfg.OnAnswer(r.Action, result)
+		h.cfg.OnAnswer(KnownAction(r.Action), result)
 	}
 	if len(r.Transaction) == 0 {
 		r.Transaction = json.RawMessage("null")

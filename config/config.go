@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -99,7 +100,11 @@ type Config struct {
 
 	HTTPListen string `env:"HTTP_LISTEN" help:"Address for the farm's page, its API, /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
 	WebUI      bool   `env:"WEB_UI" envDefault:"true" help:"Serve the farm's page and its API on HTTP_LISTEN (true or false); /healthz and /metrics stay either way"`
-	WebToken   Secret `env:"WEB_TOKEN" help:"Token that unlocks the page's controls and the API's actions (Authorization: Bearer …; or WEB_TOKEN_FILE); without it the page is read-only"`
+	WebToken   Secret `env:"WEB_TOKEN" help:"Token that unlocks the page's controls and the API's actions (Authorization: Bearer …; or WEB_TOKEN_FILE), at least 16 characters (openssl rand -hex 24 makes one); without it the page is read-only"`
+	// The page on a LAN: which names it answers to, whose forwarded
+	// address it believes.
+	WebAllowedHosts   []string `env:"WEB_ALLOWED_HOSTS" help:"Host names the page and API answer to besides IP addresses, localhost, this machine's name (and <name>.local) and HTTP_LISTEN's host, comma-separated (e.g. printers.lab.example, or *.lab.example for its subdomains): any other Host header gets 421, so a web page cannot reach the bridge by DNS rebinding"`
+	WebTrustedProxies []string `env:"WEB_TRUSTED_PROXIES" help:"Reverse proxies in front of the page, comma-separated addresses or CIDR ranges (e.g. 127.0.0.1,10.0.0.0/8): only for requests from them is X-Forwarded-For read for the client's address (rate limits, stream slots); empty: the connection's address"`
 
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"trace, debug, info, warn or error"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"auto" help:"auto (console on a terminal, else JSON), json or console"`
@@ -241,6 +246,42 @@ func (c *Config) normalize() {
 		return out
 	}
 	c.AllowedActions, c.ClusterIDs, c.LocalPrinters = trim(c.AllowedActions), trim(c.ClusterIDs), trim(c.LocalPrinters)
+	c.WebAllowedHosts, c.WebTrustedProxies = trim(c.WebAllowedHosts), trim(c.WebTrustedProxies)
+	for i, h := range c.WebAllowedHosts {
+		c.WebAllowedHosts[i] = strings.TrimSuffix(strings.ToLower(h), ".")
+	}
+	// Trimmed as WEB_TOKEN_FILE is: a token pasted with a space or a
+	// newline is the same token.
+	c.WebToken = Secret(strings.TrimSpace(string(c.WebToken)))
+}
+
+// MinWebToken is the shortest WEB_TOKEN accepted: 16 characters of a
+// random hex string are 64 bits, beyond guessing over HTTP.
+const MinWebToken = 16
+
+// TrustedProxies parses WEB_TRUSTED_PROXIES (checked by Problems).
+func (c *Config) TrustedProxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.WebTrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads an address (a range of one) or a CIDR range.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // MQTT_OUTPUT's values.
@@ -376,6 +417,20 @@ func (c *Config) Problems() []string {
 			p = append(p, "HTTP_LISTEN: want host:port or :port")
 		}
 	}
+	if n := len([]rune(string(c.WebToken))); n > 0 && n < MinWebToken {
+		p = append(p, fmt.Sprintf("WEB_TOKEN: at least %d characters, it has %d (make one with: openssl rand -hex 24)",
+			MinWebToken, n))
+	}
+	for _, h := range c.WebAllowedHosts {
+		if !validHostPattern(h) {
+			p = append(p, fmt.Sprintf("WEB_ALLOWED_HOSTS: %q is not a host name (letters, digits, - and ., or *.name)", h))
+		}
+	}
+	for _, s := range c.WebTrustedProxies {
+		if _, err := parsePrefix(s); err != nil {
+			p = append(p, fmt.Sprintf("WEB_TRUSTED_PROXIES: %q is not an address or CIDR range", s))
+		}
+	}
 	for _, h := range c.LocalPrinters {
 		if _, err := local.ParseHost(h); err != nil {
 			p = append(p, "LOCAL_PRINTERS: "+err.Error())
@@ -394,6 +449,20 @@ func (c *Config) Problems() []string {
 		p = append(p, "DEMO_SPEED: must be above 0 and at most 10000")
 	}
 	return p
+}
+
+// validHostPattern reports whether h is a host name, or *. and one.
+func validHostPattern(h string) bool {
+	h = strings.TrimPrefix(h, "*.")
+	if h == "" || len(h) > 253 || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkBrokerURL(s string) string {

@@ -86,3 +86,24 @@ func TestProblemsChangesNothing(t *testing.T) {
 		t.Errorf("Problems changed the configuration")
 	}
 }
+
+// WEB_TOKEN is trimmed as WEB_TOKEN_FILE is: the same token either way.
+func TestWebTokenTrimmed(t *testing.T) {
+	cfg, err := Load(map[string]string{"WEB_TOKEN": "  0123456789abcdef0123\n", "LOCAL_PRINTERS": "192.0.2.1"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.WebToken.Reveal() != "0123456789abcdef0123" {
+		t.Errorf("WEB_TOKEN %q, want it trimmed", cfg.WebToken.Reveal())
+	}
+	if p := cfg.TrustedProxies(); len(p) != 0 {
+		t.Errorf("trusted proxies %v without WEB_TRUSTED_PROXIES", p)
+	}
+	cfg, err = Load(map[string]string{"WEB_TRUSTED_PROXIES": "127.0.0.1, 10.1.0.0/16", "LOCAL_PRINTERS": "192.0.2.1"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.TrustedProxies(); len(p) != 2 || p[0].String() != "127.0.0.1/32" || p[1].String() != "10.1.0.0/16" {
+		t.Errorf("trusted proxies %v", p)
+	}
+}

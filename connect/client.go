@@ -61,6 +61,7 @@ type Options struct {
 type Client struct {
 	base      *url.URL
 	http      *http.Client
+	images    *http.Client // public addresses only, but the API's own (images.go)
 	ts        oauth2.TokenSource
 	timeout   time.Duration
 	userAgent string
@@ -103,8 +104,9 @@ func New(opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "ultimaker2mqtt"
 	}
-	return &Client{base: u, http: hc, ts: opts.TokenSource, timeout: opts.Timeout, userAgent: opts.UserAgent, now: time.Now,
-		observe: opts.Observe, log: opts.Log.With().Str("component", "connect").Logger()}, nil
+	return &Client{base: u, http: hc, images: imageClient(hc, u), ts: opts.TokenSource, timeout: opts.Timeout,
+		userAgent: opts.UserAgent, now: time.Now, observe: opts.Observe,
+		log: opts.Log.With().Str("component", "connect").Logger()}, nil
 }
 
 // Clusters lists every cluster the token can see, following all pages.
@@ -614,7 +616,7 @@ func (c *Client) Image(ctx context.Context, rawURL string) ([]byte, string, erro
 	if err != nil || !allowed(u) {
 		return nil, "", fmt.Errorf("picture %q: want an https address", rawURL)
 	}
-	hc := *c.http
+	hc := *c.images
 	hc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
 		if len(via) > 3 || !allowed(r.URL) {
 			return fmt.Errorf("picture: redirect to %s refused", r.URL.Redacted())

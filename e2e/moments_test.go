@@ -256,6 +256,12 @@ func TestEventsAcrossABrokerOutage(t *testing.T) {
 	if n := metric(t, addr, "ultimaker2mqtt_mqtt_held_messages"); n != 0 {
 		t.Errorf("%v messages still held", n)
 	}
+	// The picture taken at the end, while the broker was down, is there.
+	watch.WaitFor(15*time.Second, "the picture of the end", func(m map[string]mqtttest.Message) bool {
+		var s snapshotMsg
+		json.Unmarshal([]byte(m[base+"/snapshot"].Payload), &s)
+		return s.Job == job && s.Event == state.PrintFinished && s.Size > 0
+	})
 }
 
 // feedOf is the page's activity feed.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -90,6 +92,12 @@ func TestMetricsAfterPollAndCommand(t *testing.T) {
 	watch.WaitFor(10*time.Second, "states", func(m map[string]mqtttest.Message) bool { return hasAll(m, expectedTopics("mx")) })
 	lab := "mx/printers/ultimakersystem-4b0fc38e95e3"
 	command(t, watch, lab+"/set", lab+"/response", `{"action":"resume","transaction":"m1"}`, `"m1"`) // conflict: it prints
+	// Actions made up by whoever may send commands share one label: they
+	// cannot create series without bound.
+	for i := range 3 {
+		tx := fmt.Sprintf(`"made-up-%d"`, i)
+		command(t, watch, lab+"/set", lab+"/response", fmt.Sprintf(`{"action":"made_up_%d","transaction":%s}`, i, tx), tx)
+	}
 	var text string
 	deadline := time.Now().Add(10 * time.Second)
 	want := []string{
@@ -97,6 +105,7 @@ func TestMetricsAfterPollAndCommand(t *testing.T) {
 		`ultimaker2mqtt_polls_total{target="status"}`,
 		`ultimaker2mqtt_api_request_duration_seconds_bucket{code="200",method="GET",route="/clusters/{id}/status"`,
 		`ultimaker2mqtt_commands_total{action="resume",result="conflict"} 1`,
+		`ultimaker2mqtt_commands_total{action="other",result=`,
 		`ultimaker2mqtt_clusters 4`,
 		`ultimaker2mqtt_printers 6`,
 		`ultimaker2mqtt_mqtt_connected 1`,
@@ -118,12 +127,21 @@ func TestMetricsAfterPollAndCommand(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			// poll_errors appears once an error happened: cause one.
-			t.Fatalf("metrics lack %v", missing)
+			var got []string
+			for _, l := range strings.Split(text, "\n") {
+				if strings.HasPrefix(l, "ultimaker2mqtt_commands_total") {
+					got = append(got, l)
+				}
+			}
+			t.Fatalf("metrics lack %v (commands: %v)", missing, got)
 		}
 		if slices.Contains(missing, `ultimaker2mqtt_poll_errors_total`) {
 			w.sim.AddFault(simulatorFault("server_error", 1))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Contains(text, "made_up") {
+		t.Error("a made-up action became a metric label")
 	}
 	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, "ultimaker2mqtt_last_successful_poll_timestamp_seconds ") {
@@ -138,4 +156,46 @@ func TestMetricsAfterPollAndCommand(t *testing.T) {
 
 func simulatorFault(kind string, count int) simulator.Fault {
 	return simulator.Fault{Kind: simulator.FaultKind(kind), Count: count}
+}
+
+// TestHostsTheEndpointAnswers: a request whose Host is a name the bridge
+// does not know (a web page that points its own name at the bridge: DNS
+// rebinding) gets 421 on every path, the page, its API, /healthz and
+// /metrics alike; addresses, localhost, the machine's name and
+// WEB_ALLOWED_HOSTS are answered (issue 28).
+func TestHostsTheEndpointAnswers(t *testing.T) {
+	w := newWorld(t, "hosts")
+	addr := freeAddr(t)
+	startBridge(t, append(slices.Clone(w.env), "HTTP_LISTEN="+addr, "WEB_ALLOWED_HOSTS=printers.lab.example",
+		"WEB_TOKEN=a-token-of-24-characters"))
+	waitHealth(t, addr, http.StatusOK)
+	_, port, _ := net.SplitHostPort(addr)
+	machine, _ := os.Hostname()
+	ask := func(method, path, host string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(`{"action":"pause"}`))
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer a-token-of-24-characters")
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	paths := []struct{ method, path string }{{"GET", "/"}, {"GET", "/assets/app.js"}, {"GET", "/api/printers"},
+		{"GET", "/api/feed"}, {"GET", "/api/snapshot"}, {"GET", "/api/stream"}, {"GET", "/api/bridge"}, {"GET", "/healthz"},
+		{"GET", "/metrics"}, {"GET", "/api/auth"}, {"POST", "/api/printers/" + labS5 + "/actions"}, {"GET", "/nothing"}}
+	for _, host := range []string{"evil.example:" + port, "printers.lab.example.evil.example", "localhost.evil.example:" + port} {
+		for _, p := range paths {
+			if code := ask(p.method, p.path, host); code != http.StatusMisdirectedRequest {
+				t.Errorf("%s %s with Host %s: %d, want 421", p.method, p.path, host, code)
+			}
+		}
+	}
+	for _, host := range []string{addr, "localhost:" + port, "printers.lab.example:" + port, machine + ":" + port} {
+		if code := ask("GET", "/healthz", host); code != http.StatusOK {
+			t.Errorf("/healthz with Host %s: %d, want 200", host, code)
+		}
+	}
 }

@@ -39,12 +39,13 @@ func chromiumPath(t *testing.T) string {
 
 // browser starts a headless Chromium for the test, as the machine's notes
 // say to run it here (no sandbox as root, no background networking).
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromiumPath(t)), chromedp.NoSandbox,
 		chromedp.DisableGPU, chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelA() })
@@ -99,7 +100,7 @@ func TestFarmPageInChromium(t *testing.T) {
 		mu.Unlock()
 	}})
 	addr := freeAddr(t)
-	const token = "page-test-token"
+	const token = "page-test-token-of-24-chars"
 	startBridge(t, append(slices.Clone(w.env), "HTTP_LISTEN="+addr, "WEB_TOKEN="+token))
 	origin := "http://" + addr
 	waitForPrinters(t, w, "page")
@@ -256,5 +257,44 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 	}
 	if err := os.WriteFile(filepath.Join(*screenshots, name), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFarmPageByAName: the page works by a name in WEB_ALLOWED_HOSTS, and
+// a name that is not there (a rebinding page's) gets nothing from it
+// (issue 28).
+func TestFarmPageByAName(t *testing.T) {
+	w := fastWorld(t, "named")
+	addr := freeAddr(t)
+	startBridge(t, append(slices.Clone(w.env), "HTTP_LISTEN="+addr, "WEB_ALLOWED_HOSTS=printers.lab.test"))
+	waitForPrinters(t, w, "named")
+	_, port, _ := strings.Cut(addr, ":")
+	// Both names lead to the bridge, as a rebinding page's would.
+	ctx := browser(t, chromedp.Flag("host-resolver-rules", "MAP printers.lab.test 127.0.0.1, MAP evil.lab.test 127.0.0.1"))
+	var pw pageWatch
+	pw.listen(t, ctx)
+	tctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate("http://printers.lab.test:"+port+"/"),
+		chromedp.Poll[chromedp.Void](`window.__u2m && window.__u2m.ready && document.querySelectorAll('.tile').length === 6`,
+			chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		t.Fatalf("the page by its allowed name: %v", err)
+	}
+	if err := chromedp.Do(tctx, chromedp.Navigate("http://evil.lab.test:"+port+"/")); err != nil {
+		t.Fatal(err)
+	}
+	body, err := chromedp.Run(tctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body, "WEB_ALLOWED_HOSTS") || strings.Contains(body, "Printers") {
+		t.Errorf("the page by a name not allowed showed %q", body)
+	}
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	for _, e := range pw.errors {
+		if !strings.Contains(e, "421") {
+			t.Errorf("the page logged %s", e)
+		}
 	}
 }

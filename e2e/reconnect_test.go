@@ -26,7 +26,7 @@ type proxy struct {
 	rp *httputil.ReverseProxy
 
 	mu      sync.Mutex
-	mode    string // "pass", "503" or "freeze"
+	mode    string // "pass", "503", "full" (503 for streams only), "silence" or "freeze"
 	streams map[*http.Request]context.CancelFunc
 }
 
@@ -104,7 +104,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}()
 	switch {
-	case mode == "503":
+	case mode == "503", mode == "full" && stream:
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	case mode == "freeze" && stream:
@@ -177,6 +177,16 @@ func TestPageComesBack(t *testing.T) {
 	back := within("back, with the rename", fmt.Sprintf(`[...document.querySelectorAll('.tile')].some(t => `+
 		`t.dataset.id === %q && t.textContent.includes('Renamed while away')) && %s`, renamed, live), 40*time.Second)
 	t.Logf("bridge back: the wall live again, with the rename, %s after the proxy passed again", back.Round(100*time.Millisecond))
+
+	// A bridge whose streams are all taken: not live, but the farm shown
+	// as it is (the page catches up from /api/snapshot while it retries).
+	p.set("full")
+	within("not live while the streams are full", notLive, 20*time.Second)
+	second := w.sim.Rename(w.sim.ClusterIDs()[1], "Renamed while full")
+	within("the rename shown while not live", fmt.Sprintf(`[...document.querySelectorAll('.tile')].some(t => `+
+		`t.dataset.id === %q && t.textContent.includes('Renamed while full')) && %s`, second, notLive), 40*time.Second)
+	p.set("pass")
+	within("live after the full bridge", live, 30*time.Second)
 
 	// A stream that goes silent (a laptop asleep, a stuck connection): not
 	// live within 20 s; then streams that open and stay silent, then back.

@@ -1,4 +1,4 @@
-// Package monitor serves /healthz and Prometheus /metrics for the bridge.
+// Package monitor serves the bridge's HTTP endpoint: /healthz, Prometheus /metrics and the page it is given, to the host names it knows, within bounds per client.
 package monitor
 
 import (
@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 )
 
 // Check is one health condition.
@@ -39,6 +41,18 @@ type Server struct {
 	health func() Health
 	log    zerolog.Logger
 	page   http.Handler // every other path (the farm's page and its API); nil: none
+	hosts  Hosts
+	bounds Bounds
+
+	refusedMu sync.Mutex
+	refused   map[string]time.Time // Host names refused, when last logged
+}
+
+// Options are the endpoint's safety: the Host names it answers to and
+// its bounds.
+type Options struct {
+	Hosts  Hosts
+	Bounds Bounds // zero: DefaultBounds
 }
 
 // Page has h serve every path but /healthz and /metrics: the farm's page
@@ -46,12 +60,19 @@ type Server struct {
 func (s *Server) Page(h http.Handler) { s.page = h }
 
 // New returns a Server for listen (host:port).
-func New(listen string, expo Exposition, health func() Health, log zerolog.Logger) *Server {
-	return &Server{listen: listen, expo: expo, health: health, log: log.With().Str("component", "http").Logger()}
+func New(listen string, expo Exposition, health func() Health, opts Options, log zerolog.Logger) *Server {
+	if opts.Bounds == (Bounds{}) {
+		opts.Bounds = DefaultBounds
+	}
+	return &Server{listen: listen, expo: expo, health: health, hosts: opts.Hosts, bounds: opts.Bounds,
+		refused: map[string]time.Time{}, log: log.With().Str("component", "http").Logger()}
 }
 
-// Handler serves /healthz and /metrics.
-func (s *Server) Handler() http.Handler {
+// Handler serves /healthz, /metrics and the page, to the allowed Host
+// names only.
+func (s *Server) Handler() http.Handler { return s.secure(s.mux()) }
+
+func (s *Server) mux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		h := s.health()
@@ -79,10 +100,12 @@ func (s *Server) Listen() (net.Listener, error) { return net.Listen("tcp", s.lis
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Requests live in ctx: the page's live streams end when it does, so
 	// the shutdown below does not wait for them.
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+	b := s.bounds
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: b.ReadHeader, ReadTimeout: b.Read, WriteTimeout: b.Write,
+		IdleTimeout: b.Idle, MaxHeaderBytes: b.MaxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(ln, b.MaxConns)) }()
 	s.log.Info().Str("listen", ln.Addr().String()).Bool("page", s.page != nil).Msg("serving /healthz and /metrics")
 	select {
 	case <-ctx.Done():

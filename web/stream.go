@@ -24,8 +24,13 @@ const (
 	// feedLength is how many activity items a page is sent.
 	feedLength = activity.Length
 	// maxPages bounds the open streams: each holds a connection and a
-	// goroutine, and a wall of screens is a few dozen.
-	maxPages = 256
+	// goroutine, and a wall of screens is a few dozen. maxPagesPerClient
+	// bounds one client's: one address cannot take every slot.
+	maxPages          = 256
+	maxPagesPerClient = 8
+	// streamWrite bounds each write to a stream: a client that stops
+	// reading is let go.
+	streamWrite = 30 * time.Second
 )
 
 // hub keeps what the page needs besides the renderer's states and the
@@ -37,13 +42,15 @@ type hub struct {
 
 	mu         sync.Mutex
 	pages      map[*page]bool
+	perClient  map[string]int // open pages by client
 	statistics map[string]json.RawMessage
 	workspace  json.RawMessage
 }
 
 // page is one open stream and what it has not been sent yet.
 type page struct {
-	wake chan struct{}
+	client string
+	wake   chan struct{}
 	// The printers and clusters that changed, with their state as the
 	// update had it encoded already (one encoding shared by every page).
 	printers   map[string][]byte
@@ -58,7 +65,8 @@ type page struct {
 }
 
 func newHub(tree topics.Tree, feed Activity) *hub {
-	return &hub{tree: tree, feed: feed, pages: map[*page]bool{}, statistics: map[string]json.RawMessage{}}
+	return &hub{tree: tree, feed: feed, pages: map[*page]bool{}, perClient: map[string]int{},
+		statistics: map[string]json.RawMessage{}}
 }
 
 // Observe takes note of an update (the renderer's, render.Watch): what
@@ -168,24 +176,35 @@ func (pg *page) poke() {
 	}
 }
 
-// open registers a page; from now on it is told what changes. Nil when
-// maxPages are open already.
-func (h *hub) open() *page {
-	pg := &page{wake: make(chan struct{}, 1), printers: map[string][]byte{}, clusters: map[string][]byte{},
+// open registers a client's page; from now on it is told what changes.
+// Nil, and why, when maxPages are open already, or maxPagesPerClient of
+// this client's.
+func (h *hub) open(client string) (*page, string) {
+	pg := &page{client: client, wake: make(chan struct{}, 1), printers: map[string][]byte{}, clusters: map[string][]byte{},
 		gone: map[string]bool{}, goneC: map[string]bool{}, pictures: map[string]time.Time{}}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.pages) >= maxPages {
-		return nil
+	switch {
+	case len(h.pages) >= maxPages:
+		return nil, fmt.Sprintf("%d pages are open already", maxPages)
+	case h.perClient[client] >= maxPagesPerClient:
+		return nil, fmt.Sprintf("%d pages of this client are open already", maxPagesPerClient)
 	}
 	h.pages[pg] = true
-	return pg
+	h.perClient[client]++
+	return pg, ""
 }
 
 func (h *hub) close(pg *page) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.pages[pg] {
+		return
+	}
 	delete(h.pages, pg)
-	h.mu.Unlock()
+	if h.perClient[pg.client]--; h.perClient[pg.client] <= 0 {
+		delete(h.perClient, pg.client)
+	}
 }
 
 // take is what pg was not sent yet, and marks it sent.
@@ -214,28 +233,39 @@ func (h *hub) take(pg *page) (changes page, stats map[string]json.RawMessage, wo
 // (a snapshot: a page that reconnects catches up with it), then what
 // changed, each printer at most once per flushEvery.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		problem(w, http.StatusInternalServerError, "streaming is not supported here")
 		return
 	}
-	pg := s.hub.open() // before the snapshot: what changes meanwhile is sent after it
+	pg, full := s.hub.open(s.clients.of(r)) // before the snapshot: what changes meanwhile is sent after it
 	if pg == nil {
+		// The page shows the state all the same (/api/snapshot) and tries
+		// again.
 		w.Header().Set("Retry-After", "10")
-		problem(w, http.StatusServiceUnavailable, fmt.Sprintf("%d pages are open already", maxPages))
+		problem(w, http.StatusServiceUnavailable, full)
 		return
 	}
 	defer s.hub.close(pg)
+	// The endpoint's write bound would end a stream: each write has a
+	// deadline of its own instead.
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	out := bufio.NewWriterSize(w, 64<<10)
-	out.WriteString("retry: 2000\n\n")
+	flush := func() bool {
+		rc.SetWriteDeadline(time.Now().Add(streamWrite))
+		if out.Flush() != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	out.WriteString("retry: 2000\n\nevent: snapshot\ndata: ")
 	s.writeSnapshot(out)
-	if out.Flush() != nil {
+	out.WriteString("\n\n")
+	if !flush() {
 		return
 	}
-	flusher.Flush()
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	for {
@@ -253,11 +283,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			}
 			s.writeChanges(out, pg)
 		}
-		if out.Flush() != nil {
+		if !flush() {
 			return
 		}
-		flusher.Flush()
 	}
+}
+
+// snapshot serves what the stream's snapshot says, once: the page asks
+// for it while it cannot have a stream, so it shows the farm as it is.
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	out := bufio.NewWriterSize(w, 64<<10)
+	s.writeSnapshot(out)
+	out.Flush()
 }
 
 // sse writes one event; data is JSON (which holds no raw newline).
@@ -285,9 +324,10 @@ func sseList(out *bufio.Writer, event string, items map[string][]byte) {
 	out.WriteString("]\n\n")
 }
 
-// writeSnapshot writes everything a page shows, printer by printer.
+// writeSnapshot writes everything a page shows, printer by printer, as
+// one JSON object.
 func (s *Server) writeSnapshot(out *bufio.Writer) {
-	out.WriteString("event: snapshot\ndata: {\"printers\":[")
+	out.WriteString("{\"printers\":[")
 	for i, p := range s.src.Printers() {
 		if i > 0 {
 			out.WriteByte(',')
@@ -331,8 +371,8 @@ func (s *Server) writeSnapshot(out *bufio.Writer) {
 	out.WriteString(",\"pictures\":")
 	out.Write(pb)
 	out.WriteString(",\"controls\":")
-	out.WriteString(map[bool]string{true: "true", false: "false"}[len(s.guard.token) > 0])
-	out.WriteString("}\n\n")
+	out.WriteString(map[bool]string{true: "true", false: "false"}[s.guard.hasKey])
+	out.WriteString("}")
 }
 
 // writeChanges writes what changed for pg since its last flush.

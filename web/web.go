@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"sync"
 	"time"
@@ -66,6 +67,9 @@ type Config struct {
 	PreviewMemory int
 	// Feed is the activity feed the page shows.
 	Feed Activity
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (WEB_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
 }
 
 //go:embed assets
@@ -82,6 +86,10 @@ type Server struct {
 	guard    *guard
 	previews *picture.Store
 	fetching chan struct{} // bounds the previews fetched at once
+	clients  clients
+
+	mu        sync.Mutex
+	unfetched map[string]time.Time // preview URLs that failed, and when: not asked again for a while
 }
 
 // New returns the page's server. Feed it the renderer's updates
@@ -97,8 +105,10 @@ func New(cfg Config, src Source, cmd Commands, images Images, log zerolog.Logger
 		cfg.Health = func() any { return nil }
 	}
 	l := log.With().Str("component", "web").Logger()
-	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Tree, cfg.Feed),
-		guard: newGuard(cfg.Token, l), previews: picture.NewStore(cfg.PreviewMemory), fetching: make(chan struct{}, 4)}
+	c := clients{trusted: cfg.TrustedProxies}
+	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Tree, cfg.Feed), clients: c,
+		guard: newGuard(cfg.Token, c, l), previews: picture.NewStore(cfg.PreviewMemory), fetching: make(chan struct{}, 4),
+		unfetched: map[string]time.Time{}}
 }
 
 // maxQuery bounds a request's query: the page's own are a few words.
@@ -125,6 +135,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/bridge", s.bridge)
 	mux.HandleFunc("GET /api/feed", s.feed)
 	mux.HandleFunc("GET /api/stream", s.stream)
+	mux.HandleFunc("GET /api/snapshot", s.snapshot)
 	mux.HandleFunc("GET /api/auth", s.auth)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such API path or method")
@@ -132,18 +143,12 @@ func (s *Server) Handler() http.Handler {
 	return s.secure(mux)
 }
 
-// secure sets the headers every answer carries, and refuses an over-long
-// query before anything reads it.
+// secure refuses an over-long query before anything reads it. (The
+// headers every answer carries, and the Host check, are monitor's: the
+// endpoint's, for every path.)
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		// Nothing leaves the bridge's origin: no CDN, no outside font,
-		// no frame around the page.
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "+
-			"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		if len(r.URL.RawQuery) > maxQuery {
+	if len(r.URL.RawQuery) > maxQuery {
 			problem(w, http.StatusRequestURITooLong, fmt.Sprintf("the query is over %d bytes", maxQuery))
 			return
 		}
@@ -337,6 +342,10 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 		serveImage(w, r, kept)
 		return
 	}
+	if s.failedLately(url) {
+		problem(w, http.StatusBadGateway, "the cloud did not give the preview; asked again in a few minutes")
+		return
+	}
 	select {
 	case s.fetching <- struct{}{}:
 	case <-r.Context().Done():
@@ -345,12 +354,50 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	b, _, err := s.images.Image(r.Context(), url)
 	<-s.fetching
 	if err != nil {
+		if r.Context().Err() == nil {
+			s.fetchFailed(url)
+		}
 		problem(w, http.StatusBadGateway, "the cloud did not give the preview")
 		return
 	}
 	pic := picture.Picture{Printer: pid, JPEG: b, URL: url, TakenAt: time.Now()}
 	s.previews.Put(pic)
 	serveImage(w, r, pic)
+}
+
+// A preview that could not be fetched is not asked for again for
+// previewRetry (every page load would ask), and at most unfetchedMax such
+// addresses are remembered.
+const (
+	previewRetry = 10 * time.Minute
+	unfetchedMax = 1024
+)
+
+func (s *Server) failedLately(url string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.unfetched[url]
+	if ok && time.Since(at) >= previewRetry {
+		delete(s.unfetched, url)
+		return false
+	}
+	return ok
+}
+
+func (s *Server) fetchFailed(url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.unfetched) >= unfetchedMax {
+		for u, at := range s.unfetched {
+			if time.Since(at) >= previewRetry {
+				delete(s.unfetched, u)
+			}
+		}
+		if len(s.unfetched) >= unfetchedMax {
+			clear(s.unfetched)
+		}
+	}
+	s.unfetched[url] = time.Now()
 }
 
 // auth answers 204 to a request that carries the token, 401 otherwise:

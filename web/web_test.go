@@ -19,6 +19,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bus"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/commands"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/internal/testlog"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/picture"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
@@ -166,9 +167,18 @@ func newWorld(t *testing.T, token string) *world {
 	w.feed = newFeed(&w.srv)
 	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: token, CommandTimeout: 2 * time.Second, Feed: w.feed},
 		w.src, w.cmd, w.images, zerolog.New(w.log))
-	w.http = httptest.NewServer(w.srv.Handler())
+	w.http = httptest.NewServer(endpoint(w.srv))
 	t.Cleanup(w.http.Close)
 	return w
+}
+
+// endpoint serves srv as the bridge does: through monitor, which owns the
+// Host check and the headers of every answer.
+func endpoint(srv *Server) http.Handler {
+	mon := monitor.New("", monitor.NewMetrics(monitor.Sources{}), func() monitor.Health { return monitor.Evaluate() },
+		monitor.Options{}, zerolog.Nop())
+	mon.Page(srv.Handler())
+	return mon.Handler()
 }
 
 func (w *world) do(t *testing.T, method, path string, header map[string]string, body string) (*http.Response, string) {
@@ -490,19 +500,39 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 
 func TestStreamsAreBounded(t *testing.T) {
 	h := newHub(topics.Tree{Base: "u"}, nil)
-	for range maxPages {
-		if h.open() == nil {
+	for i := range maxPages {
+		if pg, _ := h.open(fmt.Sprint(i % 100)); pg == nil {
 			t.Fatal("a page refused below the bound")
 		}
 	}
-	if h.open() != nil {
-		t.Errorf("page %d opened, want refused", maxPages+1)
+	if pg, why := h.open("another"); pg != nil || !strings.Contains(why, "pages are open") {
+		t.Errorf("page %d opened (%q), want refused", maxPages+1, why)
+	}
+	h = newHub(topics.Tree{Base: "u"}, nil)
+	var mine []*page
+	for range maxPagesPerClient {
+		pg, _ := h.open("a")
+		mine = append(mine, pg)
+	}
+	if pg, why := h.open("a"); pg != nil || !strings.Contains(why, "of this client") {
+		t.Errorf("client a's page %d opened (%q), want refused", maxPagesPerClient+1, why)
+	}
+	if pg, _ := h.open("b"); pg == nil {
+		t.Error("client b refused while a holds its share")
+	}
+	h.close(mine[0])
+	h.close(mine[0]) // twice: still one slot back
+	if pg, _ := h.open("a"); pg == nil {
+		t.Error("client a refused after one of its pages closed")
+	}
+	if pg, _ := h.open("a"); pg != nil {
+		t.Error("a second close freed a second slot")
 	}
 
 	// A page that does not read keeps the newest feedLength items only.
 	w := newWorld(t, "")
 	h = w.srv.hub
-	pg := h.open()
+	pg, _ := h.open("a")
 	for i := range feedLength + 50 {
 		w.observe(poller.Update{Events: []state.Event{{Type: "x", Detail: fmt.Sprint(i), Time: time.Now()}}})
 	}
@@ -553,7 +583,7 @@ func newWorldF(f *testing.F) *world {
 	w.feed = newFeed(&w.srv)
 	w.srv = New(Config{Tree: topics.Tree{Base: "ultimaker"}, Token: "fuzz-token", Feed: w.feed}, w.src, w.cmd, w.images,
 		zerolog.Nop())
-	w.http = httptest.NewServer(w.srv.Handler())
+	w.http = httptest.NewServer(endpoint(w.srv))
 	f.Cleanup(w.http.Close)
 	return w
 }

@@ -397,6 +397,7 @@
     hooks.reconnects = (hooks.reconnects || 0) + 1;
     showLive();
     if (retryTimer) return;
+    if (hooks.ready) catchUp();
     const wait = retryIn * (0.75 + Math.random() * 0.5);
     retryIn = Math.min(retryIn * 2, 15000);
     retryTimer = setTimeout(() => { retryTimer = 0; connect(); }, wait);
@@ -415,22 +416,37 @@
     if (!document.hidden && (notLiveSince || Date.now() - lastHeard > staleAfter)) reconnectNow();
   });
 
+  // The whole farm as the bridge has it: from the stream's first event,
+  // or from /api/snapshot while no stream can be had.
+  function applySnapshot(d) {
+    S.printers.clear();
+    S.clusters.clear();
+    for (const c of d.clusters) S.clusters.set(c.id, c);
+    const seen = new Set();
+    for (const p of d.printers) { putPrinter(p); seen.add(p.id); }
+    for (const id of tiles.keys()) if (!seen.has(id)) tiles.delete(id);
+    S.info = d.info; S.health = d.health; S.feed = d.feed || []; S.statistics = d.statistics || {};
+    S.pictures = d.pictures || {}; S.controls = d.controls;
+    for (const id of Object.keys(S.pictures)) { const p = S.printers.get(id); if (p) tile(p); }
+    counters(); layout(); health(); renderFeed(); controlsShown();
+  }
+  // While the stream is refused (a bridge whose streams are all taken)
+  // the page still shows the farm as it is, not as it was.
+  async function catchUp() {
+    try {
+      const r = await fetch('/api/snapshot', {cache: 'no-store'});
+      if (!r.ok || !notLiveSince) return;
+      applySnapshot(await r.json());
+      hooks.caughtUp = (hooks.caughtUp || 0) + 1;
+    } catch (e) { /* the bridge is away: the banner says so */ }
+  }
+
   function connect() {
     es = new EventSource('/api/stream');
     heard();
     const on = (name, f) => es.addEventListener(name, (e) => { heard(); f(e); });
     on('snapshot', (e) => {
-      const d = JSON.parse(e.data);
-      S.printers.clear();
-      S.clusters.clear();
-      for (const c of d.clusters) S.clusters.set(c.id, c);
-      const seen = new Set();
-      for (const p of d.printers) { putPrinter(p); seen.add(p.id); }
-      for (const id of tiles.keys()) if (!seen.has(id)) tiles.delete(id);
-      S.info = d.info; S.health = d.health; S.feed = d.feed || []; S.statistics = d.statistics || {};
-      S.pictures = d.pictures || {}; S.controls = d.controls;
-      for (const id of Object.keys(S.pictures)) { const p = S.printers.get(id); if (p) tile(p); }
-      counters(); layout(); health(); renderFeed(); controlsShown();
+      applySnapshot(JSON.parse(e.data));
       notLiveSince = 0;
       retryIn = 1000;
       hooks.ready = true;
@@ -441,6 +457,7 @@
       if (!hooks.renderedAt) requestAnimationFrame(() => setTimeout(() => { hooks.renderedAt = performance.now(); }));
     });
     on('ping', () => {});
+      S.clusters.clear();
     on('printers', (e) => { for (const p of JSON.parse(e.data)) putPrinter(p); later(); });
     on('clusters', (e) => {
       for (const c of JSON.parse(e.data)) S.clusters.set(c.id, c);
