@@ -148,7 +148,7 @@ func (s *Server) Handler() http.Handler {
 // endpoint's, for every path.)
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	if len(r.URL.RawQuery) > maxQuery {
+		if len(r.URL.RawQuery) > maxQuery {
 			problem(w, http.StatusRequestURITooLong, fmt.Sprintf("the query is over %d bytes", maxQuery))
 			return
 		}
