@@ -171,3 +171,30 @@ func TestRecallReadsWhatTheBrokerHeld(t *testing.T) {
 		t.Errorf("the last state was cut: %d bytes", len(got))
 	}
 }
+
+// An answer is not held back by the recall: only states and events wait
+// for it.
+func TestAnswersDoNotWaitForTheRecall(t *testing.T) {
+	b := mqtttest.Start(t)
+	w := mqtttest.Watch(t, b.URL(), "t/#")
+	c, err := New(Config{URL: b.URL(), ClientID: "c-answer", ProbeTopic: "t/bridge/probe/c-answer"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	c.Recall([]string{"t/printers/+/state"}, func(context.Context, map[string][]byte) { <-release })
+	run(t, c)
+	waitConnected(t, c)
+	c.Publish(context.Background(), bus.Message{Topic: "t/p/response", Payload: []byte(`{"status":"ok"}`)},
+		bus.Message{Topic: "t/p/state", Payload: []byte("s"), Retain: true})
+	w.WaitFor(5*time.Second, "the answer during the recall", func(m map[string]mqtttest.Message) bool {
+		return m["t/p/response"].Payload != ""
+	})
+	if _, ok := w.Last("t/p/state"); ok {
+		t.Error("a state reached the broker before the recall ended")
+	}
+	close(release)
+	w.WaitFor(5*time.Second, "the state after the recall", func(m map[string]mqtttest.Message) bool {
+		return m["t/p/state"].Payload == "s"
+	})
+}

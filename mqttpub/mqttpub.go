@@ -341,9 +341,10 @@ func (c *Client) Connected() bool { return c.cli.IsConnectionOpen() }
 func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 	var tokens []mqtt.Token
 	c.mu.Lock()
-	// Nothing of this run reaches the broker before the recall has read
-	// what the broker held from the last.
-	open := c.cli.IsConnectionOpen() && c.recalled
+	// No state or event of this run reaches the broker before the recall
+	// has read what the broker held from the last; an answer may.
+	connected := c.cli.IsConnectionOpen()
+	open := connected && c.recalled
 	for _, m := range msgs {
 		if !m.Retain && m.Late != nil && !(open && c.flushed) {
 			c.hold(m)
@@ -377,7 +378,7 @@ func (c *Client) Publish(ctx context.Context, msgs ...bus.Message) error {
 				}
 			}
 		}
-		if open {
+		if open || !m.Retain && connected {
 			tokens = append(tokens, c.cli.Publish(m.Topic, 1, m.Retain, m.Payload))
 		}
 	}

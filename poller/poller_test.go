@@ -695,7 +695,9 @@ func TestRefreshMaintenanceReadsItNow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFake(1)
 		runFor(t, exact, src, &recorder{}, zerolog.Nop(), time.Second, func(p *Poller) {
-			time.Sleep(time.Minute)
+			// Between two polls: a refresh at the very moment of the one
+			// minute poll, the first with maintenance, is rightly that read.
+			time.Sleep(90 * time.Second)
 			p.RefreshMaintenance("c0")
 		})
 		if got := src.count("maintenance", "c0"); got != 2 {
