@@ -212,6 +212,15 @@ type Report struct {
 	CreatedAt     Time    `json:"created_at"`
 	UpdatedAt     Time    `json:"updated_at"`
 	Hidden        bool    `json:"hidden,omitempty"`
+	// PrinterConfiguration is the printer's print cores and materials as
+	// the job ran.
+	PrinterConfiguration *ReportConfiguration `json:"printer_configuration,omitempty"`
+}
+
+// ReportConfiguration is a report's printer_configuration: the part the
+// bridge reads.
+type ReportConfiguration struct {
+	PrintCores []PrintCoreConfiguration `json:"print_cores,omitempty"`
 }
 
 // Page is one page of a paginated list.

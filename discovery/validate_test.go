@@ -194,7 +194,7 @@ func buildWorld(t testing.TB) *world {
 			return id
 		}
 		return ids[r.ClusterID]
-	})
+	}, clock)
 	if err := api.WalkReports(ctx, clock.Add(-30*24*time.Hour), clock, tally.Add); err != nil {
 		t.Fatal(err)
 	}

@@ -214,6 +214,13 @@ func (c *Client) PrintJob(ctx context.Context) (*PrintJob, error) {
 	return &j, nil
 }
 
+// History reads one page of the printer's own job history, newest
+// first: count jobs from offset.
+func (c *Client) History(ctx context.Context, offset, count int) ([]HistoryJob, error) {
+	var jobs []HistoryJob
+	return jobs, c.get(ctx, fmt.Sprintf("/api/v1/history/print_jobs?offset=%d&count=%d", offset, count), &jobs)
+}
+
 // System reads /api/v1/system: the printer's identity and firmware.
 func (c *Client) System(ctx context.Context) (*System, error) {
 	var s System

@@ -63,3 +63,20 @@ type System struct {
 	Firmware string `json:"firmware"`
 	Variant  string `json:"variant"`
 }
+
+// HistoryJob is one job of GET /api/v1/history/print_jobs: a job that
+// ran on the printer, whoever sent it (the cloud, Cura on the LAN, USB).
+// Times are ISO 8601 without a zone (UTC).
+type HistoryJob struct {
+	UUID             string  `json:"uuid"`
+	Name             string  `json:"name"`
+	Result           string  `json:"result"` // "Finished", "Aborted", "Failed", or null while it runs
+	Owner            string  `json:"owner"`
+	CreatedAt        string  `json:"created_at"`
+	DatetimeStarted  string  `json:"datetime_started"`
+	DatetimeFinished string  `json:"datetime_finished"`
+	TimeElapsed      float64 `json:"time_elapsed"`
+	TimeTotal        float64 `json:"time_total"`
+	Material0GUID    string  `json:"material_0_guid"`
+	Material1GUID    string  `json:"material_1_guid"`
+}

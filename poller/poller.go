@@ -438,7 +438,7 @@ func (r *run) dispatch(now time.Time) {
 	// cluster is known (the statistics name printers).
 	if leads && r.stats.Ready && !r.reportsBusy && !now.Before(r.nextReports) && r.inFlight < r.cfg.MaxInFlight {
 		r.reportsBusy = true
-		tally := state.NewTally(r.printerOf())
+		tally := state.NewTally(r.printerOf(), now)
 		r.start(func(ctx context.Context) result {
 			res := result{reports: true, tally: tally}
 			res.usage, res.err = r.src.Usage(ctx)
@@ -991,35 +991,9 @@ func (r *run) farm() []state.Printer {
 }
 
 // printerOf names the printer a report ran on, from the clusters known
-// now; the walk runs on a worker, so the maps are its own.
-func (r *run) printerOf() func(connect.Report) string {
-	byUUID, byName, only := map[string]string{}, map[string]string{}, map[string]string{}
-	perCluster := map[string]int{}
-	for _, p := range r.farm() {
-		if p.UUID != "" {
-			byUUID[p.UUID] = p.ID
-		}
-		byName[p.ClusterID+"\x00"+p.FriendlyName] = p.ID
-		perCluster[p.ClusterID]++
-		only[p.ClusterID] = p.ID
-	}
-	for id, n := range perCluster {
-		if n != 1 {
-			delete(only, id)
-		}
-	}
-	return func(rep connect.Report) string {
-		for _, u := range []string{rep.PrinterUUID, rep.PrintedOnUUID} {
-			if id := byUUID[u]; u != "" && id != "" {
-				return id
-			}
-		}
-		if id := byName[rep.ClusterID+"\x00"+rep.PrinterName]; rep.PrinterName != "" && id != "" {
-			return id
-		}
-		return only[rep.ClusterID] // a MakerBot has no GUID; its cluster is the printer
-	}
-}
+// now (state.ReportPrinter); the walk runs on a worker, so the maps are
+// its own.
+func (r *run) printerOf() func(connect.Report) string { return state.ReportPrinter(r.farm()) }
 
 // handleReports turns usage and the reports walk into the workspace's and
 // each printer's 30-day statistics.

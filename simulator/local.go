@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -189,6 +190,7 @@ func (lp *LocalPrinter) routes() {
 	})
 	gated("GET /api/v1/printer", lp.printer)
 	gated("GET /api/v1/print_job", lp.printJob)
+	gated("GET /api/v1/history/print_jobs", lp.history)
 	signed("PUT /api/v1/print_job/state", lp.putJobState)
 	gated("GET /cluster-api/v1/printers", lp.clusterPrinters)
 	gated("GET /cluster-api/v1/print_jobs", lp.clusterJobs)
@@ -299,6 +301,45 @@ func (lp *LocalPrinter) printJob(w http.ResponseWriter, _ *http.Request, now tim
 		"progress": progress, "time_elapsed": el, "time_total": total, "source": "WEB_API", "source_user": j.owner,
 		"datetime_started":      wd.wallTime(j.phaseStart.Add(-j.elapsed)).Format("2006-01-02T15:04:05"),
 		"reprint_original_uuid": ""})
+}
+
+// history lists the jobs that ended on this printer, newest first
+// (offset and count page it), as the printer's own API does: times
+// without a zone, the result capitalised.
+func (lp *LocalPrinter) history(w http.ResponseWriter, r *http.Request, now time.Time) {
+	q := r.URL.Query()
+	offset, _ := strconv.Atoi(q.Get("offset"))
+	count, err := strconv.Atoi(q.Get("count"))
+	if err != nil || count <= 0 {
+		count = 50
+	}
+	wd := lp.s.world
+	const local = "2006-01-02T15:04:05"
+	var out []map[string]any
+	hist := lp.p.cluster.history
+	for i := len(hist) - 1; i >= 0; i-- {
+		j := hist[i]
+		if j.printer != lp.p {
+			continue
+		}
+		if offset > 0 {
+			offset--
+			continue
+		}
+		if len(out) == count {
+			break
+		}
+		result := strings.ToUpper(j.status[:1]) + j.status[1:]
+		el := wd.wallDur(j.elapsed)
+		out = append(out, map[string]any{"uuid": j.uuid, "name": j.name, "result": result, "owner": j.owner,
+			"created_at": wd.wallTime(j.createdAt).Format(local), "datetime_started": wd.wallTime(j.endedAt.Add(-j.elapsed)).Format(local),
+			"datetime_finished": wd.wallTime(j.endedAt).Format(local), "time_elapsed": el, "time_total": wd.wallDur(j.total),
+			"source": "WEB_API"})
+	}
+	if out == nil {
+		out = []map[string]any{}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (lp *LocalPrinter) putJobState(w http.ResponseWriter, r *http.Request, now time.Time) {

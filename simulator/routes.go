@@ -256,7 +256,7 @@ func (s *Server) reports(w http.ResponseWriter, r *http.Request, now time.Time) 
 			items = append(items, connect.Report{UUID: pj.UUID, ClusterID: pj.ClusterID, Name: pj.Name, Status: pj.Status,
 				State: pj.State, Started: true, TimeTotal: pj.TimeTotal, TimeElapsed: pj.TimeElapsed, PrinterUUID: pj.PrinterUUID,
 				PrintedOnUUID: pj.PrintedOnUUID, PrinterName: pj.PrinterName, Owner: pj.Owner, CreatedAt: pj.CreatedAt,
-				UpdatedAt: connect.Time{Time: ended}})
+				UpdatedAt: connect.Time{Time: ended}, PrinterConfiguration: s.world.configurationOf(j.printer)})
 		}
 	}
 	s.writePage(w, r, len(items), func(lo, hi int) any { return items[lo:hi] })

@@ -283,6 +283,31 @@ func (s *Server) FinishJob(uniqueName string) error {
 	return fmt.Errorf("no printer %q", uniqueName)
 }
 
+// AddHistory adds a job that ended on the printer with this unique name
+// to its cluster's history (the reports, the printer's own history):
+// created at created (real time), printing for elapsed of total, ended
+// with result (finished, aborted, failed). For tests of the job log.
+func (s *Server) AddHistory(uniqueName, name, owner, result string, created time.Time, elapsed, total time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.world.clusters {
+		for _, p := range c.printers {
+			if p.spec.uniqueName != uniqueName {
+				continue
+			}
+			seed := fmt.Sprintf("added:%s:%s:%d", uniqueName, name, created.UnixNano())
+			at := s.world.simTime(created)
+			j := &job{uuid: uuidOf(seed), cloudID: cloudID(seed), name: name, owner: owner, variant: p.spec.variant,
+				total: s.world.simDur(total), elapsed: s.world.simDur(elapsed), printer: p, status: result, state: "history",
+				createdAt: at, endedAt: at.Add(s.world.simDur(elapsed) + time.Minute)}
+			j.aborted = result == "aborted"
+			c.history = append(c.history, j)
+			return nil
+		}
+	}
+	return fmt.Errorf("no printer %q", uniqueName)
+}
+
 // api wraps a handler with accounting, faults, latency, the bearer check
 // and advancing the world to the current simulated time.
 func (s *Server) api(h func(w http.ResponseWriter, r *http.Request, now time.Time)) http.Handler {

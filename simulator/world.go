@@ -131,6 +131,22 @@ func (w *world) wallTime(t time.Time) time.Time {
 	return w.realT0.Add(time.Duration(float64(t.Sub(w.simT0)) / w.speed))
 }
 
+// simTime is wallTime's inverse: a wall-clock instant in simulated time.
+func (w *world) simTime(t time.Time) time.Time {
+	if w.speed <= 0 || t.IsZero() {
+		return t
+	}
+	return w.simT0.Add(time.Duration(float64(t.Sub(w.realT0)) * w.speed))
+}
+
+// simDur is wallDur's inverse: a wall-clock duration in simulated time.
+func (w *world) simDur(d time.Duration) time.Duration {
+	if w.speed <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * w.speed)
+}
+
 // cloudID makes a deterministic 44-character URL-safe base64 id, the shape
 // of every Connect cloud id.
 func cloudID(seed string) string {
@@ -520,6 +536,21 @@ func (w *world) jobJSON(c *cluster, j *job, now time.Time) connect.PrintJob {
 		pj.PrintedOnUUID = j.printer.spec.uuid
 	}
 	return pj
+}
+
+// configurationOf is a report's printer configuration: the printer's
+// cores and the materials loaded (nil without a printer).
+func (w *world) configurationOf(p *printer) *connect.ReportConfiguration {
+	if p == nil {
+		return nil
+	}
+	rc := &connect.ReportConfiguration{}
+	for i, cs := range p.spec.cores {
+		cfg := connect.PrintCoreConfiguration{ExtruderIndex: float64(i), PrintCoreID: cs.core,
+			Material: &connect.Material{Material: cs.material, Brand: cs.brand, Color: cs.color}}
+		rc.PrintCores = append(rc.PrintCores, cfg)
+	}
+	return rc
 }
 
 func (w *world) printerJSON(p *printer, now time.Time) connect.Printer {

@@ -31,7 +31,7 @@ func TestTallyAcrossPages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tally := NewTally(printerOf)
+			tally := NewTally(printerOf, now)
 			for _, p := range tt.pages {
 				tally.Add(p)
 			}
@@ -49,7 +49,7 @@ func TestTallyAcrossPages(t *testing.T) {
 		})
 	}
 	// Result can be asked twice without counting twice.
-	tally := NewTally(printerOf)
+	tally := NewTally(printerOf, now)
 	tally.Add(reports)
 	tally.Result(now)
 	if all, _ := tally.Result(now); all.JobsFinished != 2 {
