@@ -123,14 +123,14 @@ func New(cfg Config, cloud Cloud, lan LAN, farm Farm, clears *Clears) *Log {
 // filter given (a filter's values are alternatives), newest first, a page
 // of them.
 type Query struct {
-	From, To  time.Time
-	Printers  []string // topic ids, or names
-	Clusters  []string // topic ids, or names
-	Statuses  []string
-	Owners    []string
-	Text      string // the name contains it, in any case
-	Page      int    // from 1
-	PerPage   int
+	From, To time.Time
+	Printers []string // topic ids, or names
+	Clusters []string // topic ids, or names
+	Statuses []string
+	Owners   []string
+	Text     string // the name contains it, in any case
+	Page     int    // from 1
+	PerPage  int
 }
 
 // ErrQuery is a question the log cannot answer as asked.

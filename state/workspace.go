@@ -31,12 +31,12 @@ type Settings struct {
 // print-job reports: for the workspace, or for one printer on
 // <base>/printers/<printer>/statistics.
 type Statistics struct {
-	PeriodDays   int       `json:"period_days"`
-	JobsFinished int       `json:"jobs_finished"`
-	JobsAborted  int       `json:"jobs_aborted"`
-	JobsFailed   int       `json:"jobs_failed"`
-	PrintSeconds int64     `json:"print_seconds"` // printing time of the jobs that ended
-	SuccessRate  *float64  `json:"success_rate"`  // % finished of those that ended; null without any
+	PeriodDays   int      `json:"period_days"`
+	JobsFinished int      `json:"jobs_finished"`
+	JobsAborted  int      `json:"jobs_aborted"`
+	JobsFailed   int      `json:"jobs_failed"`
+	PrintSeconds int64    `json:"print_seconds"` // printing time of the jobs that ended
+	SuccessRate  *float64 `json:"success_rate"`  // % finished of those that ended; null without any
 	// Utilisation over the last 7 and 30 days: % of the hours printed by
 	// the jobs created then (a printer's only: null for the workspace).
 	Utilisation7d  *float64  `json:"utilisation_7d,omitempty"`
