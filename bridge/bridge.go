@@ -31,6 +31,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/reports"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/web"
 )
@@ -241,8 +242,8 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 			images = b.api
 		}
 		b.web = web.New(web.Config{Tree: b.tree, Token: cfg.WebToken.Reveal(), CommandTimeout: cfg.CommandTimeout,
-			Health: func() any { return b.health() }, Feed: b.feed, TrustedProxies: cfg.TrustedProxies()}, b.render, b.cmd,
-			images, b.log)
+			Health: func() any { return b.health() }, Feed: b.feed, TrustedProxies: cfg.TrustedProxies(),
+			Reports: b.jobLog()}, b.render, b.cmd, images, b.log)
 		b.render.WatchFarm(b.web.Observe)
 		b.feed.Watch(b.web.Activity)
 		b.render.WatchPictures(b.web.Pictured)
@@ -466,6 +467,22 @@ func (b *Bridge) health() monitor.Health {
 			len(g.Live()))})
 	}
 	return monitor.Evaluate(checks...)
+}
+
+// jobLog is the job log and utilisation over the sources in use, with
+// the waits to clear the bridge sees from now.
+func (b *Bridge) jobLog() *reports.Log {
+	var cloud reports.Cloud
+	if b.cfg.UsesCloud() {
+		cloud = b.api
+	}
+	var lan reports.LAN
+	if b.lan != nil {
+		lan = b.lan
+	}
+	clears := reports.NewClears()
+	b.render.Watch(clears.Observe)
+	return reports.New(reports.Config{}, cloud, lan, b.render, clears)
 }
 
 // PageHosts are the Host names the HTTP endpoint answers to besides IP

@@ -322,7 +322,8 @@ func (c Config) Printer(p state.Printer, inGroup bool) bus.Message {
 		with("unit_of_measurement", "%").with("state_class", "measurement").with("icon", "mdi:check-circle-outline").
 		with("json_attributes_topic", stats).with("json_attributes_template",
 		"{{ {'prints_finished': value_json.jobs_finished, 'print_hours': (value_json.print_seconds / 3600) | round(1) "+
-			"if value_json.print_seconds is not none else None} | tojson }}"))
+			"if value_json.print_seconds is not none else None, 'utilisation_7d': value_json.utilisation_7d, "+
+			"'utilisation_30d': value_json.utilisation_30d} | tojson }}"))
 	if !inGroup {
 		// A cluster of one printer has no device of its own: its note and
 		// maintenance log show on the printer.

@@ -14,10 +14,40 @@ type namer struct {
 	printerOf func(connect.Report) string
 	printers  map[string]state.Printer
 	clusters  map[string]string // cloud cluster id → topic id
+	// The texts many rows share (printer names, owners, statuses,
+	// materials), kept once: a farm's month is a hundred thousand rows.
+	texts     map[string]string
+	materials map[string][]string
+}
+
+// intern is s, as kept once.
+func (n namer) intern(s string) string {
+	if k, ok := n.texts[s]; ok {
+		return k
+	}
+	if len(n.texts) < 1<<16 {
+		n.texts[s] = s
+	}
+	return s
+}
+
+// materialsOf names the materials of print cores ("PLA White"), a list
+// kept once per set.
+func (n namer) materialsOf(cores []connect.PrintCoreConfiguration) []string {
+	m := materials(cores)
+	key := strings.Join(m, "\x00")
+	if k, ok := n.materials[key]; ok {
+		return k
+	}
+	if len(n.materials) < 1<<14 {
+		n.materials[key] = m
+	}
+	return m
 }
 
 func (l *Log) namer() namer {
-	n := namer{printers: map[string]state.Printer{}, clusters: map[string]string{}}
+	n := namer{printers: map[string]state.Printer{}, clusters: map[string]string{}, texts: map[string]string{},
+		materials: map[string][]string{}}
 	var ps []state.Printer
 	if l.farm != nil {
 		ps = l.farm.Printers()
@@ -35,9 +65,9 @@ func (l *Log) namer() namer {
 }
 
 func (n namer) report(r connect.Report) Job {
-	j := Job{UUID: r.UUID, Name: r.Name, PrinterName: r.PrinterName, Owner: r.Owner, Status: r.Status,
-		Created: r.CreatedAt.UTC(), TimeElapsed: int64(r.TimeElapsed), TimeTotal: int64(r.TimeTotal), Source: "cloud",
-		Cluster: n.clusters[r.ClusterID]}
+	j := Job{UUID: r.UUID, Name: r.Name, PrinterName: n.intern(r.PrinterName), Owner: n.intern(r.Owner),
+		Status: n.intern(r.Status), Created: r.CreatedAt.UTC(), TimeElapsed: int64(r.TimeElapsed),
+		TimeTotal: int64(r.TimeTotal), Source: "cloud", Cluster: n.clusters[r.ClusterID]}
 	if res := state.ReportResult(r); res != "" {
 		j.Status = res
 		if !r.UpdatedAt.IsZero() {
@@ -46,7 +76,7 @@ func (n namer) report(r connect.Report) Job {
 		}
 	}
 	if r.PrinterConfiguration != nil {
-		j.Materials = materials(r.PrinterConfiguration.PrintCores)
+		j.Materials = n.materialsOf(r.PrinterConfiguration.PrintCores)
 	}
 	n.printer(&j, n.printerOf(r))
 	return j

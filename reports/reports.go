@@ -215,10 +215,14 @@ func (l *Log) Jobs(ctx context.Context, q Query, all bool) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var match []Job
-	for _, j := range jobs {
-		if q.matches(j, l.names()) {
-			match = append(match, j)
+	match := jobs // shared, read only: no copy of a farm's month when nothing is filtered
+	if q.filters() {
+		match = nil
+		names := l.names()
+		for _, j := range jobs {
+			if q.matches(j, names) {
+				match = append(match, j)
+			}
 		}
 	}
 	r := Result{From: q.From, To: q.To, Total: len(match), Page: q.Page, PerPage: q.PerPage, Jobs: match}
@@ -246,6 +250,10 @@ func (l *Log) names() map[string]string {
 		out["cluster:"+c.ID] = c.FriendlyName
 	}
 	return out
+}
+
+func (q Query) filters() bool {
+	return len(q.Printers)+len(q.Clusters)+len(q.Statuses)+len(q.Owners) > 0 || q.Text != ""
 }
 
 func (q Query) matches(j Job, names map[string]string) bool {

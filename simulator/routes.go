@@ -242,24 +242,34 @@ func (s *Server) reports(w http.ResponseWriter, r *http.Request, now time.Time) 
 		writeError(w, http.StatusBadRequest, "requiredField", "A required field is missing.", "start_date, end_date")
 		return
 	}
-	var items []connect.Report
+	// Only the page asked for is encoded: a farm's month is a hundred
+	// pages, and each would encode every job again.
+	type match struct {
+		c *cluster
+		j *job
+	}
+	var matches []match
 	for _, c := range s.world.clusters {
 		if ids := q["cluster_ids[]"]; len(ids) > 0 && !slices.Contains(ids, c.id) {
 			continue
 		}
 		for _, j := range c.history {
-			ended := s.world.wallTime(j.endedAt)
-			if ended.Before(start) || ended.After(end) {
-				continue
+			if ended := s.world.wallTime(j.endedAt); !ended.Before(start) && !ended.After(end) {
+				matches = append(matches, match{c, j})
 			}
-			pj := s.world.jobJSON(c, j, now)
+		}
+	}
+	s.writePage(w, r, len(matches), func(lo, hi int) any {
+		items := make([]connect.Report, 0, hi-lo)
+		for _, m := range matches[lo:hi] {
+			pj := s.world.jobJSON(m.c, m.j, now)
 			items = append(items, connect.Report{UUID: pj.UUID, ClusterID: pj.ClusterID, Name: pj.Name, Status: pj.Status,
 				State: pj.State, Started: true, TimeTotal: pj.TimeTotal, TimeElapsed: pj.TimeElapsed, PrinterUUID: pj.PrinterUUID,
 				PrintedOnUUID: pj.PrintedOnUUID, PrinterName: pj.PrinterName, Owner: pj.Owner, CreatedAt: pj.CreatedAt,
-				UpdatedAt: connect.Time{Time: ended}, PrinterConfiguration: s.world.configurationOf(j.printer)})
+				UpdatedAt: connect.Time{Time: s.world.wallTime(m.j.endedAt)}, PrinterConfiguration: s.world.configurationOf(m.j.printer)})
 		}
-	}
-	s.writePage(w, r, len(items), func(lo, hi int) any { return items[lo:hi] })
+		return items
+	})
 }
 
 func (s *Server) filters(w http.ResponseWriter, _ *http.Request, _ time.Time) {

@@ -31,6 +31,9 @@ type Options struct {
 	ExtraPrinters int
 	// OnlyExtra drops the scripted world, leaving only the extra printers.
 	OnlyExtra bool
+	// ExtraName, when set, names the i-th extra printer (from 1); default
+	// Farm-0001 and on.
+	ExtraName func(i int) string
 	// IdleExtra starts the extra printers idle (else half of them print);
 	// an idle printer gets its first job after a few simulated minutes.
 	IdleExtra bool
@@ -121,7 +124,7 @@ func New(opts Options) *Server {
 	if opts.OnlyExtra {
 		specs = nil
 	}
-	specs = append(specs, farmSpecs(opts.ExtraPrinters, opts.IdleExtra)...)
+	specs = append(specs, farmSpecs(opts.ExtraPrinters, opts.IdleExtra, opts.ExtraName)...)
 	s := &Server{
 		opts: opts, mux: http.NewServeMux(), realT0: now, simT0: now,
 		world:   newWorld(specs, opts.Seed, opts.Calm, now),

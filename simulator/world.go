@@ -234,15 +234,18 @@ func defaultSpecs() []clusterSpec {
 }
 
 // farmSpecs adds n single-printer S5 clusters, for load tests.
-func farmSpecs(n int, idle bool) []clusterSpec {
+func farmSpecs(n int, idle bool, nameOf func(int) string) []clusterSpec {
+	if nameOf == nil {
+		nameOf = func(i int) string { return fmt.Sprintf("Farm-%04d", i) }
+	}
 	out := make([]clusterSpec, 0, n)
 	for i := range n {
 		mac := fmt.Sprintf("f0a1b2%06x", i)
 		out = append(out, clusterSpec{
-			name: fmt.Sprintf("Farm-%04d", i+1), hostName: "ultimakersystem-" + mac, printerType: "ultimaker_s5",
+			name: nameOf(i + 1), hostName: "ultimakersystem-" + mac, printerType: "ultimaker_s5",
 			hostVersion: "8.3.0.20250120", online: true, startPrinting: []bool{i%2 == 0 && !idle},
 			printers: []printerSpec{{
-				name: fmt.Sprintf("Farm-%04d", i+1), variant: "Ultimaker S5", firmware: "8.3.0", latest: "8.3.0",
+				name: nameOf(i + 1), variant: "Ultimaker S5", firmware: "8.3.0", latest: "8.3.0",
 				updateStatus: "up_to_date", uniqueName: "ultimakersystem-" + mac, plate: "glass",
 				cores: []coreSpec{{core: "AA 0.4", material: "PLA", brand: "Generic", color: "White"}, {core: "BB 0.4", material: "PVA"}},
 			}},

@@ -51,7 +51,8 @@ type guard struct {
 
 	mu       sync.Mutex
 	buckets  map[string]*bucket
-	failures bucket // the failed checks' budget, for every client together
+	reads    map[string]*bucket // report reads
+	failures bucket             // the failed checks' budget, for every client together
 	failed   map[string]int
 	reported time.Time // when the running failures were last reported
 	refused  int       // refusals since the last right token
@@ -63,7 +64,8 @@ type bucket struct {
 }
 
 func newGuard(token string, c clients, log zerolog.Logger) *guard {
-	g := &guard{clients: c, log: log, now: time.Now, buckets: map[string]*bucket{}, failed: map[string]int{}}
+	g := &guard{clients: c, log: log, now: time.Now, buckets: map[string]*bucket{}, reads: map[string]*bucket{},
+		failed: map[string]int{}}
 	if token != "" {
 		g.digest, g.hasKey = sha256.Sum256([]byte(token)), true
 	}
@@ -175,27 +177,51 @@ func (g *guard) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// take takes one request from the client's bucket. A full table forgets
-// a client: a flood of addresses never locks anyone out.
+// take takes one request from the client's bucket.
 func (g *guard) take(client string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := g.now()
-	b := g.buckets[client]
+	return takeFrom(g.buckets, client, g.now(), burst, refill)
+}
+
+// takeFrom takes one request from client's bucket in buckets (a burst,
+// then one every refill). A full table forgets a client: a flood of
+// addresses never locks anyone out.
+func takeFrom(buckets map[string]*bucket, client string, now time.Time, burst float64, refill time.Duration) bool {
+	b := buckets[client]
 	if b == nil {
-		if len(g.buckets) >= maxBuckets {
+		if len(buckets) >= maxBuckets {
 			// One at random (a map's order): O(1) under a flood of
 			// addresses, and a client forgotten starts again with a full
 			// bucket, which is never a lock-out.
-			for k := range g.buckets {
-				delete(g.buckets, k)
+			for k := range buckets {
+				delete(buckets, k)
 				break
 			}
 		}
 		b = &bucket{tokens: burst, at: now}
-		g.buckets[client] = b
+		buckets[client] = b
 	}
 	return b.take(now, burst, refill)
+}
+
+// Reads of the job log and utilisation per client: each may cost a walk
+// of the cloud's history.
+const (
+	reportBurst  = 10
+	reportRefill = 2 * time.Second
+)
+
+// reportRead takes one report read of the client's; it answers 429 itself.
+func (g *guard) reportRead(w http.ResponseWriter, r *http.Request) bool {
+	g.mu.Lock()
+	ok := takeFrom(g.reads, g.clients.of(r), g.now(), reportBurst, reportRefill)
+	g.mu.Unlock()
+	if !ok {
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusTooManyRequests, "too many report reads from this client; try again in a few seconds")
+	}
+	return ok
 }
 
 // take takes one from b, refilled one per every since it was last taken

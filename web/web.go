@@ -70,6 +70,8 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (WEB_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
+	// Reports, when set, answers the job log and the utilisation.
+	Reports Reports
 }
 
 //go:embed assets
@@ -136,6 +138,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/feed", s.feed)
 	mux.HandleFunc("GET /api/stream", s.stream)
 	mux.HandleFunc("GET /api/snapshot", s.snapshot)
+	mux.HandleFunc("GET /api/jobs", s.jobs(false))
+	mux.HandleFunc("GET /api/jobs.csv", s.jobs(true))
+	mux.HandleFunc("GET /api/utilisation", s.utilisation(false))
+	mux.HandleFunc("GET /api/utilisation.csv", s.utilisation(true))
 	mux.HandleFunc("GET /api/auth", s.auth)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such API path or method")
@@ -174,7 +180,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 // assetTypes are the page's own files and their media types; nothing else
 // is served from assets/ (no listing, no path outside it).
 var assetTypes = map[string]string{"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
-	"icon.svg": "image/svg+xml"}
+	"reports.js": "text/javascript; charset=utf-8", "icon.svg": "image/svg+xml"}
 
 func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
@@ -225,6 +231,16 @@ func writeJSONList(w http.ResponseWriter, items [][]byte) {
 	}
 	buf.WriteByte(']')
 	w.Write(buf.Bytes())
+}
+
+// writeJSON writes v as JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		problem(w, http.StatusInternalServerError, "the answer could not be encoded")
+		return
+	}
+	writeRaw(w, b)
 }
 
 func writeRaw(w http.ResponseWriter, b []byte) {

@@ -5,7 +5,13 @@
 'use strict';
 (() => {
   const params = new URLSearchParams(location.search);
-  const wall = params.get('view') === 'wall';
+  const view = params.get('view') || 'farm';
+  const wall = view === 'wall';
+  // ?cluster=<id> (repeated, or a list) shows those clusters' printers only: a TV per room.
+  const onlyClusters = new Set(params.getAll('cluster').flatMap((c) => c.split(',')).filter(Boolean));
+  // Names in the order people count: "Farm 2" before "Farm 10".
+  const collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
+  const byName = (a, b) => collator.compare(a, b);
   const filters = ['all', 'online', 'offline', 'printing', 'paused', 'idle', 'attention'];
   let filter = filters.includes(params.get('filter')) ? params.get('filter') : 'all';
   const S = {printers: new Map(), clusters: new Map(), info: {}, health: null, feed: [], statistics: {},
@@ -55,6 +61,7 @@
   const needsAttention = (p) => attention(p).length > 0;
 
   function matches(p, f) {
+    if (onlyClusters.size && !onlyClusters.has(p.cluster)) return false;
     switch (f) {
       case 'online': return p.online;
       case 'offline': return !p.online;
@@ -221,7 +228,7 @@
   function layout() {
     const farm = $('farm');
     const shown = [...S.printers.values()].filter((p) => matches(p, filter));
-    shown.sort((a, b) => rank(a) - rank(b) || (a.friendly_name || a.id).localeCompare(b.friendly_name || b.id));
+    shown.sort((a, b) => rank(a) - rank(b) || byName(a.friendly_name || a.id, b.friendly_name || b.id));
     if (wall) return layoutWall(farm, shown);
     // A group of printers has its own section; the printers that stand
     // alone (the cloud makes each one a cluster of one) share one.
@@ -233,7 +240,7 @@
       groups.get(key).push(p);
     }
     const order = [...groups.entries()].sort(([a, pa], [b, pb]) => rank(pa[0]) - rank(pb[0]) ||
-      clusterName(a).localeCompare(clusterName(b)));
+      byName(clusterName(a), clusterName(b)));
     const plan = order.map(([cid, ps]) => {
       const c = S.clusters.get(cid);
       return {title: cid ? clusterName(cid) : groups.size > 1 ? 'Other printers' : 'Printers',
@@ -261,23 +268,137 @@
   let lastLayout = '';
   const clusterName = (cid) => (S.clusters.get(cid) || {}).friendly_name || cid || '';
 
-  // Wall mode: as many tiles as fit (up to 24), the rest on pages shown in turn.
-  const perPage = 24;
+  // Wall mode, for a TV: every printer on one screen while a person can
+  // still read the tiles from across a room; beyond that, pages shown in
+  // turn every 15 s. Up to fullTiles printers get the whole tile; more get
+  // a compact one (name, status word and icon, progress, time left: the
+  // rest yields first) of at least compactMin px.
+  const fullTiles = 24;
+  const compactMin = {w: 220, h: 84};
   function layoutWall(farm, shown) {
+    const compact = shown.length > fullTiles;
+    const top = 8 + ($('counters').getBoundingClientRect().bottom || 0);
+    const W = window.innerWidth - 32, H = Math.max(compactMin.h, window.innerHeight - top - 24);
+    let perPage = fullTiles;
+    if (compact) perPage = Math.max(1, Math.floor(W / compactMin.w) * Math.floor(H / compactMin.h));
     const pages = Math.max(1, Math.ceil(shown.length / perPage));
     wallPage %= pages;
     const slice = shown.slice(wallPage * perPage, wallPage * perPage + perPage);
     const n = Math.max(1, slice.length);
-    const aspect = window.innerWidth / Math.max(1, window.innerHeight - 90);
-    let cols = Math.max(1, Math.round(Math.sqrt(n * aspect * 0.75)));
-    cols = Math.min(cols, n);
+    let cols;
+    if (compact) {
+      // As many columns as keep the tiles at least compactMin wide, and
+      // rows to hold the page.
+      cols = Math.max(1, Math.min(Math.floor(W / compactMin.w), Math.ceil(n / Math.floor(H / compactMin.h))));
+      while (cols < Math.floor(W / compactMin.w) && Math.ceil(n / cols) * compactMin.h > H) cols++;
+    } else {
+      const aspect = W / H;
+      cols = Math.min(n, Math.max(1, Math.round(Math.sqrt(n * aspect * 0.75))));
+    }
     const rows = Math.ceil(n / cols);
-    const grid = el('div', 'wall-grid');
+    const grid = el('div', 'wall-grid' + (compact ? ' compact' : ''));
     grid.style.setProperty('--cols', cols);
     grid.style.setProperty('--rows', rows);
-    grid.append(...slice.map((p) => tiles.get(p.id) || tile(p)));
-    farm.replaceChildren(grid);
+    const ts = slice.map((p) => compact ? wallTile(p) : tiles.get(p.id) || tile(p));
+    grid.append(...ts);
+    const parts = [grid];
+    if (pages > 1) parts.push(el('p', 'wall-page', 'Page ' + (wallPage + 1) + ' of ' + pages + ' · ' + shown.length + ' printers'));
+    farm.replaceChildren(...parts);
+    if (compact) shortenNames(ts);
     hooks.wallPages = pages;
+    hooks.wallPerPage = perPage;
+  }
+
+  // wallTile is a printer's compact tile on a wall of many.
+  function wallTile(p) {
+    const [cls, icon] = kindOf(p);
+    const t = el('div', 'tile wall-tile ' + cls);
+    t.dataset.id = p.id;
+    const full = p.friendly_name || p.id;
+    const name = el('div', 'name', full);
+    name.dataset.full = full;
+    name.title = full;
+    const status = el('div', 'status');
+    const ic = el('span', 'icon', icon);
+    ic.setAttribute('aria-hidden', 'true');
+    const j = p.job;
+    status.append(ic, ' ' + word(p.status));
+    const parts = [name, status];
+    if (j) {
+      const line = el('div', 'progress-line');
+      const bar = el('progress');
+      bar.max = 100;
+      bar.value = j.progress || 0;
+      line.append(bar);
+      if (j.time_remaining && p.printing) line.append(el('span', 'left', short(j.time_remaining) + ' left'));
+      parts.push(line);
+    } else if (needsAttention(p)) {
+      parts.push(el('div', 'why', attention(p)[0].text));
+    }
+    t.append(...parts);
+    t.setAttribute('aria-label', full + ': ' + word(p.status) + (j ? ', ' + Math.floor(j.progress || 0) + '%' : ''));
+    return t;
+  }
+  // short is a duration that fits a tile: "1h 9m", "25m".
+  function short(sec) {
+    const h = Math.floor(sec / 3600), m = Math.floor(sec % 3600 / 60);
+    return h ? h + 'h ' + m + 'm' : Math.max(1, m) + 'm';
+  }
+
+  // shortenNames fits each name in its tile. A name that must be shortened
+  // keeps what tells the printers apart, its end ("Farm Room B … 138"),
+  // and no two tiles on the page end up showing the same.
+  const measure = document.createElement('canvas').getContext('2d');
+  function shortenNames(ts) {
+    if (!ts.length) return;
+    const first = ts[0].querySelector('.name');
+    const style = getComputedStyle(first);
+    measure.font = style.fontWeight + ' ' + style.fontSize + ' ' + style.fontFamily;
+    const room = first.clientWidth;
+    const fits = (s) => measure.measureText(s).width <= room;
+    const names = ts.map((t) => t.querySelector('.name'));
+    const shown = names.map((n) => {
+      const full = n.dataset.full;
+      if (fits(full)) return full;
+      return cut(full, tailOf(full));
+    });
+    // Names shortened alike keep more of their end until they differ.
+    for (let round = 0; round < 8; round++) {
+      const seen = new Map();
+      shown.forEach((s, i) => seen.set(s, (seen.get(s) || []).concat(i)));
+      const clashes = [...seen.values()].filter((is) => is.length > 1 && is.some((i) => shown[i] !== names[i].dataset.full));
+      if (!clashes.length) break;
+      for (const is of clashes) {
+        for (const i of is) {
+          const full = names[i].dataset.full;
+          const tail = shown[i].includes('…') ? shown[i].length - shown[i].indexOf('…') - 1 : full.length;
+          shown[i] = cut(full, Math.min(full.length, tail + 3));
+        }
+      }
+    }
+    names.forEach((n, i) => { n.textContent = shown[i]; });
+    hooks.wallNames = shown;
+    // cut keeps the last keep characters and as much of the start as
+    // fits, ending it at a word where it can.
+    function cut(full, keep) {
+      const end = full.slice(-keep);
+      let any = '';
+      for (let k = full.length - keep - 1; k > 0; k--) {
+        const s = full.slice(0, k).trimEnd() + '…' + end;
+        if (!fits(s)) continue;
+        if (/[\s·,;:|/-]/.test(full[k] || '')) return s;
+        any = any || s;
+      }
+      return any || '…' + end;
+    }
+    // tailOf is how much of a name's end tells it apart: its last word,
+    // and the one before when the last is a short number ("Farm 138").
+    function tailOf(full) {
+      const words = full.split(/(?<=[\s_-])/);
+      let tail = words[words.length - 1];
+      if (words.length > 1 && tail.length <= 4) tail = words[words.length - 2] + tail;
+      return Math.min(full.length, Math.max(3, tail.length));
+    }
   }
   if (wall) {
     document.body.classList.add('wall');
@@ -457,7 +578,6 @@
       if (!hooks.renderedAt) requestAnimationFrame(() => setTimeout(() => { hooks.renderedAt = performance.now(); }));
     });
     on('ping', () => {});
-      S.clusters.clear();
     on('printers', (e) => { for (const p of JSON.parse(e.data)) putPrinter(p); later(); });
     on('clusters', (e) => {
       for (const c of JSON.parse(e.data)) S.clusters.set(c.id, c);
@@ -651,7 +771,9 @@
     if (st) {
       parts.push(el('h3', '', 'Last 30 days'), table(['', ''], [['Success rate', st.success_rate == null ? '–' : st.success_rate + '%'],
         ['Finished', String(st.jobs_finished)], ['Aborted', String(st.jobs_aborted)], ['Failed', String(st.jobs_failed)],
-        ['Print time', duration(st.print_seconds)]]));
+        ['Print time', duration(st.print_seconds)],
+        ['Utilisation, 7 days', st.utilisation_7d == null ? '–' : st.utilisation_7d + '%'],
+        ['Utilisation, 30 days', st.utilisation_30d == null ? '–' : st.utilisation_30d + '%']]));
     }
     const events = S.feed.filter((it) => it.printer === p.id).slice(-20).reverse();
     if (events.length) {
