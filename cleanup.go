@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/bridge"
@@ -16,6 +17,13 @@ import (
 func runCleanup(ctx context.Context, args []string, vars map[string]string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cleanup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if wantsHelp(args) {
+		fs.SetOutput(stdout)
+	}
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), cleanupUsage)
+		fs.PrintDefaults()
+	}
 	force := fs.Bool("force", false, "clear even while a bridge with this base topic says it is online")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -29,3 +37,11 @@ func runCleanup(ctx context.Context, args []string, vars map[string]string, stdo
 	}
 	return bridge.Cleanup(ctx, cfg, *force, stdout, stderr)
 }
+
+const cleanupUsage = `Usage: ultimaker2mqtt cleanup [-force]
+
+Removes everything the bridge published: every retained topic below
+MQTT_BASE_TOPIC and its Home Assistant devices. Stop the bridge first.
+
+Flags:
+`

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/config"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/monitor"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/mqttpub"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -64,7 +65,7 @@ func runDemo(ctx context.Context, vars map[string]string, stdout, stderr io.Writ
 		return err
 	}
 	defer stopLAN()
-	printDemoWelcome(stdout, cfg, ownBroker, lanHosts)
+	printDemoWelcome(stdout, cfg, vars, ownBroker, lanHosts)
 	br, err := bridge.New(cfg, bridge.Options{Version: buildVersion(), Log: cfg.Logger(stderr), Wrap: printChanges(stdout)})
 	if err != nil {
 		return err
@@ -172,9 +173,13 @@ func startDemoLAN(sim *simulator.Server, cfg *config.Config, vars map[string]str
 
 // printDemoWelcome says where everything is and how to watch it, the
 // farm's page first.
-func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanHosts []string) {
+func printDemoWelcome(stdout io.Writer, cfg *config.Config, vars map[string]string, ownBroker bool, lanHosts []string) {
+	if _, set := vars["HTTP_LISTEN"]; !set && cfg.HTTPListen != config.DefaultHTTPListen {
+		fmt.Fprintf(stdout, "port %s is busy; the farm page is on another port\n", config.DefaultHTTPListen)
+	}
 	if cfg.HTTPListen != "" && cfg.WebUI {
-		fmt.Fprintf(stdout, "farm page:  http://%s/  (wall mode: http://%[1]s/?view=wall)\n", pageHost(cfg.HTTPListen))
+		url := monitor.PageURL(cfg.HTTPListen)
+		fmt.Fprintf(stdout, "farm page:  %s  (wall mode: %[1]s?view=wall)\n", url)
 	}
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(cfg.MQTTURL, "tcp://"), "mqtt://"))
 	fmt.Fprintf(stdout, "ultimaker2mqtt demo: simulated Digital Factory at %s (%gx speed)\n", cfg.APIURL, cfg.DemoSpeed)
@@ -191,15 +196,6 @@ func printDemoWelcome(stdout io.Writer, cfg *config.Config, ownBroker bool, lanH
 			host, port, cfg.MQTTBaseTopic, demoLANPrinters[0])
 	}
 	fmt.Fprintln(stdout, "Ctrl-C stops. Printer status changes:")
-}
-
-// pageHost is the address a browser on this machine reaches listen at.
-func pageHost(listen string) string {
-	host, port, _ := net.SplitHostPort(listen)
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // printChanges wraps the bridge's sink so each printer status change is

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -76,12 +77,69 @@ Usage:
 
 `
 
+// commandHelp is each subcommand's -h (simulate and cleanup add their
+// flags).
+var commandHelp = map[string]string{
+	"run": `Usage: ultimaker2mqtt [run]
+
+Polls the Digital Factory and the printers on the LAN and publishes them to
+the MQTT broker, serves the farm page on HTTP_LISTEN (127.0.0.1:8080), and
+answers commands. It needs one way in: LOCAL_PRINTERS (or LOCAL_DISCOVERY),
+ULTIMAKER_API_TOKEN, or TOKEN_FILE after login. Every setting is an
+environment variable: ultimaker2mqtt -h lists them.
+`,
+	"demo": `Usage: ultimaker2mqtt demo
+
+Runs simulated printers (a fake Digital Factory and one printer's LAN API)
+and an embedded MQTT broker on DEMO_MQTT_LISTEN (127.0.0.1:1883), with the
+bridge between them and the farm page on http://127.0.0.1:8080/ (the next
+free port when 8080 is taken; the demo says which). No account needed.
+WEB_TOKEN unlocks the page's controls; DEMO_SPEED sets the simulated time;
+MQTT_URL uses your own broker instead. Ctrl-C stops it.
+`,
+	"login": `Usage: ultimaker2mqtt login
+
+Signs in to UltiMaker (OAuth2 with PKCE) in a browser and writes TOKEN_FILE,
+which the bridge then keeps fresh. Needs ULTIMAKER_CLIENT_ID (from
+UltiMaker) and TOKEN_FILE; LOGIN_CALLBACK_PORT is the local callback port.
+`,
+	"pair": `Usage: ultimaker2mqtt pair HOST
+
+Pairs with the printer at HOST on the LAN: press ALLOW on its screen when
+it asks. The credential is kept in LOCAL_AUTH_FILE (0600); the bridge then
+reads what the printer gates and can send it commands.
+`,
+	"check": `Usage: ultimaker2mqtt check
+
+Checks the configuration, the broker and the Connect API (or the LAN
+printers), says what it sees and what to fix, and exits 0 when all is well.
+`,
+	"healthcheck": `Usage: ultimaker2mqtt healthcheck
+
+Asks a running bridge's /healthz on HTTP_LISTEN and exits 0 when it is
+healthy, 1 when not: Docker's HEALTHCHECK without curl.
+`,
+	"version": `Usage: ultimaker2mqtt version
+
+Prints the version.
+`,
+}
+
+// wantsHelp reports whether a subcommand's arguments ask for its help.
+func wantsHelp(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" })
+}
+
 // run is the whole program; main only wires signals and exit codes.
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	vars := envMap(environ)
 	cmd, rest := "run", []string(nil)
 	if len(args) > 1 {
 		cmd, rest = args[1], args[2:]
+	}
+	if text, ok := commandHelp[cmd]; ok && wantsHelp(rest) {
+		fmt.Fprint(stdout, text)
+		return flag.ErrHelp
 	}
 	switch cmd {
 	case "-h", "-help", "--help", "help":

@@ -43,7 +43,8 @@ func TestConfigErrors(t *testing.T) {
 		env   []string
 		names []string // variables the message must name
 	}{
-		{"MissingToken", []string{"MQTT_URL=tcp://" + ln.Addr().String()}, []string{"ULTIMAKER_API_TOKEN"}},
+		{"MissingTokenWithAClientID", []string{"MQTT_URL=tcp://" + ln.Addr().String(), "ULTIMAKER_CLIENT_ID=x"},
+			[]string{"ULTIMAKER_API_TOKEN"}},
 		{"DurationWithoutUnit", append(slices.Clone(okEnv), "POLL_INTERVAL=5"), []string{"POLL_INTERVAL"}},
 		{"OpaqueBrokerURL", append(slices.Clone(okEnv), "MQTT_URL=localhost:1883"), []string{"MQTT_URL"}},
 		{"HTTPBroker", append(slices.Clone(okEnv), "MQTT_URL=http://localhost:1883"), []string{"MQTT_URL"}},
@@ -94,6 +95,49 @@ func TestConfigErrors(t *testing.T) {
 	case <-accepted:
 		t.Error("something connected to the broker despite a configuration error")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// With no way in configured, run says the three ways (the LAN first: it
+// needs no account) and the demo, and connects nothing.
+func TestNothingConfiguredSaysTheWaysIn(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"ultimaker2mqtt"}, []string{"MQTT_URL=tcp://127.0.0.1:1"}, &bytes.Buffer{}, &stderr)
+	if code := exitCode(err, &stderr); code != 2 {
+		t.Fatalf("exit %d (%v)", code, err)
+	}
+	out := stderr.String()
+	lan, token, login, demo := strings.Index(out, "LOCAL_PRINTERS"), strings.Index(out, "ULTIMAKER_API_TOKEN"),
+		strings.Index(out, "login"), strings.Index(out, "demo")
+	if lan < 0 || token < lan || login < token || demo < login {
+		t.Errorf("want the LAN, the token, login and the demo, in that order:\n%s", out)
+	}
+}
+
+// Every subcommand answers -h and --help with its usage, exit 0, and does
+// nothing else (nothing listens, nothing connects).
+func TestEverySubcommandHasHelp(t *testing.T) {
+	for _, cmd := range []string{"run", "demo", "simulate", "login", "pair", "check", "healthcheck", "cleanup", "version"} {
+		for _, flag := range []string{"-h", "--help"} {
+			t.Run(cmd+flag, func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				// A broker and an address that would fail if anything were tried.
+				err := run(ctx, []string{"ultimaker2mqtt", cmd, flag}, []string{"MQTT_URL=tcp://127.0.0.1:1", "HTTP_LISTEN=127.0.0.1:1"},
+					&stdout, &stderr)
+				if code := exitCode(err, &bytes.Buffer{}); code != 0 {
+					t.Errorf("exit %d: %v", code, err)
+				}
+				if !strings.Contains(stdout.String(), "Usage: ultimaker2mqtt "+map[string]string{"run": "[run]"}[cmd]) &&
+					!strings.Contains(stdout.String(), "Usage: ultimaker2mqtt "+cmd) {
+					t.Errorf("stdout %q, want its usage", stdout.String())
+				}
+				if stderr.Len() > 0 {
+					t.Errorf("stderr %q", stderr.String())
+				}
+			})
+		}
 	}
 }
 

@@ -20,7 +20,14 @@ import (
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8080", "address to serve the Connect API on")
+	if wantsHelp(args) {
+		fs.SetOutput(stdout)
+	}
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), simulateUsage)
+		fs.PrintDefaults()
+	}
+	listen := fs.String("listen", "127.0.0.1:8081", "address to serve the Connect API on (8080 is the farm page's)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second")
 	printers := fs.Int("printers", 0, "extra single-printer clusters beside the scripted world")
 	onlyExtra := fs.Bool("only-extra", false, "serve only the extra printers, not the scripted world")
@@ -95,3 +102,12 @@ func tokenHint(t string) string {
 	}
 	return "<the -token value>"
 }
+
+const simulateUsage = `Usage: ultimaker2mqtt simulate [flags]
+
+Serves the simulated Connect API (and, with -local, one printer's LAN API)
+for building dashboards and flows without hardware. Point the bridge at it
+with ULTIMAKER_API_URL=http://<listen>/connect/v1 and any token.
+
+Flags:
+`

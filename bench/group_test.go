@@ -75,7 +75,7 @@ func runGroupBench(b *testing.B, bin string) {
 	r.sim = simulator.New(simulator.Options{Speed: 1, Seed: 9, ExtraPrinters: 30, Calm: true, OnAction: r.action})
 	srv := httptest.NewServer(r.sim)
 	defer srv.Close()
-	r.env = []string{"MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=" + groupBase,
+	r.env = []string{"HTTP_LISTEN=", "MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=" + groupBase,
 		"ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath, "ULTIMAKER_API_TOKEN=bench",
 		"POLL_INTERVAL=" + groupPoll.String(), "POLL_IDLE_INTERVAL=" + groupPoll.String(),
 		"MQTT_KEEPALIVE=" + groupKeepAlive.String(), "HA_DISCOVERY=false", "LOG_LEVEL=warn", "COMMAND_TIMEOUT=30s"}

@@ -32,6 +32,7 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/render"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/reports"
+	"github.com/ultimaker2mqtt/ultimaker2mqtt/state"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/web"
 )
@@ -368,7 +369,36 @@ func (b *Bridge) relayAuth(ctx context.Context) {
 // printers and clusters that are gone; the renderer calls it once every
 // cluster has been polled.
 func (b *Bridge) sweepLater(ctx context.Context) {
+	b.sayWhatIsServed()
 	b.sweeping.Go(func() { b.sweepStale(ctx) })
+}
+
+// sayWhatIsServed logs, once every source has had its first round, what
+// the bridge found and where to look: the line a person starting it
+// waits for.
+func (b *Bridge) sayWhatIsServed() {
+	cloud, lan := 0, 0
+	printers := b.render.Printers()
+	for _, p := range printers {
+		switch p.Source {
+		case state.SourceCloud:
+			cloud++
+		case state.SourceLocal:
+			lan++
+		case state.SourceBoth:
+			cloud++
+			lan++
+		}
+	}
+	ev := b.log.Info().Int("clusters", len(b.render.Clusters())).Int("printers", len(printers)).Int("from_cloud", cloud).
+		Int("on_lan", lan)
+	page := "no page (HTTP_LISTEN is off)"
+	if b.web != nil {
+		page = "the farm page is on " + monitor.PageURL(b.monLn.Addr().String())
+		ev = ev.Str("page", monitor.PageURL(b.monLn.Addr().String()))
+	}
+	ev.Msg(fmt.Sprintf("bridging %d printers in %d clusters (%d from the cloud, %d on the LAN); %s", len(printers),
+		len(b.render.Clusters()), cloud, lan, page))
 }
 
 // sweepStale clears retained topics this bridge published in an earlier

@@ -98,7 +98,7 @@ type Config struct {
 
 	CameraInterval time.Duration `env:"CAMERA_INTERVAL" envDefault:"30s" help:"While a printer whose own camera is read on the LAN prints, a picture is taken this often (0: never; never while idle); one is taken whenever a print ends either way"`
 
-	HTTPListen string `env:"HTTP_LISTEN" help:"Address for the farm's page, its API, /healthz and Prometheus /metrics, e.g. :8080 or 127.0.0.1:8080; empty turns them off"`
+	HTTPListen string `env:"HTTP_LISTEN" help:"Address for the farm's page, its API, /healthz and Prometheus /metrics; unset: 127.0.0.1:8080 (this machine only); :8080 for every address; set empty (or off) to turn them off"`
 	WebUI      bool   `env:"WEB_UI" envDefault:"true" help:"Serve the farm's page and its API on HTTP_LISTEN (true or false); /healthz and /metrics stay either way"`
 	WebToken   Secret `env:"WEB_TOKEN" help:"Token that unlocks the page's controls and the API's actions (Authorization: Bearer …; or WEB_TOKEN_FILE), at least 16 characters (openssl rand -hex 24 makes one); without it the page is read-only"`
 	// The page on a LAN: which names it answers to, whose forwarded
@@ -115,6 +115,14 @@ type Config struct {
 
 // secretVars may also be given as <NAME>_FILE, a path to read.
 var secretVars = []string{"MQTT_PASSWORD", "ULTIMAKER_API_TOKEN", "ULTIMAKER_CLIENT_SECRET", "WEB_TOKEN"}
+
+// NothingToBridge is what run says with no way in configured: the three
+// ways, the LAN first (it needs no account), and the demo.
+const NothingToBridge = `nothing to bridge yet: say where the printers are, one of
+  1. printers on your LAN (no account needed):  LOCAL_PRINTERS=192.168.1.40,192.168.1.41  (or LOCAL_DISCOVERY=true)
+  2. a Digital Factory API token:                ULTIMAKER_API_TOKEN='umapi-…|main'
+  3. signing in to UltiMaker:                    ULTIMAKER_CLIENT_ID=… TOKEN_FILE=… ultimaker2mqtt login
+or try it first with simulated printers: ultimaker2mqtt demo    (ultimaker2mqtt -h lists every setting)`
 
 // Error is a bad setting, or bad usage; the process exits 2.
 type Error struct{ Msg string }
@@ -153,6 +161,15 @@ func Load(environ map[string]string, requireToken bool) (*Config, error) {
 	if err != nil {
 		problems = append(problems, envProblems(err)...)
 	}
+	// HTTP_LISTEN is on unless turned off: unset it takes its default, set
+	// empty it is off (the rule "an empty variable takes the default" would
+	// leave no way to turn it off).
+	switch v, set := vars["HTTP_LISTEN"]; {
+	case !set:
+		cfg.HTTPListen = DefaultHTTPListen
+	case strings.TrimSpace(v) == "" || strings.EqualFold(strings.TrimSpace(v), "off"):
+		cfg.HTTPListen = ""
+	}
 	cfg.normalize()
 	// A variable that did not parse holds its zero value: do not report
 	// it twice.
@@ -163,6 +180,9 @@ func Load(environ map[string]string, requireToken bool) (*Config, error) {
 		}
 	}
 	if requireToken && !cfg.UsesLAN() && cfg.APIToken == "" && cfg.TokenFile == "" && !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, "ULTIMAKER_API_TOKEN") }) {
+		if len(problems) == 0 && cfg.ClientID == "" {
+			return nil, &Error{NothingToBridge}
+		}
 		problems = append(problems, "ULTIMAKER_API_TOKEN (or ULTIMAKER_API_TOKEN_FILE), or TOKEN_FILE after `ultimaker2mqtt login`, is required")
 	}
 	if requireToken && !cfg.UsesLAN() && cfg.APIToken == "" && cfg.TokenFile != "" && cfg.ClientID == "" {
@@ -254,6 +274,10 @@ func (c *Config) normalize() {
 	// newline is the same token.
 	c.WebToken = Secret(strings.TrimSpace(string(c.WebToken)))
 }
+
+// DefaultHTTPListen is where the page is served when HTTP_LISTEN is not
+// set: this machine only (the container image sets :8080).
+const DefaultHTTPListen = "127.0.0.1:8080"
 
 // MinWebToken is the shortest WEB_TOKEN accepted: 16 characters of a
 // random hex string are 64 bits, beyond guessing over HTTP.

@@ -155,7 +155,7 @@ func TestBridgeAuthRequiredAndRecovery(t *testing.T) {
 	sim, _, env := loginWorld(t)
 	login(t, env, false)
 	b := mqtttest.Start(t)
-	env = append(slices.Clone(env), "MQTT_URL="+b.URL(), "MQTT_BASE_TOPIC=oa", "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s",
+	env = append(slices.Clone(env), "HTTP_LISTEN=", "MQTT_URL="+b.URL(), "MQTT_BASE_TOPIC=oa", "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s",
 		"POLL_CLUSTERS_INTERVAL=1s", "AUTH_RECHECK_INTERVAL=1s", "LOG_FORMAT=json", "LOG_LEVEL=debug")
 	watch := mqtttest.Watch(t, b.URL(), "oa/bridge/info")
 	_, logs := startBridge(t, env)

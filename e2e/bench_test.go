@@ -37,7 +37,7 @@ func benchCommandLatency(b *testing.B, broker *mqtttest.Broker) {
 		OnAction: func(string) { arrived <- time.Now() }})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	env := []string{"MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=lat", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+	env := []string{"HTTP_LISTEN=", "MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=lat", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
 		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=10s", "COMMAND_POLL_INTERVAL=10ms", "LOG_LEVEL=error", "LOG_FORMAT=json"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -99,7 +99,7 @@ func benchFirstPublish(b *testing.B, n int, ha string) {
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	watch := mqtttest.WatchQoS(b, broker.URL(), "farm/printers/+/state", 0)
-	env := []string{"MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=farm", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+	env := []string{"HTTP_LISTEN=", "MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=farm", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
 		"ULTIMAKER_API_TOKEN=" + testToken, "LOG_LEVEL=error", "LOG_FORMAT=json", "HA_DISCOVERY=" + ha}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -130,7 +130,7 @@ func BenchmarkRetainedCommandsMemory(b *testing.B) {
 		srv := httptest.NewServer(sim)
 		rss := func() float64 {
 			cmd := exec.Command(bin, "run")
-			cmd.Env = []string{"MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=mem", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+			cmd.Env = []string{"HTTP_LISTEN=", "MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=mem", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
 				"ULTIMAKER_API_TOKEN=" + testToken, "LOG_LEVEL=error", "LOG_FORMAT=json"}
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)

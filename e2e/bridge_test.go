@@ -153,7 +153,7 @@ func TestBrokerDownAtStart(t *testing.T) {
 	sim := simulator.New(simulator.Options{Tokens: []string{testToken}})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	_, logs := startBridge(t, []string{"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=late", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+	_, logs := startBridge(t, []string{"HTTP_LISTEN=", "MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=late", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
 		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "LOG_FORMAT=json"})
 	time.Sleep(1500 * time.Millisecond) // a few failed attempts
 	b.Begin()

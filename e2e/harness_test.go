@@ -39,7 +39,8 @@ func newWorld(t *testing.T, base string) *world {
 	t.Cleanup(srv.Close)
 	w := &world{broker: b, sim: sim, api: srv.URL + simulator.BasePath}
 	w.env = []string{
-		"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=" + base, "MQTT_CLIENT_ID=test-" + base,
+		"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=" + base, "HTTP_LISTEN=", // the page: off unless a test needs it
+		"MQTT_CLIENT_ID=test-" + base,
 		"ULTIMAKER_API_URL=" + w.api, "ULTIMAKER_API_TOKEN=" + testToken,
 		"POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_OFFLINE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=1s",
 		"LOG_FORMAT=json", "LOG_LEVEL=debug",

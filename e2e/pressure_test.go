@@ -180,7 +180,7 @@ func cloudReachableFlips(t *testing.T, d time.Duration) (flips, seen int) {
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	watch := mqtttest.Watch(t, b.URL(), "reach/bridge/info")
-	startBridge(t, []string{"MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=reach", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
+	startBridge(t, []string{"HTTP_LISTEN=", "MQTT_URL=" + b.URL(), "MQTT_BASE_TOPIC=reach", "ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath,
 		"ULTIMAKER_API_TOKEN=" + testToken, "POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=5s",
 		"POLL_BACKOFF_MAX=2s", "LOG_FORMAT=json"})
 	time.Sleep(d)

@@ -192,3 +192,17 @@ func TestKeyOf(t *testing.T) {
 		}
 	}
 }
+
+// An empty slot (no print core) reports 0 °C on the printer's API: it has
+// no temperature, not a cold one.
+func TestEmptySlotHasNoTemperature(t *testing.T) {
+	zero, hot := 0.0, 215.0
+	lp := &Printer{Heads: []Head{{Extruders: []Extruder{
+		{Hotend: &Hotend{ID: "AA 0.4", Temperature: &Temperature{Current: &hot, Target: &hot}}},
+		{Hotend: &Hotend{ID: "", Temperature: &Temperature{Current: &zero, Target: &zero}}},
+	}}}}
+	l := liveOf(lp)
+	if len(l.Hotends) != 2 || l.Hotends[0].Current == nil || *l.Hotends[0].Current != 215 || l.Hotends[1].Current != nil {
+		t.Errorf("hotends %+v", l.Hotends)
+	}
+}

@@ -569,7 +569,8 @@ func liveOf(lp *Printer) state.Live {
 	if len(lp.Heads) > 0 {
 		for _, e := range lp.Heads[0].Extruders {
 			var t state.Temperature
-			if h := e.Hotend; h != nil && h.Temperature != nil {
+			// An empty slot (no print core) reports 0 °C: no temperature.
+			if h := e.Hotend; h != nil && h.ID != "" && h.Temperature != nil {
 				t = state.Temperature{Current: h.Temperature.Current, Target: h.Temperature.Target}
 			}
 			l.Hotends = append(l.Hotends, t)

@@ -106,7 +106,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(netutil.LimitListener(ln, b.MaxConns)) }()
-	s.log.Info().Str("listen", ln.Addr().String()).Bool("page", s.page != nil).Msg("serving /healthz and /metrics")
+	if s.page != nil {
+		s.log.Info().Str("listen", ln.Addr().String()).Msg("the farm page is on " + PageURL(ln.Addr().String()))
+	} else {
+		s.log.Info().Str("listen", ln.Addr().String()).Msg("serving /healthz and /metrics")
+	}
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -119,6 +123,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		return err
 	}
+}
+
+// PageURL is where a browser on this machine finds the endpoint that
+// listens on listen: http://host:port/, 127.0.0.1 for every address.
+func PageURL(listen string) string {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // Evaluate builds a Health from checks.

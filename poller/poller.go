@@ -776,7 +776,12 @@ func (r *run) handleList(ctx context.Context, res result) {
 		r.listFails++
 		r.stats.PollErrors++
 		r.stats.LastError = string(connect.KindOf(res.err))
-		if r.listFails == 1 {
+		switch {
+		case r.listFails == 1 && connect.KindOf(res.err) == connect.KindAuth:
+			// Nothing will work until a person acts: say what to do.
+			r.log.Error().Err(res.err).Str("kind", r.stats.LastError).Msg("the cloud refuses the bridge's token: " +
+				"check ULTIMAKER_API_TOKEN (or sign in again with login for TOKEN_FILE); `ultimaker2mqtt check` tells more")
+		case r.listFails == 1:
 			r.log.Warn().Err(res.err).Str("kind", r.stats.LastError).Msg("cluster list poll failed")
 		}
 		r.nextList = res.at.Add(min(r.backoff(r.listFails), r.cfg.ClustersInterval))

@@ -166,7 +166,7 @@ func uuidOf(seed string) string {
 
 var jobNames = []string{
 	"bracket_v2", "gearbox_housing", "cable_clip_x20", "phone_stand", "drone_arm_left",
-	"lid_prototype", "calibration_cube", "hinge_test_pla", "fan_duct_s5", "enclosure_front",
+	"lid_prototype", "calibration_cube", "hinge_test", "fan_duct_s5", "enclosure_front",
 	"lab_sample_rack", "name_tags_batch", "robot_gripper", "vase_spiral", "tool_holder",
 }
 

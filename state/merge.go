@@ -54,6 +54,10 @@ func Merge(cloud, local, prev *Printer, now time.Time) (p Printer, changed bool)
 		p = mergeLive(*cloud, *local)
 		p.encoded = nil
 	}
+	// The status's own start, whichever source gives the status now.
+	if prev != nil && prev.Status == p.Status && !prev.StatusSince.IsZero() && !prev.StatusSince.Equal(p.StatusSince) {
+		p.StatusSince, p.encoded = prev.StatusSince, nil
+	}
 	p.UpdatedAt = time.Time{}
 	if p.encoded == nil {
 		p.encoded, p.sum = encodeContent(p)
@@ -70,6 +74,7 @@ func mergeLive(cloud, local Printer) Printer {
 	p := cloud
 	p.Source = SourceBoth
 	p.Status, p.PrinterStatus, p.Online, p.Printing = local.Status, local.PrinterStatus, true, local.Printing
+	p.StatusSince = local.StatusSince
 	p.Camera, p.LocalAuth, p.LocalURL = local.Camera, local.LocalAuth, local.LocalURL
 	p.IPAddress = nonEmpty(cloud.IPAddress, local.IPAddress)
 	if p.Firmware.Version == "" {

@@ -61,3 +61,6 @@ func ended(status string) bool { return slices.Contains(EndedStatuses, status) }
 func (p Printer) HoldsPrint() bool {
 	return p.Online && (p.Status == "wait_cleanup" || p.Job != nil && p.Job.Status == "wait_cleanup")
 }
+
+// paused reports whether a job is paused or on its way there.
+func paused(status string) bool { return status == "pausing" || status == "paused" }

@@ -20,28 +20,31 @@ const etaJitter = 2 * time.Minute
 
 // Printer is one printer as the bridge publishes it on <base>/printers/<id>/state.
 type Printer struct {
-	ID             string      `json:"id"`
-	UUID           string      `json:"uuid"`
-	UniqueName     string      `json:"unique_name"`
-	FriendlyName   string      `json:"friendly_name"`
-	MachineVariant string      `json:"machine_variant"`
-	Cluster        string      `json:"cluster"`
-	ClusterID      string      `json:"cluster_id"`
-	Status         string      `json:"status"`
-	PrinterStatus  string      `json:"printer_status"`
-	Online         bool        `json:"online"`
-	Enabled        bool        `json:"enabled"`
-	Printing       bool        `json:"printing"`
-	Job            *Job        `json:"job"`
-	LastJob        *LastJob    `json:"last_job"`
-	Extruders      []Extruder  `json:"extruders"`
-	BuildPlate     *BuildPlate `json:"build_plate"`
-	Chamber        *Chamber    `json:"chamber,omitempty"` // only where the printer reports one
-	Firmware       Firmware    `json:"firmware"`
-	Maintenance    Maintenance `json:"maintenance"`
-	Errors         []string    `json:"errors"`
-	IPAddress      string      `json:"ip_address"`
-	Camera         *Camera     `json:"camera,omitempty"` // only from the LAN
+	ID             string `json:"id"`
+	UUID           string `json:"uuid"`
+	UniqueName     string `json:"unique_name"`
+	FriendlyName   string `json:"friendly_name"`
+	MachineVariant string `json:"machine_variant"`
+	Cluster        string `json:"cluster"`
+	ClusterID      string `json:"cluster_id"`
+	Status         string `json:"status"`
+	PrinterStatus  string `json:"printer_status"`
+	Online         bool   `json:"online"`
+	Enabled        bool   `json:"enabled"`
+	Printing       bool   `json:"printing"`
+	// StatusSince is when the printer took its status, as far as the
+	// bridge saw (its first poll, for a status it found).
+	StatusSince time.Time   `json:"status_since"`
+	Job         *Job        `json:"job"`
+	LastJob     *LastJob    `json:"last_job"`
+	Extruders   []Extruder  `json:"extruders"`
+	BuildPlate  *BuildPlate `json:"build_plate"`
+	Chamber     *Chamber    `json:"chamber,omitempty"` // only where the printer reports one
+	Firmware    Firmware    `json:"firmware"`
+	Maintenance Maintenance `json:"maintenance"`
+	Errors      []string    `json:"errors"`
+	IPAddress   string      `json:"ip_address"`
+	Camera      *Camera     `json:"camera,omitempty"` // only from the LAN
 	// LocalURL is the printer's own web page, when it is read on the LAN.
 	LocalURL string `json:"local_url,omitempty"`
 	// Source says who feeds this state now: cloud, local or cloud+local.
@@ -390,6 +393,10 @@ func Build(obs Observation, prev *View) View {
 		if pp != nil {
 			holdWithin(&p, pp)
 		}
+		p.StatusSince = now
+		if pp != nil && pp.Status == p.Status && !pp.StatusSince.IsZero() {
+			p.StatusSince = pp.StatusSince
+		}
 		p.encoded, p.sum = encodeContent(p)
 		p.UpdatedAt = now
 		changed := pp == nil || pp.contentSum() != p.sum
@@ -459,6 +466,10 @@ func buildJob(j connect.PrintJob, now time.Time, prev *Printer) *Job {
 	out := &Job{UUID: j.UUID, Name: j.Name, Status: j.Status, Owner: j.Owner, TimeElapsed: elapsed / 60 * 60,
 		TimeTotal: total, TimeRemaining: (remaining + 59) / 60 * 60, PreviewURL: j.PreviewURL, elapsed: elapsed}
 	if total > 0 {
+		// Rounded up to the minute, but never more than the whole job.
+		out.TimeRemaining = min(out.TimeRemaining, total)
+	}
+	if total > 0 {
 		out.Progress = math.Round(min(float64(elapsed)/float64(total), 1)*1000) / 10
 	}
 	var held *Job
@@ -471,7 +482,9 @@ func buildJob(j connect.PrintJob, now time.Time, prev *Printer) *Job {
 	case elapsed > 0 || j.Status == "printing":
 		out.StartedAt = timePtr(now.Add(-time.Duration(elapsed) * time.Second))
 	}
-	if isRunning(j.Status) || j.Status == "wait_cleanup" || j.Status == "wait_user_action" {
+	// No finish time while paused: it moves with every minute of the
+	// pause, and the last estimate would soon lie in the past.
+	if (isRunning(j.Status) || j.Status == "wait_cleanup" || j.Status == "wait_user_action") && !paused(j.Status) {
 		eta := now.Add(time.Duration(remaining) * time.Second)
 		if held != nil && held.ETA != nil && absDur(held.ETA.Sub(eta)) < etaJitter {
 			eta = *held.ETA

@@ -349,3 +349,34 @@ func TestCompactKeepsChangeDetection(t *testing.T) {
 		t.Errorf("sum of a printer not built by Build")
 	}
 }
+
+// How long a printer has had its status is kept while the status stays
+// (the page said "Paused · < 1 min" for a printer paused for a quarter
+// of an hour), and no finish time is given while a job is paused.
+func TestStatusSinceAndNoFinishWhilePaused(t *testing.T) {
+	p, jobs := s5("printing", job("printing", 3000, 12000))
+	v1 := Build(observe(true, p, jobs, nil, t0), nil)
+	jobs[0].Status = "paused"
+	p.Status = "printing"
+	v2 := Build(observe(true, p, jobs, nil, t0.Add(time.Minute)), &v1)
+	jobs[0].TimeElapsed += 1 // a temperature, a minute: anything else changes
+	v3 := Build(observe(true, p, jobs, nil, t0.Add(15*time.Minute)), &v2)
+	got := []time.Time{v1.Printers[0].StatusSince, v2.Printers[0].StatusSince, v3.Printers[0].StatusSince}
+	if !got[0].Equal(t0) || !got[1].Equal(t0.Add(time.Minute)) || !got[2].Equal(got[1]) || v3.Printers[0].Status != "paused" {
+		t.Errorf("status since %v (status %s)", got, v3.Printers[0].Status)
+	}
+	if v1.Printers[0].Job.ETA == nil || v3.Printers[0].Job.ETA != nil {
+		t.Errorf("ETA printing %v, paused %v: want one, then none", v1.Printers[0].Job.ETA, v3.Printers[0].Job.ETA)
+	}
+}
+
+// A short job's time left, rounded up to the minute, is never more than
+// the whole job (126 s total showed 180 s left).
+func TestTimeRemainingWithinTotal(t *testing.T) {
+	p, jobs := s5("printing", job("printing", 5, 126))
+	jobs[0].TimeRemaining = 121
+	v := Build(observe(true, p, jobs, nil, t0), nil)
+	if j := v.Printers[0].Job; j.TimeRemaining > j.TimeTotal || j.TimeRemaining != 126 {
+		t.Errorf("remaining %d of %d", j.TimeRemaining, j.TimeTotal)
+	}
+}

@@ -151,7 +151,7 @@ func measure(bin string, n int, duration, interval time.Duration, ha, idle bool,
 	watch.Subscribe("homeassistant/#", 0, func(_ mqtt.Client, m mqtt.Message) { c.saw(m) })
 
 	cmd := exec.Command(bin, "run")
-	cmd.Env = []string{"MQTT_URL=" + url, "MQTT_BASE_TOPIC=farm", "MQTT_CLIENT_ID=farm-bridge",
+	cmd.Env = []string{"HTTP_LISTEN=", "MQTT_URL=" + url, "MQTT_BASE_TOPIC=farm", "MQTT_CLIENT_ID=farm-bridge",
 		"ULTIMAKER_API_URL=http://" + ln.Addr().String() + simulator.BasePath, "ULTIMAKER_API_TOKEN=farm-token",
 		"POLL_INTERVAL=" + interval.String(), "POLL_IDLE_INTERVAL=" + interval.String(), "POLL_CLUSTERS_INTERVAL=5m",
 		"HA_DISCOVERY=" + strconv.FormatBool(ha), "LOG_LEVEL=warn", "LOG_FORMAT=json"}

@@ -100,11 +100,12 @@
   }
 
   // How long a printer has had its status: from its job's start while
-  // it prints, else since this page saw the status change.
+  // it prints, else since the bridge saw the status begin (status_since).
   function sinceOf(p) {
     if (p.job && p.job.started_at && ['printing', 'pre_print'].includes(p.status)) return Date.parse(p.job.started_at);
+    if (p.status_since) return Date.parse(p.status_since);
     const s = S.since.get(p.id);
-    return s ? s.at : Date.parse(p.updated_at);
+    return s ? s.at : Date.now();
   }
 
   // The picture a tile shows: a camera picture taken during this job,
