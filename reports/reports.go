@@ -91,6 +91,7 @@ type Log struct {
 	now     func() time.Time
 	clears  *Clears
 	flights singleflight.Group
+	reading chan struct{} // one read of the sources at a time
 
 	mu   sync.Mutex
 	kept map[period]kept
@@ -116,7 +117,8 @@ func New(cfg Config, cloud Cloud, lan LAN, farm Farm, clears *Clears) *Log {
 	if clears == nil {
 		clears = NewClears()
 	}
-	return &Log{cfg: cfg, cloud: cloud, lan: lan, farm: farm, now: time.Now, clears: clears, kept: map[period]kept{}}
+	return &Log{cfg: cfg, cloud: cloud, lan: lan, farm: farm, now: time.Now, clears: clears, kept: map[period]kept{},
+		reading: make(chan struct{}, 1)}
 }
 
 // Query asks the job log: the jobs created in [From, To) that match every
@@ -289,6 +291,15 @@ func (l *Log) period(ctx context.Context, from, to time.Time) ([]Job, error) {
 	}
 	l.mu.Unlock()
 	v, err, _ := l.flights.Do(fmt.Sprint(key), func() (any, error) {
+		// One walk of the history at a time, whoever asks: a page's
+		// questions must never cost the account its request budget (a 429
+		// pauses every poll).
+		select {
+		case l.reading <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		defer func() { <-l.reading }()
 		jobs, err := l.read(context.WithoutCancel(ctx), from, to)
 		if err != nil {
 			return nil, err

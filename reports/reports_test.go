@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -349,4 +350,49 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", raw, q)
 		}
 	})
+}
+
+// slowCloud counts the walks of the history under way at once.
+type slowCloud struct {
+	mu        sync.Mutex
+	now, most int
+	walks     int
+}
+
+func (c *slowCloud) WalkReports(ctx context.Context, start, end time.Time, visit func([]connect.Report)) error {
+	c.mu.Lock()
+	c.now++
+	c.walks++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	c.mu.Lock()
+	c.now--
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *slowCloud) PrintJobs(context.Context, connect.PrintJobQuery) ([]connect.PrintJob, connect.Page, error) {
+	return nil, connect.Page{}, nil
+}
+
+// However many ask about however many periods, the history is walked one
+// period at a time, and one period once.
+func TestOneWalkAtATime(t *testing.T) {
+	cloud := &slowCloud{}
+	l := New(Config{}, cloud, nil, farmOf{}, nil)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			from := now.Add(-time.Duration(i%5+1) * 24 * time.Hour)
+			if _, err := l.Jobs(context.Background(), Query{From: from, To: now, Page: 1, PerPage: 10}, false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if cloud.most != 1 || cloud.walks != 5 {
+		t.Errorf("%d walks, %d at once at most: want 5, one at a time", cloud.walks, cloud.most)
+	}
 }
