@@ -67,10 +67,18 @@ func startMember(t *testing.T, env []string, id string, extra ...string) *member
 // printers printing.
 func groupWorld(t *testing.T, base string) (*simulator.Server, *mqtttest.Broker, []string, *actions) {
 	t.Helper()
-	broker := mqtttest.Start(t)
 	acts := &actions{}
-	sim := simulator.New(simulator.Options{Speed: 1, Seed: 5, Tokens: []string{testToken}, ExtraPrinters: 30, Calm: true,
-		OnAction: acts.add})
+	sim, broker, env := groupWorldOf(t, base, simulator.Options{Speed: 1, ExtraPrinters: 30, OnAction: acts.add})
+	return sim, broker, env, acts
+}
+
+// groupWorldOf is mosquitto and a calm simulator with opts, and the
+// environment of the group's members.
+func groupWorldOf(t *testing.T, base string, opts simulator.Options) (*simulator.Server, *mqtttest.Broker, []string) {
+	t.Helper()
+	broker := mqtttest.Start(t)
+	opts.Seed, opts.Tokens, opts.Calm = 5, []string{testToken}, true
+	sim := simulator.New(opts)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	env := []string{
@@ -79,7 +87,7 @@ func groupWorld(t *testing.T, base string) (*simulator.Server, *mqtttest.Broker,
 		"POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_OFFLINE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=5s",
 		"HA_DISCOVERY=false", "LOG_FORMAT=json", "LOG_LEVEL=info",
 	}
-	return sim, broker, env, acts
+	return sim, broker, env
 }
 
 // actions counts the simulator's printer and print-job actions by path.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -303,16 +302,8 @@ func metric(t *testing.T, addr, series string) float64 {
 // over gives its print_finished once, late (issue 27).
 func TestGroupTakeoverEventsOnce(t *testing.T) {
 	const base = "gev"
-	broker := mqtttest.Start(t)
-	sim := simulator.New(simulator.Options{Speed: 20, Seed: 5, Tokens: []string{testToken}, ExtraPrinters: 6, Calm: true})
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	env := []string{
-		"MQTT_URL=" + broker.URL(), "MQTT_BASE_TOPIC=" + base,
-		"ULTIMAKER_API_URL=" + srv.URL + simulator.BasePath, "ULTIMAKER_API_TOKEN=" + testToken,
-		"POLL_INTERVAL=1s", "POLL_IDLE_INTERVAL=1s", "POLL_OFFLINE_INTERVAL=1s", "POLL_CLUSTERS_INTERVAL=5s",
-		"HA_DISCOVERY=false", "LOG_FORMAT=json", "LOG_LEVEL=info", "CAMERA_INTERVAL=0",
-	}
+	sim, broker, env := groupWorldOf(t, base, simulator.Options{Speed: 20, ExtraPrinters: 6})
+	env = append(env, "CAMERA_INTERVAL=0")
 	clusters := len(sim.ClusterIDs())
 	watch := mqtttest.Watch(t, broker.URL(), base+"/#")
 	members := map[string]*member{}

@@ -133,17 +133,8 @@ func TestPageComesBack(t *testing.T) {
 	front := newProxy(t, addr)
 	p := proxyOf(front)
 
-	ctx := browser(t)
-	var pw pageWatch
-	pw.listen(t, ctx)
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := chromedp.Do(tctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	b := openBrowser(t, 1400, 900)
+	ctx, do := b.ctx, b.do
 	// within polls expr until it holds, and says how long that took.
 	within := func(what, expr string, limit time.Duration) time.Duration {
 		t.Helper()
@@ -202,13 +193,9 @@ func TestPageComesBack(t *testing.T) {
 	p.set("pass")
 	within("live again", live, 30*time.Second)
 
-	if v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__loadedOnce || ''`)); err != nil || v != "yes" {
-		t.Errorf("the page reloaded (marker %q, %v)", v, err)
+	if v := b.value("the marker", `window.__loadedOnce || ''`); v != "yes" {
+		t.Errorf("the page reloaded (marker %v)", v)
 	}
 	stop()
-	pw.mu.Lock()
-	defer pw.mu.Unlock()
-	if len(pw.errors) > 0 {
-		t.Errorf("the page logged errors: %v", pw.errors)
-	}
+	b.noErrors()
 }

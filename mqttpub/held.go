@@ -148,12 +148,8 @@ func (c *Client) readRetained(ctx context.Context, filters []string) (map[string
 	}
 	ctx, cancel := context.WithTimeout(ctx, RecallWait)
 	defer cancel()
-	for !p.cli.IsConnectionOpen() {
-		select {
-		case <-ctx.Done():
-			return nil, ErrNoProbe
-		case <-time.After(20 * time.Millisecond):
-		}
+	if !p.open(ctx) {
+		return nil, ErrNoProbe
 	}
 	var mu sync.Mutex
 	found := map[string][]byte{}

@@ -92,6 +92,19 @@ func (p *prober) run(ctx context.Context) {
 	}
 }
 
+// open waits for the probe's connection: just after a (re)connect it
+// may still be on its way. False if ctx ended first.
+func (p *prober) open(ctx context.Context) bool {
+	for !p.cli.IsConnectionOpen() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 func (p *prober) retained(_ mqtt.Client, m mqtt.Message) {
 	if !m.Retained() {
 		return
@@ -122,14 +135,8 @@ func (c *Client) RetainedCopy(ctx context.Context, topic string) ([]byte, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// Just after a (re)connect the probe's own connection may still be
-	// on its way: wait for it rather than refuse the command.
-	for !p.cli.IsConnectionOpen() {
-		select {
-		case <-ctx.Done():
-			return nil, ErrNoProbe
-		case <-time.After(20 * time.Millisecond):
-		}
+	if !p.open(ctx) {
+		return nil, ErrNoProbe
 	}
 
 	p.mu.Lock()
