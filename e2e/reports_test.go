@@ -291,3 +291,33 @@ func TestWallAtFarmScale(t *testing.T) {
 	}
 	p.noErrors()
 }
+
+// TestJobLogOfALANPrinter: a bridge without a cloud account has a job log
+// all the same, from the printer's own history on the LAN (issue 30).
+func TestJobLogOfALANPrinter(t *testing.T) {
+	w := newWorld(t, "lanjobs")
+	_, addr := serveLocal(t, w.sim, labS5, simulator.LocalOptions{})
+	page := freeAddr(t)
+	env := append(lanEnv(w, "lanjobs", addr), "HTTP_LISTEN="+page, "LOCAL_AUTH_FILE="+t.TempDir()+"/a.json")
+	startBridge(t, env)
+	from := time.Now().Add(-30 * 24 * time.Hour).UTC().Format("2006-01-02")
+	var log reports.Result
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if resp, err := http.Get("http://" + page + "/api/jobs?from=" + from); err == nil {
+			json.NewDecoder(resp.Body).Decode(&log)
+			resp.Body.Close()
+		}
+		if log.Total > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if log.Total < 5 {
+		t.Fatalf("%d jobs from the LAN printer's history, want its month's", log.Total)
+	}
+	for _, j := range log.Jobs {
+		if j.Source != "local" || j.Printer != labS5 || j.PrinterName == "" || j.Ended == nil ||
+			!slices.Contains([]string{reports.Finished, reports.Aborted, reports.Failed}, j.Status) {
+			t.Errorf("row %+v", j)
+		}
+	}
+}
