@@ -52,6 +52,51 @@ func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Contex
 	return ctx
 }
 
+// pageOf runs steps against a headless Chromium and fails the test on an
+// error; value evaluates one expression.
+type pageOf struct {
+	t   *testing.T
+	ctx context.Context
+	pw  *pageWatch
+}
+
+func openBrowser(t *testing.T, w, h int) pageOf {
+	t.Helper()
+	ctx := browser(t, chromedp.WindowSize(w, h))
+	p := pageOf{t: t, ctx: ctx, pw: &pageWatch{}}
+	p.pw.listen(t, ctx)
+	return p
+}
+
+func (p pageOf) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		p.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (p pageOf) value(what, expr string) any {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		p.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func (p pageOf) noErrors() {
+	p.t.Helper()
+	p.pw.mu.Lock()
+	defer p.pw.mu.Unlock()
+	if len(p.pw.errors) > 0 {
+		p.t.Errorf("the page logged errors: %v", p.pw.errors)
+	}
+}
+
 // pageWatch collects what a page did: its requests and its errors.
 type pageWatch struct {
 	mu       sync.Mutex
@@ -105,28 +150,8 @@ func TestFarmPageInChromium(t *testing.T) {
 	origin := "http://" + addr
 	waitForPrinters(t, w, "page")
 
-	ctx := browser(t)
-	var pw pageWatch
-	pw.listen(t, ctx)
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(tctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// value runs one step that gives a value.
-	value := func(what, expr string) any {
-		t.Helper()
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(tctx, chromedp.Evaluate[any](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
+	b := openBrowser(t, 1400, 900)
+	ctx, pw, run, value := b.ctx, b.pw, b.do, b.value
 	ready := chromedp.Poll[chromedp.Void](`window.__u2m && window.__u2m.ready`, chromedp.WithPollingTimeout(20*time.Second))
 	run("open the page", chromedp.Navigate(origin+"/"), ready)
 	n := value("count tiles", `document.querySelectorAll('.tile').length`)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -17,51 +16,6 @@ import (
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/reports"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/simulator"
 )
-
-// pageOf runs steps against a headless Chromium and fails the test on an
-// error; value evaluates one expression.
-type pageOf struct {
-	t   *testing.T
-	ctx context.Context
-	pw  *pageWatch
-}
-
-func openBrowser(t *testing.T, w, h int) pageOf {
-	t.Helper()
-	ctx := browser(t, chromedp.WindowSize(w, h))
-	p := pageOf{t: t, ctx: ctx, pw: &pageWatch{}}
-	p.pw.listen(t, ctx)
-	return p
-}
-
-func (p pageOf) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		p.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func (p pageOf) value(what, expr string) any {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-	if err != nil {
-		p.t.Fatalf("%s: %v", what, err)
-	}
-	return v
-}
-
-func (p pageOf) noErrors() {
-	p.t.Helper()
-	p.pw.mu.Lock()
-	defer p.pw.mu.Unlock()
-	if len(p.pw.errors) > 0 {
-		p.t.Errorf("the page logged errors: %v", p.pw.errors)
-	}
-}
 
 const noSideways = `document.documentElement.scrollWidth <= innerWidth + 1`
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/activity"
 	"github.com/ultimaker2mqtt/ultimaker2mqtt/poller"
-	"github.com/ultimaker2mqtt/ultimaker2mqtt/topics"
 )
 
 const (
@@ -37,7 +36,6 @@ const (
 // activity feed (statistics, the workspace) and tells each open page
 // what changed.
 type hub struct {
-	tree topics.Tree
 	feed Activity
 
 	mu         sync.Mutex
@@ -64,8 +62,8 @@ type page struct {
 	pictures   map[string]time.Time // printers with a new picture, and when it was taken
 }
 
-func newHub(tree topics.Tree, feed Activity) *hub {
-	return &hub{tree: tree, feed: feed, pages: map[*page]bool{}, perClient: map[string]int{},
+func newHub(feed Activity) *hub {
+	return &hub{feed: feed, pages: map[*page]bool{}, perClient: map[string]int{},
 		statistics: map[string]json.RawMessage{}}
 }
 

@@ -108,7 +108,7 @@ func New(cfg Config, src Source, cmd Commands, images Images, log zerolog.Logger
 	}
 	l := log.With().Str("component", "web").Logger()
 	c := clients{trusted: cfg.TrustedProxies}
-	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Tree, cfg.Feed), clients: c,
+	return &Server{cfg: cfg, src: src, cmd: cmd, images: images, log: l, hub: newHub(cfg.Feed), clients: c,
 		guard: newGuard(cfg.Token, c, l), previews: picture.NewStore(cfg.PreviewMemory), fetching: make(chan struct{}, 4),
 		unfetched: map[string]time.Time{}}
 }

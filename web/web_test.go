@@ -499,7 +499,7 @@ func TestStreamSendsASnapshotThenWhatChanged(t *testing.T) {
 }
 
 func TestStreamsAreBounded(t *testing.T) {
-	h := newHub(topics.Tree{Base: "u"}, nil)
+	h := newHub(nil)
 	for i := range maxPages {
 		if pg, _ := h.open(fmt.Sprint(i % 100)); pg == nil {
 			t.Fatal("a page refused below the bound")
@@ -508,7 +508,7 @@ func TestStreamsAreBounded(t *testing.T) {
 	if pg, why := h.open("another"); pg != nil || !strings.Contains(why, "pages are open") {
 		t.Errorf("page %d opened (%q), want refused", maxPages+1, why)
 	}
-	h = newHub(topics.Tree{Base: "u"}, nil)
+	h = newHub(nil)
 	var mine []*page
 	for range maxPagesPerClient {
 		pg, _ := h.open("a")
